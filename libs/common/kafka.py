@@ -1,0 +1,210 @@
+"""Kafka topics, the producer factory and the batch consumer every consuming service uses.
+
+Delivery is at-least-once: a batch's offsets are committed only after its handler succeeded, and
+sinks are idempotent under replay. A record that cannot be decoded is a poison message: it goes to
+`<topic>.dlq` with its error and is committed past, so it never blocks its partition.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.structs import ConsumerRecord
+
+from libs.common.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+
+class Topic(StrEnum):
+    """Topic names: `<producer-domain>.<entity>.v<major>`; each has a `<name>.dlq` twin."""
+
+    INGESTION_EVENTS = "ingestion.events.v1"
+    INGESTION_DELETIONS = "ingestion.deletions.v1"
+    PROMPT_CHANGES = "prompts.changes.v1"
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class InvalidMessage(Exception):
+    """Raised by a decoder for a record that can never be processed (the poison-message path)."""
+
+
+def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+    # Set explicitly, never left to client defaults: a send counts only once every in-sync
+    # replica has it, and the idempotent producer keeps retries from duplicating or reordering.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=1024 * 1024,
+        max_request_size=16 * 1024 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, partitions: Mapping[str, int]) -> None:
+    """Create the topics (and their DLQs, one partition each) that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        wanted = {**{dlq_topic(t): 1 for t in partitions}, **partitions}
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(name, num_partitions=count, replication_factor=1)
+            for name, count in wanted.items()
+            if name not in existing
+        ]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+    finally:
+        await admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    bootstrap_servers: str
+    group_id: str
+    topics: tuple[str, ...]
+    max_records: int = 5000
+    max_wait_ms: int = 50
+    # Stop (and let the orchestrator restart us) after this many poison messages in a row:
+    # a flood of them means a bug or a wrong topic, not bad luck.
+    max_consecutive_invalid: int = 1000
+    max_handler_attempts: int = 8
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+
+
+class BatchConsumer(Generic[T]):
+    """Polls batches, decodes each record, hands the decoded batch to `handle` and commits.
+
+    Contract: `decode` is pure and raises InvalidMessage for poison records. `handle` must be
+    idempotent; a failing `handle` is retried with capped backoff without committing, and after
+    `max_handler_attempts` the error propagates (the process exits and is restarted). On a
+    rebalance the in-flight batch finishes and commits before partitions are given up.
+    """
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        decode: Callable[[ConsumerRecord[bytes, bytes]], T],
+        handle: Callable[[Sequence[T]], Awaitable[None]],
+        dlq_producer: AIOKafkaProducer,
+    ) -> None:
+        self._settings = settings
+        self._decode = decode
+        self._handle = handle
+        self._dlq = dlq_producer
+        self._batch_lock = asyncio.Lock()
+        self._consecutive_invalid = 0
+        # enable_auto_commit is off explicitly: aiokafka's default would commit before the
+        # handler ran, losing records on a crash.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._consumer.start()
+        self._consumer.subscribe(list(self._settings.topics), listener=_DrainOnRevoke(self))
+        try:
+            while not stop.is_set():
+                batches = await self._consumer.getmany(
+                    timeout_ms=self._settings.max_wait_ms, max_records=self._settings.max_records
+                )
+                if batches:
+                    async with self._batch_lock:
+                        await self._process(batches)
+        finally:
+            await self._consumer.stop()
+
+    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        decoded: list[T] = []
+        for records in batches.values():
+            for record in records:
+                try:
+                    decoded.append(self._decode(record))
+                    self._consecutive_invalid = 0
+                except InvalidMessage as exc:
+                    await self._dead_letter(record, exc)
+        if decoded:
+            await self._handle_with_retry(decoded)
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError:
+            # The group rebalanced under us: another member re-reads from the last commit and the
+            # idempotent sink absorbs the repeat.
+            log.warning("commit_failed_after_rebalance", partitions=len(offsets))
+            return
+        for tp, records in batches.items():
+            CONSUMED.labels(self._settings.group_id, tp.topic).inc(len(records))
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                CONSUMER_LAG.labels(self._settings.group_id, tp.topic, tp.partition).set(
+                    highwater - offsets[tp]
+                )
+
+    async def _handle_with_retry(self, decoded: list[T]) -> None:
+        delay = 0.1
+        for attempt in range(1, self._settings.max_handler_attempts + 1):
+            try:
+                await self._handle(decoded)
+                return
+            except Exception:
+                if attempt == self._settings.max_handler_attempts:
+                    raise
+                log.exception("batch_handler_failed", attempt=attempt, retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: InvalidMessage) -> None:
+        self._consecutive_invalid += 1
+        if self._consecutive_invalid > self._settings.max_consecutive_invalid:
+            raise RuntimeError("too many consecutive invalid messages; stopping") from exc
+        headers = [
+            ("error", str(exc).encode()),
+            ("original-topic", record.topic.encode()),
+            ("original-partition", str(record.partition).encode()),
+            ("original-offset", str(record.offset).encode()),
+        ]
+        await self._dlq.send_and_wait(
+            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        DEAD_LETTERED.labels(self._settings.group_id, record.topic).inc()
+        log.warning("dead_lettered", topic=record.topic, offset=record.offset, error=str(exc))
+
+
+class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Waits for the in-flight batch (which commits) before partitions are revoked."""
+
+    def __init__(self, consumer: BatchConsumer[T]) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        async with self._consumer._batch_lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        pass

@@ -1,0 +1,179 @@
+"""gRPC plumbing shared by the backend services: server bootstrap and client channels.
+
+A server gets the standard health service (one status per service name plus the overall ""),
+reflection, one interceptor that maps domain errors to status codes and binds log context, a
+deadline on every handler, and a graceful drain: on stop it reports NOT_SERVING, refuses new calls
+and lets in-flight ones finish within the grace period.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from libs.common import errors
+from libs.common.metrics import RPC_SECONDS
+from libs.common.scope import PROJECT_ID_KEY, REQUEST_ID_KEY
+
+log = structlog.get_logger()
+
+_STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Conflict: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+# Handlers without a client deadline still end: a stuck store call must not pin a worker forever.
+DEFAULT_DEADLINE_SECONDS = 30.0
+
+
+def status_for(exc: errors.DomainError) -> grpc.StatusCode:
+    for kind in type(exc).__mro__:
+        if kind in _STATUS:
+            return _STATUS[kind]
+    return grpc.StatusCode.UNKNOWN
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Binds request/project ids to the log context, bounds the handler by the call's deadline,
+    maps DomainError to its status code, and records latency per method and code."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method: str = details.method
+        metadata = dict(details.invocation_metadata or ())
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            remaining = context.time_remaining()
+            with structlog.contextvars.bound_contextvars(
+                rpc=method,
+                request_id=metadata.get(REQUEST_ID_KEY, ""),
+                project_id=metadata.get(PROJECT_ID_KEY, ""),
+            ):
+                try:
+                    async with asyncio.timeout(remaining or DEFAULT_DEADLINE_SECONDS):
+                        return await inner(request, context)
+                except errors.DomainError as exc:
+                    code = status_for(exc)
+                    await context.abort(code, str(exc))
+                except TimeoutError:
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                    await context.abort(code, "deadline exceeded")
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("rpc_failed")
+                    raise
+                finally:
+                    RPC_SECONDS.labels(method, code.name).observe(time.perf_counter() - started)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+Registrar = Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class GrpcServer:
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+    port: int
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def serve(self, stop: asyncio.Event, grace_seconds: float) -> None:
+        """Serve until `stop` is set, then drain: NOT_SERVING first, in-flight calls finish."""
+        await self.server.start()
+        await self.set_serving(True)
+        log.info("grpc_serving", port=self.port, services=self.service_names)
+        await stop.wait()
+        await self.set_serving(False)
+        log.info("grpc_draining", grace_seconds=grace_seconds)
+        await self.server.stop(grace_seconds)
+
+
+def make_server(
+    registrars: Iterable[tuple[Registrar, str]], host: str, port: int
+) -> GrpcServer:
+    """A server with `registrars` ((add_X_to_server bound to a servicer), full service name)."""
+    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+    names: list[str] = []
+    for register, name in registrars:
+        register(server)
+        names.append(name)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    bound = server.add_insecure_port(f"{host}:{port}")
+    return GrpcServer(server, health_servicer, tuple(names), bound)
+
+
+# Retries only what is safe to repeat at the transport level: the call never reached a handler.
+_SERVICE_CONFIG = """{
+  "methodConfig": [{
+    "name": [{}],
+    "retryPolicy": {
+      "maxAttempts": 4,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}"""
+
+
+def make_channel(address: str) -> grpc.aio.Channel:
+    """A client channel to a peer service; callers pass a `timeout` on every call."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=[
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ],
+    )
+
+
+async def check_health(address: str, timeout: float = 2.0) -> str:
+    """The overall health status name of the server at `address` ("UNREACHABLE" if none)."""
+    async with make_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return "UNREACHABLE"
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
