@@ -6,6 +6,7 @@ sinks are idempotent under replay. A record that cannot be decoded is a poison m
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -22,6 +23,7 @@ from libs.common.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
 log = structlog.get_logger()
 
 T = TypeVar("T")
+Record = ConsumerRecord[bytes, bytes]
 
 
 class Topic(StrEnum):
@@ -68,10 +70,9 @@ async def ensure_topics(bootstrap_servers: str, partitions: Mapping[str, int]) -
             if name not in existing
         ]
         if new:
-            try:
+            # Another process may create them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
     finally:
         await admin.close()
 
@@ -139,7 +140,7 @@ class BatchConsumer(Generic[T]):
         finally:
             await self._consumer.stop()
 
-    async def _process(self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+    async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
         decoded: list[T] = []
         for records in batches.values():
             for record in records:

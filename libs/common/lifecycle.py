@@ -1,4 +1,4 @@
-"""Process lifecycle: one stop event set by SIGTERM or SIGINT, awaited by every long-running task."""
+"""Process lifecycle: one stop event, set by SIGTERM or SIGINT, awaited by every long task."""
 
 import asyncio
 import signal

@@ -3,15 +3,20 @@
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RPC_SECONDS = Histogram(
-    "obs_rpc_seconds", "gRPC handler latency", ["method", "code"],
+    "obs_rpc_seconds",
+    "gRPC handler latency",
+    ["method", "code"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 HTTP_SECONDS = Histogram(
-    "obs_http_seconds", "Gateway request latency", ["route", "status"],
+    "obs_http_seconds",
+    "Gateway request latency",
+    ["route", "status"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 CONSUMER_LAG = Gauge(
-    "obs_consumer_lag", "Records between the high watermark and the consumer position",
+    "obs_consumer_lag",
+    "Records between the high watermark and the consumer position",
     ["group", "topic", "partition"],
 )
 CONSUMED = Counter("obs_consumed_records", "Records handled and committed", ["group", "topic"])

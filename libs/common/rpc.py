@@ -91,7 +91,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-Registrar = Callable[[grpc.aio.Server], None]
+# (generated add_XServicer_to_server, the servicer, the service's full proto name)
+Binding = tuple[Callable[[Any, grpc.aio.Server], None], object, str]
 
 
 @dataclass
@@ -121,14 +122,17 @@ class GrpcServer:
         await self.server.stop(grace_seconds)
 
 
-def make_server(
-    registrars: Iterable[tuple[Registrar, str]], host: str, port: int
-) -> GrpcServer:
-    """A server with `registrars` ((add_X_to_server bound to a servicer), full service name)."""
-    server = grpc.aio.server(interceptors=[ServerInterceptor()])
+def make_server(bindings: Iterable[Binding], host: str, port: int) -> GrpcServer:
+    server = grpc.aio.server(
+        interceptors=[ServerInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ],
+    )
     names: list[str] = []
-    for register, name in registrars:
-        register(server)
+    for add_to_server, servicer, name in bindings:
+        add_to_server(servicer, server)
         names.append(name)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

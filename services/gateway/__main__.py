@@ -1,0 +1,5 @@
+from libs.common.cli import main
+from services.gateway import server
+from services.gateway.config import load_gateway_config
+
+main("gateway", load_gateway_config, run=server.run, migrate=server.migrate)

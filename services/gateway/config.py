@@ -1,0 +1,44 @@
+from dataclasses import dataclass
+
+from libs.common import config
+from libs.common.config import env
+
+
+@dataclass(frozen=True, slots=True)
+class InitSettings:
+    """Langfuse's headless-initialization variables: applied (idempotently) at every start."""
+
+    org_id: str = env("LANGFUSE_INIT_ORG_ID", "")
+    org_name: str = env("LANGFUSE_INIT_ORG_NAME", "")
+    project_id: str = env("LANGFUSE_INIT_PROJECT_ID", "")
+    project_name: str = env("LANGFUSE_INIT_PROJECT_NAME", "")
+    public_key: str = env("LANGFUSE_INIT_PROJECT_PUBLIC_KEY", "")
+    secret_key: str = env("LANGFUSE_INIT_PROJECT_SECRET_KEY", "")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    database_url: str
+    # Server-side key for hashing API secrets; changing it invalidates every stored key.
+    api_key_salt: str
+    ingestion_addr: str = env("INGESTION_ADDR")
+    query_addr: str = env("QUERY_ADDR")
+    prompts_addr: str = env("PROMPTS_ADDR")
+    evals_addr: str = env("EVALS_ADDR")
+    http_host: str = "0.0.0.0"
+    http_port: int = 3000
+    metrics_port: int = 0
+    max_body_bytes: int = 5 * 1024 * 1024
+    auth_cache_seconds: float = 30.0
+    # After SIGTERM, /ready fails for this long before the server stops accepting, so load
+    # balancers stop routing here first.
+    drain_seconds: float = 5.0
+    backend_timeout_seconds: float = 30.0
+
+
+def load_gateway_config() -> GatewayConfig:
+    return config.load(GatewayConfig, "GATEWAY_")
+
+
+def load_init_settings() -> InitSettings:
+    return config.load(InitSettings, "")

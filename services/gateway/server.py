@@ -1,0 +1,101 @@
+"""Composition root of the gateway: PostgreSQL pool, authenticator, backend stubs, Starlette app
+under uvicorn, with a drain phase on SIGTERM (readiness fails, then the server stops)."""
+
+import asyncio
+import contextlib
+from importlib.metadata import version
+from pathlib import Path
+
+import asyncpg
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from libs.common.lifecycle import stop_on_signals
+from libs.common.metrics import serve_metrics
+from libs.common.migrate import migrate_postgres
+from services.gateway import clients
+from services.gateway.auth import Authenticator
+from services.gateway.config import GatewayConfig, load_init_settings
+from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.init import apply_init
+from services.gateway.middleware import BodyLimit, RequestContext
+from services.gateway.routes import all_routes
+from services.gateway.state import GatewayState
+from services.gateway.store import ProjectStore
+
+log = structlog.get_logger()
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
+
+
+def build_app(state: GatewayState, max_body_bytes: int) -> Starlette:
+    app = Starlette(
+        routes=all_routes(),
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(BodyLimit, max_bytes=max_body_bytes),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    app.state.gateway = state
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: our stop event drives the drain."""
+
+    def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+async def run(cfg: GatewayConfig) -> None:
+    stop = stop_on_signals()
+    serve_metrics(cfg.metrics_port)
+    pool = await asyncpg.create_pool(cfg.database_url, min_size=2, max_size=16)
+    store = ProjectStore(pool)
+    await apply_init(store, load_init_settings(), cfg.api_key_salt)
+    backends = clients.connect(cfg.ingestion_addr, cfg.query_addr, cfg.prompts_addr, cfg.evals_addr)
+    state = GatewayState(
+        store=store,
+        authenticator=Authenticator(store, cfg.api_key_salt, cfg.auth_cache_seconds),
+        backends=backends,
+        backend_timeout=cfg.backend_timeout_seconds,
+        version=version("obs"),
+    )
+    server = _Server(
+        uvicorn.Config(
+            build_app(state, cfg.max_body_bytes),
+            host=cfg.http_host,
+            port=cfg.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=30,
+        )
+    )
+
+    async def drain_on_stop() -> None:
+        await stop.wait()
+        state.draining = True
+        log.info("gateway_draining", seconds=cfg.drain_seconds)
+        await asyncio.sleep(cfg.drain_seconds)
+        server.should_exit = True
+
+    async def serve() -> None:
+        await server.serve()
+        if not server.started:
+            raise RuntimeError(f"gateway could not listen on {cfg.http_host}:{cfg.http_port}")
+        stop.set()
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(drain_on_stop())
+            tasks.create_task(serve())
+    finally:
+        await backends.close()
+        await pool.close()
+
+
+async def migrate(cfg: GatewayConfig) -> None:
+    await migrate_postgres(cfg.database_url, MIGRATIONS)

@@ -1,0 +1,18 @@
+"""What route handlers may use, held on `app.state.gateway` by the composition root."""
+
+from dataclasses import dataclass, field
+
+from services.gateway.auth import Authenticator
+from services.gateway.clients import Backends
+from services.gateway.store import ProjectStore
+
+
+@dataclass
+class GatewayState:
+    store: ProjectStore
+    authenticator: Authenticator
+    backends: Backends
+    backend_timeout: float
+    version: str
+    # Set on SIGTERM: /ready then fails so traffic drains away before the server stops.
+    draining: bool = field(default=False)

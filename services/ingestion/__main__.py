@@ -1,0 +1,5 @@
+from libs.common.cli import main
+from services.ingestion import server
+from services.ingestion.config import load_ingestion_config
+
+main("ingestion", load_ingestion_config, run=server.run, migrate=server.migrate)

@@ -1,0 +1,39 @@
+"""Composition root of the ingestion service: the S3 event log, the Kafka producer and gRPC."""
+
+from contextlib import AsyncExitStack
+
+from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from libs.common.kafka import Topic, ensure_topics, make_producer
+from libs.common.lifecycle import stop_on_signals
+from libs.common.metrics import serve_metrics
+from libs.common.rpc import make_server
+from services.ingestion.config import IngestionConfig
+from services.ingestion.handlers import IngestionServicer
+from services.ingestion.store import EventLog, open_s3
+
+SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
+
+
+async def run(cfg: IngestionConfig) -> None:
+    stop = stop_on_signals()
+    serve_metrics(cfg.metrics_port)
+    async with AsyncExitStack() as stack:
+        event_log = EventLog(await open_s3(cfg, stack), cfg.s3_bucket)
+        await event_log.ping()
+        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="ingestion")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        servicer = IngestionServicer(event_log, producer)
+        add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
+        server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
+        await server.serve(stop, cfg.drain_seconds)
+
+
+async def migrate(cfg: IngestionConfig) -> None:
+    """Ingestion owns its bucket and the topics it produces."""
+    async with AsyncExitStack() as stack:
+        await EventLog(await open_s3(cfg, stack), cfg.s3_bucket).ensure_bucket()
+    await ensure_topics(
+        cfg.kafka_bootstrap_servers,
+        {Topic.INGESTION_EVENTS: cfg.events_partitions, Topic.INGESTION_DELETIONS: 1},
+    )

@@ -1,0 +1,5 @@
+from libs.common.cli import main
+from services.prompts import server
+from services.prompts.config import load_prompts_config
+
+main("prompts", load_prompts_config, run=server.run, migrate=server.migrate)

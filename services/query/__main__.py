@@ -1,0 +1,5 @@
+from libs.common.cli import main
+from services.query import server
+from services.query.config import load_query_config
+
+main("query", load_query_config, run=server.run, migrate=server.migrate)

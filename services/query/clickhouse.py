@@ -1,0 +1,113 @@
+"""The ClickHouse connection, embedded (chDB) or remote (clickhouse-driver, native protocol).
+
+Both sides bind `{name:Type}` parameters server-side, so every statement is written once and runs
+unchanged on either. Calls run in a worker thread (both clients block) under a lock: a chDB session
+keeps query parameters as per-connection state, so concurrent use would mix them up.
+"""
+
+import asyncio
+import threading
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import orjson
+
+from libs.common.migrate import Migration
+
+
+class ClickHouse(Protocol):
+    async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+
+    async def select(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedClickHouse:
+    def __init__(self, path: str) -> None:
+        from chdb import session
+
+        self._session = session.Session(path)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
+        with self._lock:
+            result = self._session.query(sql, fmt, params=params or {})
+        return bytes(result.bytes())
+
+    async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self._run, sql, "CSV", params)
+
+    async def select(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raw = await asyncio.to_thread(self._run, sql, "JSONEachRow", params)
+        return [orjson.loads(line) for line in raw.splitlines() if line]
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class RemoteClickHouse:
+    def __init__(self, url: str) -> None:
+        from clickhouse_driver import Client
+
+        parts = urlsplit(url)
+        self._client = Client(
+            host=parts.hostname or "localhost",
+            port=parts.port or 9000,
+            user=unquote(parts.username or "default"),
+            password=unquote(parts.password or ""),
+            database=parts.path.lstrip("/") or "default",
+            settings={"server_side_params": True},
+        )
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, params: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
+        with self._lock:
+            rows, columns = self._client.execute(sql, params or {}, with_column_types=True)
+        return rows, columns
+
+    async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        await asyncio.to_thread(self._run, sql, params)
+
+    async def select(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        rows, columns = await asyncio.to_thread(self._run, sql, params)
+        names = [name for name, _ in columns]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+
+def open_clickhouse(url: str) -> ClickHouse:
+    if url.startswith("chdb://"):
+        return EmbeddedClickHouse(url.removeprefix("chdb://"))
+    if url.startswith("clickhouse://"):
+        return RemoteClickHouse(url)
+    raise ValueError(f"unsupported ClickHouse URL scheme: {url!r}")
+
+
+class ClickHouseTarget:
+    """Migration target: statements run one by one; applied versions in `schema_migrations`."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self._ch = clickhouse
+
+    async def applied(self) -> dict[int, str]:
+        await self._ch.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String,"
+            " checksum String, applied_at DateTime64(3) DEFAULT now64(3))"
+            " ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        rows = await self._ch.select("SELECT version, checksum FROM schema_migrations FINAL")
+        return {int(row["version"]): str(row["checksum"]) for row in rows}
+
+    async def apply(self, migration: Migration) -> None:
+        for statement in migration.statements():
+            await self._ch.execute(statement)
+        await self._ch.execute(
+            "INSERT INTO schema_migrations (version, name, checksum)"
+            " VALUES ({version:UInt32}, {name:String}, {checksum:String})",
+            {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
+        )
