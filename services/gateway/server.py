@@ -3,7 +3,6 @@ under uvicorn, with a drain phase on SIGTERM (readiness fails, then the server s
 
 import asyncio
 import contextlib
-from importlib.metadata import version
 from pathlib import Path
 
 import asyncpg
@@ -12,6 +11,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from libs.common import VERSION
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
@@ -62,7 +62,7 @@ async def run(cfg: GatewayConfig) -> None:
         authenticator=Authenticator(store, cfg.api_key_salt, cfg.auth_cache_seconds),
         backends=backends,
         backend_timeout=cfg.backend_timeout_seconds,
-        version=version("obs"),
+        version=VERSION,
     )
     server = _Server(
         uvicorn.Config(
