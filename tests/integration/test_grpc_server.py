@@ -1,0 +1,119 @@
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from libs.common import errors
+from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
+from libs.common.rpc import GrpcServer, check_health, make_channel, make_server
+from libs.common.scope import ProjectScope, scope_from
+
+SERVICE = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
+
+
+class ScopedServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
+    """Echoes the caller's project, or raises the domain error named by the config id."""
+
+    async def GetScoreConfig(  # noqa: N802 (generated name)
+        self, request: evals_pb2.GetScoreConfigRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetScoreConfigResponse:
+        scope = scope_from(context)
+        if request.config_id == "missing":
+            raise errors.NotFound("score config not found")
+        if request.config_id == "slow":
+            await asyncio.sleep(5)
+        return evals_pb2.GetScoreConfigResponse(config_json=scope.project_id.encode())
+
+
+@dataclass
+class Running:
+    server: GrpcServer
+    address: str
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Running]:
+    binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, ScopedServicer(), SERVICE)
+    server = make_server([binding], "127.0.0.1", 0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(server.serve(stop, grace_seconds=2))
+    address = f"127.0.0.1:{server.port}"
+    while await check_health(address) != "SERVING":
+        await asyncio.sleep(0.02)
+    yield Running(server, address, stop, task)
+    stop.set()
+    await task
+
+
+async def call(address: str, config_id: str, timeout: float = 5) -> bytes:
+    async with make_channel(address) as channel:
+        stub = evals_pb2_grpc.EvalsServiceStub(channel)
+        reply = await stub.GetScoreConfig(
+            evals_pb2.GetScoreConfigRequest(config_id=config_id),
+            metadata=ProjectScope("project-a").metadata("req-1"),
+            timeout=timeout,
+        )
+        return bytes(reply.config_json)
+
+
+async def test_health_reports_each_service_and_overall(running: Running) -> None:
+    async with make_channel(running.address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=name))
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_services(running: Running) -> None:
+    async with make_channel(running.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        async for reply in stub.ServerReflectionInfo(iter([request])):
+            names = {s.name for s in reply.list_services_response.service}
+            break
+    assert {SERVICE, "grpc.health.v1.Health"} <= names
+
+
+async def test_the_project_scope_travels_in_metadata(running: Running) -> None:
+    assert await call(running.address, "any") == b"project-a"
+
+
+async def test_domain_errors_become_status_codes(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(running.address, "missing")
+    assert raised.value.code() is grpc.StatusCode.NOT_FOUND
+    assert raised.value.details() == "score config not found"
+
+
+async def test_a_call_without_scope_is_unauthenticated(running: Running) -> None:
+    async with make_channel(running.address) as channel:
+        stub = evals_pb2_grpc.EvalsServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.GetScoreConfig(evals_pb2.GetScoreConfigRequest(config_id="x"))
+    assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_client_deadline_bounds_the_handler(running: Running) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call(running.address, "slow", timeout=0.3)
+    assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_stopping_reports_not_serving_and_finishes_in_flight_calls(
+    running: Running,
+) -> None:
+    in_flight = asyncio.create_task(call(running.address, "any"))
+    await asyncio.sleep(0.05)
+    statuses: list[int] = []
+    await running.server.set_serving(False)
+    async with make_channel(running.address) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        statuses.append(reply.status)
+    assert statuses == [health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert await in_flight == b"project-a"

@@ -1,0 +1,145 @@
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from libs.common.kafka import (
+    BatchConsumer,
+    ConsumerSettings,
+    InvalidMessage,
+    Record,
+    dlq_topic,
+    ensure_topics,
+    make_producer,
+)
+from tests.integration.conftest import unique
+from tests.support.eventually import eventually
+
+
+def decode(record: Record) -> str:
+    if record.value == b"poison":
+        raise InvalidMessage("not a valid event")
+    return bytes(record.value or b"").decode()
+
+
+def settings(kafka: str, topic: str, group: str, attempts: int = 8) -> ConsumerSettings:
+    return ConsumerSettings(
+        bootstrap_servers=kafka,
+        group_id=group,
+        topics=(topic,),
+        max_handler_attempts=attempts,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=200,
+    )
+
+
+async def produce(kafka: str, topic: str, values: Sequence[bytes]) -> None:
+    producer = make_producer(kafka, "test")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=b"project:trace")
+    finally:
+        await producer.stop()
+
+
+async def committed(kafka: str, topic: str, group: str) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(topic, 0))
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def topic(kafka: str) -> str:
+    name = unique("it.events")
+    await ensure_topics(kafka, {name: 1})
+    return name
+
+
+async def test_handles_in_batches_and_commits_after_success(kafka: str, topic: str) -> None:
+    await produce(kafka, topic, [b"a", b"b", b"c"])
+    seen: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        seen.extend(batch)
+
+    group = unique("it.group")
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+    consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 3)
+    stop.set()
+    await task
+    await producer.stop()
+    assert seen == ["a", "b", "c"]
+
+
+async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(kafka: str, topic: str) -> None:
+    await produce(kafka, topic, [b"a", b"poison", b"c"])
+    seen: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        seen.extend(batch)
+
+    group = unique("it.group")
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+    consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
+    task = asyncio.create_task(consumer.run(stop))
+    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 3)
+    stop.set()
+    await task
+    await producer.stop()
+    assert seen == ["a", "c"]
+
+    reader = AIOKafkaConsumer(
+        dlq_topic(topic), bootstrap_servers=kafka, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    try:
+        record = await asyncio.wait_for(reader.getone(), timeout=15)
+    finally:
+        await reader.stop()
+    headers = dict(record.headers)
+    assert record.value == b"poison"
+    assert headers["error"] == b"not a valid event"
+    assert headers["original-topic"] == topic.encode()
+    assert headers["original-offset"] == b"1"
+
+
+async def test_a_failing_handler_commits_nothing_and_the_records_come_back(
+    kafka: str, topic: str
+) -> None:
+    await produce(kafka, topic, [b"a", b"b"])
+    group = unique("it.group")
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+
+    async def broken(batch: Sequence[str]) -> None:
+        raise ConnectionError("sink down")
+
+    failing = BatchConsumer(settings(kafka, topic, group, attempts=2), decode, broken, producer)
+    with pytest.raises(ConnectionError):
+        await failing.run(asyncio.Event())
+    assert await committed(kafka, topic, group) is None
+
+    seen: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        seen.extend(batch)
+
+    stop = asyncio.Event()
+    healthy = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
+    task = asyncio.create_task(healthy.run(stop))
+    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 2)
+    stop.set()
+    await task
+    await producer.stop()
+    assert seen == ["a", "b"]

@@ -1,0 +1,56 @@
+from contextlib import AsyncExitStack
+
+import asyncpg
+
+from libs.common.migrate import migrate_postgres
+from services.gateway.config import InitSettings
+from services.gateway.init import apply_init
+from services.gateway.keys import hash_secret
+from services.gateway.server import MIGRATIONS
+from services.gateway.store import KeyScope, ProjectStore
+from services.ingestion.config import IngestionConfig
+from services.ingestion.store import EventLog, open_s3
+from tests.integration.conftest import ENV, unique
+
+INIT = InitSettings("org-1", "Org", "proj-1", "Proj", "pk-init", "sk-init")
+
+
+async def test_headless_init_is_idempotent_and_keys_resolve_by_secret_hash(pg_dsn: str) -> None:
+    await migrate_postgres(pg_dsn, MIGRATIONS)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    try:
+        store = ProjectStore(pool)
+        await apply_init(store, INIT, "salt")
+        await apply_init(store, INIT, "salt")
+        key = await store.key_by_secret_hash(hash_secret("sk-init", "salt"))
+        project = await store.project("proj-1")
+        by_public = await store.key_by_public_key("pk-init")
+        stored_secrets = await pool.fetchval(
+            "SELECT count(*) FROM api_keys WHERE secret_hash = $1 OR display_secret_key = $1",
+            "sk-init",
+        )
+        keys = await pool.fetchval("SELECT count(*) FROM api_keys")
+    finally:
+        await pool.close()
+    assert key is not None and key.project_id == "proj-1" and key.scope is KeyScope.PROJECT
+    assert by_public == key
+    assert project is not None and (project.name, project.org_name) == ("Proj", "Org")
+    assert stored_secrets == 0 and keys == 1
+
+
+async def test_event_log_bucket_is_created_once() -> None:
+    cfg = IngestionConfig(
+        s3_bucket=unique("it-bucket").replace("_", "-"),
+        kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
+        s3_endpoint_url=ENV["S3_ENDPOINT_URL"],
+        s3_access_key=ENV["S3_ACCESS_KEY"],
+        s3_secret_key=ENV["S3_SECRET_KEY"],
+    )
+    async with AsyncExitStack() as stack:
+        s3 = await open_s3(cfg, stack)
+        log = EventLog(s3, cfg.s3_bucket)
+        await log.ensure_bucket()
+        await log.ensure_bucket()
+        await log.ping()
+        buckets = {b["Name"] for b in (await s3.list_buckets())["Buckets"]}
+    assert cfg.s3_bucket in buckets
