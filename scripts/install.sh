@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/uv ]; then
 fi
 .venv/bin/uv pip sync -q --python .venv/bin/python requirements.lock
 if [ ! -x scripts/node/node_modules/.bin/buf ]; then
-  (cd scripts/node && npm ci --silent --no-audit --no-fund)
+  (cd scripts/node && npm install --silent --no-audit --no-fund)
 fi
 # The Python SDK 3.x runs in a virtualenv of its own: it cannot share one with SDK 5.x.
 if [ ! -x .dev/venvs/langfuse3/bin/python ]; then
