@@ -27,6 +27,17 @@ def env(name: str, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"env": name})
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class GrpcServiceSettings:
+    """What every gRPC backend's config has, read with that service's prefix."""
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50051
+    metrics_port: int = 0
+    # Grace for in-flight calls after SIGTERM; health turns NOT_SERVING first.
+    drain_seconds: float = 10.0
+
+
 def load(cls: type[T], prefix: str, environ: Mapping[str, str] | None = None) -> T:
     source = os.environ if environ is None else environ
     hints = get_type_hints(cls)

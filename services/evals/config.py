@@ -1,15 +1,13 @@
 from dataclasses import dataclass
 
 from libs.common import config
+from libs.common.config import GrpcServiceSettings
 
 
-@dataclass(frozen=True, slots=True)
-class EvalsConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EvalsConfig(GrpcServiceSettings):
     database_url: str
-    grpc_host: str = "0.0.0.0"
     grpc_port: int = 50054
-    metrics_port: int = 0
-    drain_seconds: float = 10.0
 
 
 def load_evals_config() -> EvalsConfig:

@@ -1,11 +1,11 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import env
+from libs.common.config import GrpcServiceSettings, env
 
 
-@dataclass(frozen=True, slots=True)
-class IngestionConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestionConfig(GrpcServiceSettings):
     s3_bucket: str
     kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
     s3_endpoint_url: str = env("S3_ENDPOINT_URL", "")
@@ -14,10 +14,6 @@ class IngestionConfig:
     s3_secret_key: str = env("S3_SECRET_KEY", "")
     # Partitions of ingestion.events.v1: the ceiling on parallel query writers.
     events_partitions: int = 4
-    grpc_host: str = "0.0.0.0"
-    grpc_port: int = 50051
-    metrics_port: int = 0
-    drain_seconds: float = 10.0
 
 
 def load_ingestion_config() -> IngestionConfig:

@@ -1,18 +1,15 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import env
+from libs.common.config import GrpcServiceSettings, env
 
 
-@dataclass(frozen=True, slots=True)
-class PromptsConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PromptsConfig(GrpcServiceSettings):
     database_url: str
     redis_url: str
     kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
-    grpc_host: str = "0.0.0.0"
     grpc_port: int = 50053
-    metrics_port: int = 0
-    drain_seconds: float = 10.0
 
 
 def load_prompts_config() -> PromptsConfig:

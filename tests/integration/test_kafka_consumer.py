@@ -53,6 +53,27 @@ async def committed(kafka: str, topic: str, group: str) -> int | None:
         await consumer.stop()
 
 
+async def consume_until_committed(kafka: str, topic: str, group: str, offset: int) -> list[str]:
+    """Runs a BatchConsumer until the group's committed offset reaches `offset`."""
+    seen: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        seen.extend(batch)
+
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+    consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == offset)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    return seen
+
+
 @pytest.fixture
 async def topic(kafka: str) -> str:
     name = unique("it.events")
@@ -62,42 +83,12 @@ async def topic(kafka: str) -> str:
 
 async def test_handles_in_batches_and_commits_after_success(kafka: str, topic: str) -> None:
     await produce(kafka, topic, [b"a", b"b", b"c"])
-    seen: list[str] = []
-
-    async def handle(batch: Sequence[str]) -> None:
-        seen.extend(batch)
-
-    group = unique("it.group")
-    stop = asyncio.Event()
-    producer = make_producer(kafka, "dlq")
-    await producer.start()
-    consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
-    task = asyncio.create_task(consumer.run(stop))
-    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 3)
-    stop.set()
-    await task
-    await producer.stop()
-    assert seen == ["a", "b", "c"]
+    assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "b", "c"]
 
 
 async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(kafka: str, topic: str) -> None:
     await produce(kafka, topic, [b"a", b"poison", b"c"])
-    seen: list[str] = []
-
-    async def handle(batch: Sequence[str]) -> None:
-        seen.extend(batch)
-
-    group = unique("it.group")
-    stop = asyncio.Event()
-    producer = make_producer(kafka, "dlq")
-    await producer.start()
-    consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
-    task = asyncio.create_task(consumer.run(stop))
-    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 3)
-    stop.set()
-    await task
-    await producer.stop()
-    assert seen == ["a", "c"]
+    assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "c"]
 
     reader = AIOKafkaConsumer(
         dlq_topic(topic), bootstrap_servers=kafka, auto_offset_reset="earliest"
@@ -126,20 +117,10 @@ async def test_a_failing_handler_commits_nothing_and_the_records_come_back(
         raise ConnectionError("sink down")
 
     failing = BatchConsumer(settings(kafka, topic, group, attempts=2), decode, broken, producer)
-    with pytest.raises(ConnectionError):
-        await failing.run(asyncio.Event())
+    try:
+        with pytest.raises(ConnectionError):
+            await failing.run(asyncio.Event())
+    finally:
+        await producer.stop()
     assert await committed(kafka, topic, group) is None
-
-    seen: list[str] = []
-
-    async def handle(batch: Sequence[str]) -> None:
-        seen.extend(batch)
-
-    stop = asyncio.Event()
-    healthy = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
-    task = asyncio.create_task(healthy.run(stop))
-    await eventually(lambda: committed(kafka, topic, group), lambda offset: offset == 2)
-    stop.set()
-    await task
-    await producer.stop()
-    assert seen == ["a", "b"]
+    assert await consume_until_committed(kafka, topic, group, 2) == ["a", "b"]
