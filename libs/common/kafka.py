@@ -82,6 +82,8 @@ class ConsumerSettings:
     bootstrap_servers: str
     group_id: str
     topics: tuple[str, ...]
+    # "earliest" for work queues; "latest" for broadcast listeners that only need what comes next.
+    auto_offset_reset: str = "earliest"
     max_records: int = 5000
     max_wait_ms: int = 50
     # Stop (and let the orchestrator restart us) after this many poison messages in a row:
@@ -120,7 +122,7 @@ class BatchConsumer(Generic[T]):
             bootstrap_servers=settings.bootstrap_servers,
             group_id=settings.group_id,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=settings.auto_offset_reset,
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,

@@ -2,11 +2,14 @@
 makes one backend call and shapes the answer; `endpoint` does the authentication around it."""
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from libs.common.scope import ProjectScope
+from services.gateway.errors import ApiError
 from services.gateway.state import GatewayState
 
 Handler = Callable[[Request, ProjectScope], Awaitable[Response]]
@@ -29,3 +32,34 @@ def endpoint(
         return await handler(request, principal.project_scope(scores_only=scores_only))
 
     return authenticated
+
+
+async def read_json(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "Invalid request data: the body is not valid JSON") from exc
+
+
+def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid request data: {name} must be an integer") from exc
+
+
+def page_params(request: Request, default_limit: int) -> tuple[int, int]:
+    """Langfuse's page/limit: page ≥ 1, limit 1..100 (over 100 is a 400, not a silent cap)."""
+    page = query_int(request, "page", 1) or 1
+    limit = query_int(request, "limit", default_limit) or default_limit
+    if page < 1 or not 1 <= limit <= 100:
+        raise ApiError(400, "Invalid request data: page must be ≥ 1 and limit between 1 and 100")
+    return page, limit
+
+
+def call_metadata(request: Request, scope: ProjectScope) -> tuple[tuple[str, str], ...]:
+    """gRPC metadata for a backend call: the caller's scope and the request id."""
+    return scope.metadata(request.state.request_id)

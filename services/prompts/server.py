@@ -1,18 +1,24 @@
-"""Composition root of the prompts service: PostgreSQL, the Redis cache and gRPC."""
+"""Composition root of the prompts service: PostgreSQL, the Redis-backed cache, the Kafka
+producer and change listener, and gRPC."""
 
+import asyncio
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
-from libs.common.kafka import Topic, ensure_topics
+from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.rpc import make_server
+from services.prompts.cache import PromptCache
 from services.prompts.config import PromptsConfig
+from services.prompts.consumer import ChangeListener, change_listener_settings, decode_change
 from services.prompts.handlers import PromptsServicer
+from services.prompts.store import PromptStore
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = prompts_pb2.DESCRIPTOR.services_by_name["PromptsService"].full_name
@@ -21,17 +27,27 @@ SERVICE_NAME = prompts_pb2.DESCRIPTOR.services_by_name["PromptsService"].full_na
 async def run(cfg: PromptsConfig) -> None:
     stop = stop_on_signals()
     serve_metrics(cfg.metrics_port)
-    pool = await asyncpg.create_pool(cfg.database_url, min_size=2, max_size=16)
-    cache = redis.from_url(cfg.redis_url)
-    try:
-        await cache.ping()
-        servicer = PromptsServicer(pool, cache)
-        binding = (prompts_pb2_grpc.add_PromptsServiceServicer_to_server, servicer, SERVICE_NAME)
-        server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
-        await server.serve(stop, cfg.drain_seconds)
-    finally:
-        await cache.aclose()
-        await pool.close()
+    async with AsyncExitStack() as stack:
+        pool = await asyncpg.create_pool(cfg.database_url, min_size=2, max_size=16)
+        stack.push_async_callback(pool.close)
+        client = redis.from_url(cfg.redis_url)
+        stack.push_async_callback(client.aclose)
+        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="prompts")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        cache = PromptCache(client)
+        servicer = PromptsServicer(PromptStore(pool), cache, producer)
+        add = prompts_pb2_grpc.add_PromptsServiceServicer_to_server
+        server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
+        listener = BatchConsumer(
+            change_listener_settings(cfg.kafka_bootstrap_servers),
+            decode_change,
+            ChangeListener(cache).handle,
+            producer,
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve(stop, cfg.drain_seconds))
+            tasks.create_task(listener.run(stop))
 
 
 async def migrate(cfg: PromptsConfig) -> None:

@@ -24,3 +24,42 @@ class InMemoryProjectStore:
 
     async def project(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
+
+
+class RecordingPromptsStub:
+    """Stands in for the prompts gRPC stub in gateway unit tests: records requests, returns one
+    fixed prompt."""
+
+    def __init__(self) -> None:
+        from libs.common.gen.obs.prompts.v1 import prompts_pb2
+
+        self.pb = prompts_pb2
+        self.requests: list[object] = []
+        self.prompt = prompts_pb2.Prompt(
+            id="id-1",
+            name="folder/my prompt",
+            version=2,
+            type=prompts_pb2.PROMPT_TYPE_CHAT,
+            config_json=b'{"model":"m"}',
+            labels=["production", "latest"],
+        )
+        self.prompt.messages.add(role="system", content="Hi {{name}}")
+        self.prompt.messages.add(type="placeholder", name="history")
+        self.prompt.created_at.FromSeconds(0)
+        self.prompt.updated_at.FromSeconds(0)
+
+    async def GetPrompt(self, request: object, **kwargs: object) -> object:  # noqa: N802
+        self.requests.append(request)
+        return self.pb.GetPromptResponse(prompt=self.prompt)
+
+    async def CreatePrompt(self, request: object, **kwargs: object) -> object:  # noqa: N802
+        self.requests.append(request)
+        return self.pb.CreatePromptResponse(prompt=self.prompt)
+
+    async def UpdatePromptLabels(self, request: object, **kwargs: object) -> object:  # noqa: N802
+        self.requests.append(request)
+        return self.pb.UpdatePromptLabelsResponse(prompt=self.prompt)
+
+    async def DeletePrompt(self, request: object, **kwargs: object) -> object:  # noqa: N802
+        self.requests.append(request)
+        return self.pb.DeletePromptResponse()

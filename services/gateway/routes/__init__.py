@@ -2,8 +2,8 @@
 
 from starlette.routing import Route
 
-from services.gateway.routes import health, projects
+from services.gateway.routes import health, projects, prompts
 
 
 def all_routes() -> list[Route]:
-    return [*health.ROUTES, *projects.ROUTES]
+    return [*health.ROUTES, *projects.ROUTES, *prompts.ROUTES]

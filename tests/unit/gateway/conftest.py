@@ -1,4 +1,5 @@
 import base64
+import dataclasses
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,7 +11,7 @@ from services.gateway.keys import hash_secret
 from services.gateway.server import build_app
 from services.gateway.state import GatewayState
 from services.gateway.store import ApiKey, KeyScope, Project
-from tests.support.fakes import InMemoryProjectStore
+from tests.support.fakes import InMemoryProjectStore, RecordingPromptsStub
 
 SALT = "unit-salt"
 MAX_BODY = 1024
@@ -33,8 +34,16 @@ def store() -> InMemoryProjectStore:
 
 
 @pytest.fixture
-async def state(store: InMemoryProjectStore) -> AsyncIterator[GatewayState]:
-    backends = clients.connect("127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1")
+def prompts_stub() -> RecordingPromptsStub:
+    return RecordingPromptsStub()
+
+
+@pytest.fixture
+async def state(
+    store: InMemoryProjectStore, prompts_stub: RecordingPromptsStub
+) -> AsyncIterator[GatewayState]:
+    connected = clients.connect("127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1")
+    backends = dataclasses.replace(connected, prompts=prompts_stub)  # type: ignore[arg-type]
     yield GatewayState(
         store=store,  # type: ignore[arg-type]
         authenticator=Authenticator(store, SALT, cache_seconds=30),  # type: ignore[arg-type]

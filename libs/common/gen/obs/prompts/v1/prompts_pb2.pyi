@@ -40,26 +40,31 @@ Global___PromptType: _TypeAlias = PromptType  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
-    """One chat message, or a placeholder when `placeholder_name` is set."""
+    """One chat message ({role, content}, type "chatmessage" or empty), or a placeholder
+    (type "placeholder" with a name) that callers fill with a list of messages when compiling.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ROLE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
-    PLACEHOLDER_NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
     role: _builtins.str
     content: _builtins.str
-    placeholder_name: _builtins.str
+    type: _builtins.str
+    name: _builtins.str
     def __init__(
         self,
         *,
         role: _builtins.str = ...,
         content: _builtins.str = ...,
-        placeholder_name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "placeholder_name", b"placeholder_name", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "name", b"name", "role", b"role", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -82,6 +87,7 @@ class Prompt(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     RESOLUTION_GRAPH_JSON_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     version: _builtins.int
@@ -92,6 +98,7 @@ class Prompt(_message.Message):
     commit_message: _builtins.str
     resolution_graph_json: _builtins.bytes
     """JSON of the dependency graph when composed prompts were resolved, else empty."""
+    project_id: _builtins.str
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
     @_builtins.property
@@ -118,10 +125,11 @@ class Prompt(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         resolution_graph_json: _builtins.bytes = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config_json", b"config_json", "created_at", b"created_at", "id", b"id", "labels", b"labels", "messages", b"messages", "name", b"name", "resolution_graph_json", b"resolution_graph_json", "tags", b"tags", "text", b"text", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commit_message", b"commit_message", "config_json", b"config_json", "created_at", b"created_at", "id", b"id", "labels", b"labels", "messages", b"messages", "name", b"name", "project_id", b"project_id", "resolution_graph_json", b"resolution_graph_json", "tags", b"tags", "text", b"text", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -226,6 +234,7 @@ class GetPromptRequest(_message.Message):
     version: _builtins.int
     label: _builtins.str
     resolve: _builtins.bool
+    """Replace composition tags with the prompts they name (the public API's default)."""
     def __init__(
         self,
         *,
