@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev stop health clean protos protos-check lint fmt test test-unit \
-        test-integration test-e2e bench
+        test-integration test-e2e bench helm chart
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,3 +56,9 @@ test-e2e:  ## end-to-end tests with the official SDKs
 bench: install  ## benchmarks, printed as a table
 	scripts/engines.sh start
 	$(PY) -m scripts.bench
+
+helm:  ## build the pinned helm into .dev/bin (go install, once)
+	scripts/deploy/helm.sh >/dev/null
+
+chart: helm  ## Helm chart: lint, render, validate against Kubernetes schemas, structure tests
+	$(PY) -m pytest tests/deploy
