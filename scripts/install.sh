@@ -15,4 +15,6 @@ if [ ! -x .dev/venvs/langfuse3/bin/python ]; then
   python3 -m venv .dev/venvs/langfuse3
   .dev/venvs/langfuse3/bin/pip install -q "langfuse==3.15.0"
 fi
+# wrk drives the HTTP benchmarks (`make bench`): a C load generator leaves the cores to the stack.
+command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 scripts/engines.sh install

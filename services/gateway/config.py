@@ -21,6 +21,9 @@ class GatewayConfig:
     database_url: str
     # Server-side key for hashing API secrets; changing it invalidates every stored key.
     api_key_salt: str
+    # The gateway's own Redis keys: the prompt response cache and its generation tokens.
+    redis_url: str
+    kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
     ingestion_addr: str = env("INGESTION_ADDR")
     query_addr: str = env("QUERY_ADDR")
     prompts_addr: str = env("PROMPTS_ADDR")

@@ -3,18 +3,23 @@ under uvicorn, with a drain phase on SIGTERM (readiness fails, then the server s
 
 import asyncio
 import contextlib
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
+import redis.asyncio as redis
 import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from libs.common import VERSION
+from libs.common.gencache import GenerationCache
+from libs.common.kafka import BatchConsumer, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.prompt_changes import decode_change, listener_settings
 from services.gateway import clients
 from services.gateway.auth import Authenticator
 from services.gateway.config import GatewayConfig, load_init_settings
@@ -22,6 +27,7 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
 from services.gateway.routes import all_routes
+from services.gateway.routes.prompts import PromptChangeListener
 from services.gateway.state import GatewayState
 from services.gateway.store import ProjectStore
 
@@ -53,48 +59,64 @@ class _Server(uvicorn.Server):
 async def run(cfg: GatewayConfig) -> None:
     stop = stop_on_signals()
     serve_metrics(cfg.metrics_port)
-    pool = await asyncpg.create_pool(cfg.database_url, min_size=2, max_size=16)
-    store = ProjectStore(pool)
-    await apply_init(store, load_init_settings(), cfg.api_key_salt)
-    backends = clients.connect(cfg.ingestion_addr, cfg.query_addr, cfg.prompts_addr, cfg.evals_addr)
-    state = GatewayState(
-        store=store,
-        authenticator=Authenticator(store, cfg.api_key_salt, cfg.auth_cache_seconds),
-        backends=backends,
-        backend_timeout=cfg.backend_timeout_seconds,
-        version=VERSION,
-    )
-    server = _Server(
-        uvicorn.Config(
-            build_app(state, cfg.max_body_bytes),
-            host=cfg.http_host,
-            port=cfg.http_port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=30,
+    async with AsyncExitStack() as stack:
+        pool = await asyncpg.create_pool(cfg.database_url, min_size=2, max_size=16)
+        stack.push_async_callback(pool.close)
+        cache_client = redis.from_url(cfg.redis_url)
+        stack.push_async_callback(cache_client.aclose)
+        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="gateway")
+        await producer.start()
+        stack.push_async_callback(producer.stop)
+        store = ProjectStore(pool)
+        await apply_init(store, load_init_settings(), cfg.api_key_salt)
+        backends = clients.connect(
+            cfg.ingestion_addr, cfg.query_addr, cfg.prompts_addr, cfg.evals_addr
         )
-    )
+        stack.push_async_callback(backends.close)
+        state = GatewayState(
+            store=store,
+            authenticator=Authenticator(store, cfg.api_key_salt, cfg.auth_cache_seconds),
+            backends=backends,
+            backend_timeout=cfg.backend_timeout_seconds,
+            version=VERSION,
+            prompt_cache=GenerationCache(cache_client, "gateway.prompts"),
+        )
+        # Prompt writes made without this gateway (another service over gRPC) reach its cache
+        # through the change topic.
+        listener = BatchConsumer(
+            listener_settings(cfg.kafka_bootstrap_servers, "gateway"),
+            decode_change,
+            PromptChangeListener(state.prompt_cache).handle,
+            producer,
+        )
+        server = _Server(
+            uvicorn.Config(
+                build_app(state, cfg.max_body_bytes),
+                host=cfg.http_host,
+                port=cfg.http_port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=30,
+            )
+        )
 
-    async def drain_on_stop() -> None:
-        await stop.wait()
-        state.draining = True
-        log.info("gateway_draining", seconds=cfg.drain_seconds)
-        await asyncio.sleep(cfg.drain_seconds)
-        server.should_exit = True
+        async def drain_on_stop() -> None:
+            await stop.wait()
+            state.draining = True
+            log.info("gateway_draining", seconds=cfg.drain_seconds)
+            await asyncio.sleep(cfg.drain_seconds)
+            server.should_exit = True
 
-    async def serve() -> None:
-        await server.serve()
-        if not server.started:
-            raise RuntimeError(f"gateway could not listen on {cfg.http_host}:{cfg.http_port}")
-        stop.set()
+        async def serve() -> None:
+            await server.serve()
+            if not server.started:
+                raise RuntimeError(f"gateway could not listen on {cfg.http_host}:{cfg.http_port}")
+            stop.set()
 
-    try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(drain_on_stop())
             tasks.create_task(serve())
-    finally:
-        await backends.close()
-        await pool.close()
+            tasks.create_task(listener.run(stop))
 
 
 async def migrate(cfg: GatewayConfig) -> None:

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from libs.common.gencache import GenerationCache
 from services.gateway.auth import Authenticator
 from services.gateway.clients import Backends
 from services.gateway.store import ProjectStore
@@ -14,5 +15,7 @@ class GatewayState:
     backends: Backends
     backend_timeout: float
     version: str
+    # Prompt responses by project; see routes/prompts.py for how it stays fresh.
+    prompt_cache: GenerationCache
     # Set on SIGTERM: /ready then fails so traffic drains away before the server stops.
     draining: bool = field(default=False)

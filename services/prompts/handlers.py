@@ -1,7 +1,6 @@
 """PromptsServicer: one method per RPC. Validation lives in versions.py and composition.py, SQL in
 store.py, caching in cache.py; here requests become calls and rows become messages."""
 
-import asyncio
 import functools
 from datetime import UTC
 from typing import Any
@@ -15,9 +14,9 @@ from libs.common.errors import InvalidArgument, NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
+from libs.common.gencache import GenerationCache
 from libs.common.kafka import Topic
 from libs.common.scope import scope_from
-from services.prompts.cache import PromptCache
 from services.prompts.compiler import compile_chat, compile_text
 from services.prompts.composition import Reference, Resolution, has_references
 from services.prompts.convert import (
@@ -40,11 +39,11 @@ from services.prompts.versions import (
     validate_new,
 )
 
-_INVALIDATION_ATTEMPTS = 3
-
 
 class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: PromptStore, cache: PromptCache, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, store: PromptStore, cache: GenerationCache, producer: AIOKafkaProducer
+    ) -> None:
         self._store = store
         self._cache = cache
         self._producer = producer
@@ -196,16 +195,12 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
 
     async def _changed(self, project_id: str, name: str) -> None:
         """Invalidates every replica's cache before the change is answered, then announces it."""
-        for attempt in range(1, _INVALIDATION_ATTEMPTS + 1):
-            try:
-                await self._cache.invalidate(project_id)
-                break
-            except RedisError as exc:
-                if attempt == _INVALIDATION_ATTEMPTS:
-                    raise Unavailable(
-                        "The prompt change was saved but caches could not be invalidated"
-                    ) from exc
-                await asyncio.sleep(0.05 * attempt)
+        try:
+            await self._cache.invalidate(project_id)
+        except RedisError as exc:
+            raise Unavailable(
+                "The prompt change was saved, but caches could not be invalidated"
+            ) from exc
         event = events_pb2.PromptChanged(project_id=project_id, prompt_name=name)
         event.changed_at.GetCurrentTime()
         await self._producer.send_and_wait(

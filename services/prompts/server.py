@@ -9,14 +9,15 @@ import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
+from libs.common.gencache import GenerationCache
 from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.prompt_changes import decode_change, listener_settings
 from libs.common.rpc import make_server
-from services.prompts.cache import PromptCache
 from services.prompts.config import PromptsConfig
-from services.prompts.consumer import ChangeListener, change_listener_settings, decode_change
+from services.prompts.consumer import ChangeListener
 from services.prompts.handlers import PromptsServicer
 from services.prompts.store import PromptStore
 
@@ -35,12 +36,12 @@ async def run(cfg: PromptsConfig) -> None:
         producer = make_producer(cfg.kafka_bootstrap_servers, client_id="prompts")
         await producer.start()
         stack.push_async_callback(producer.stop)
-        cache = PromptCache(client)
+        cache = GenerationCache(client, "prompts")
         servicer = PromptsServicer(PromptStore(pool), cache, producer)
         add = prompts_pb2_grpc.add_PromptsServiceServicer_to_server
         server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
         listener = BatchConsumer(
-            change_listener_settings(cfg.kafka_bootstrap_servers),
+            listener_settings(cfg.kafka_bootstrap_servers, "prompts"),
             decode_change,
             ChangeListener(cache).handle,
             producer,

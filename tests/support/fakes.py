@@ -63,3 +63,13 @@ class RecordingPromptsStub:
     async def DeletePrompt(self, request: object, **kwargs: object) -> object:  # noqa: N802
         self.requests.append(request)
         return self.pb.DeletePromptResponse()
+
+
+class NoCache:
+    """A GenerationCache whose Redis is away: every read goes to the source."""
+
+    async def generation(self, scope: str) -> str | None:
+        return None
+
+    async def invalidate(self, scope: str, attempts: int = 3) -> None:
+        return None

@@ -1,21 +1,30 @@
 """Prompt management: `/api/public/v2/prompts[...]`, served by the prompts service.
 
 Names may contain `/` (folders); the SDKs send them URL-encoded as one path segment (`%2F`), so
-the name is taken from the raw path and decoded here, after routing."""
+the name is taken from the raw path and decoded here, after routing.
+
+Fetches by name are answered from the gateway's own cache when they can be: it is keyed by a
+per-project generation token (libs/common/gencache.py) that every write through any gateway
+replaces before it is answered, so no replica serves a version older than an answered change.
+Writes made elsewhere (other services over gRPC) replace it when their change event arrives."""
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from libs.common.gen.obs.common.v1 import common_pb2
+from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.prompts.v1 import prompts_pb2
+from libs.common.gencache import GenerationCache
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import (
     call_metadata,
@@ -26,6 +35,7 @@ from services.gateway.endpoint import (
     state_of,
 )
 from services.gateway.errors import ApiError, JsonResponse
+from services.gateway.state import GatewayState
 
 PREFIX = "/api/public/v2/prompts/"
 _TYPES = {"text": prompts_pb2.PROMPT_TYPE_TEXT, "chat": prompts_pb2.PROMPT_TYPE_CHAT}
@@ -40,6 +50,7 @@ async def create_prompt(request: Request, scope: ProjectScope) -> Response:
     reply = await state.backends.prompts.CreatePrompt(
         create_request(body), metadata=call_metadata(request, scope), timeout=state.backend_timeout
     )
+    await _invalidate(state, scope.project_id)
     return JsonResponse(prompt_json(reply.prompt), status_code=201)
 
 
@@ -104,6 +115,7 @@ async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
             metadata=metadata,
             timeout=state.backend_timeout,
         )
+        await _invalidate(state, scope.project_id)
         return JsonResponse(prompt_json(reply.prompt))
     name = _name(segments)
     version = query_int(request, "version")
@@ -114,24 +126,51 @@ async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
             metadata=metadata,
             timeout=state.backend_timeout,
         )
+        await _invalidate(state, scope.project_id)
         return Response(status_code=204)
     if version is not None and label:
         raise ApiError(400, "Invalid request data: specify either version or label, not both")
-    reply = await state.backends.prompts.GetPrompt(
-        prompts_pb2.GetPromptRequest(
-            name=name,
-            version=version,
-            label=label,
-            resolve=request.query_params.get("resolve", "true").lower() != "false",
-        ),
-        metadata=metadata,
-        timeout=state.backend_timeout,
-    )
-    content = orjson.dumps(prompt_json(reply.prompt))
+    resolve = request.query_params.get("resolve", "true").lower() != "false"
+    cache_key = f"{name}\x00{version or ''}\x00{label}\x00{resolve}"
+    generation = await state.prompt_cache.generation(scope.project_id)
+    content = None
+    if generation is not None:
+        content = await state.prompt_cache.get(scope.project_id, generation, cache_key)
+    if content is None:
+        reply = await state.backends.prompts.GetPrompt(
+            prompts_pb2.GetPromptRequest(name=name, version=version, label=label, resolve=resolve),
+            metadata=metadata,
+            timeout=state.backend_timeout,
+        )
+        content = orjson.dumps(prompt_json(reply.prompt))
+        if generation is not None:
+            await state.prompt_cache.put(scope.project_id, generation, cache_key, content)
     etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(content, media_type="application/json", headers={"ETag": etag})
+
+
+class PromptChangeListener:
+    """Replaces a project's generation when its prompts changed without passing through a
+    gateway (every gateway replica does it; an extra replacement only costs a cache miss)."""
+
+    def __init__(self, cache: GenerationCache) -> None:
+        self._cache = cache
+
+    async def handle(self, changes: Sequence[events_pb2.PromptChanged]) -> None:
+        for project_id in {change.project_id for change in changes}:
+            await self._cache.invalidate(project_id)
+
+
+async def _invalidate(state: GatewayState, project_id: str) -> None:
+    """Before a write is answered, every replica's cached answers for the project must go."""
+    try:
+        await state.prompt_cache.invalidate(project_id)
+    except RedisError as exc:
+        raise ApiError(
+            503, "The change was saved, but prompt caches could not be invalidated"
+        ) from exc
 
 
 def create_request(body: dict[str, Any]) -> prompts_pb2.CreatePromptRequest:

@@ -11,7 +11,7 @@ from services.gateway.keys import hash_secret
 from services.gateway.server import build_app
 from services.gateway.state import GatewayState
 from services.gateway.store import ApiKey, KeyScope, Project
-from tests.support.fakes import InMemoryProjectStore, RecordingPromptsStub
+from tests.support.fakes import InMemoryProjectStore, NoCache, RecordingPromptsStub
 
 SALT = "unit-salt"
 MAX_BODY = 1024
@@ -50,6 +50,7 @@ async def state(
         backends=backends,
         backend_timeout=1.0,
         version="9.9.9",
+        prompt_cache=NoCache(),  # type: ignore[arg-type]
     )
     await backends.close()
 

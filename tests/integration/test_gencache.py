@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from services.prompts.cache import PromptCache
+from libs.common.gencache import GenerationCache
 from tests.integration.conftest import ENV, unique
 
 
@@ -18,7 +18,7 @@ async def test_an_invalidation_on_one_replica_hides_entries_on_every_replica(
     client: redis.Redis,
 ) -> None:
     project = unique("project")
-    replica_a, replica_b = PromptCache(client), PromptCache(client)
+    replica_a, replica_b = GenerationCache(client, "prompts"), GenerationCache(client, "prompts")
     generation = await replica_a.generation(project)
     assert generation is not None and await replica_b.generation(project) == generation
     await replica_a.put(project, generation, "k", b"v1")
@@ -33,6 +33,6 @@ async def test_an_invalidation_on_one_replica_hides_entries_on_every_replica(
 async def test_without_redis_the_cache_steps_aside() -> None:
     unreachable = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     try:
-        assert await PromptCache(unreachable).generation("p") is None
+        assert await GenerationCache(unreachable, "prompts").generation("p") is None
     finally:
         await unreachable.aclose()
