@@ -1,13 +1,75 @@
-from aiokafka import AIOKafkaProducer
+"""IngestionServicer: validate per event, log the accepted ones to S3, publish them to Kafka,
+and answer only once both are durable (a success means the event will become visible)."""
 
-from libs.common.gen.obs.ingestion.v1 import ingestion_pb2_grpc
+import asyncio
+from datetime import UTC, datetime
+
+import grpc
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from botocore.exceptions import BotoCoreError, ClientError
+from google.protobuf.json_format import MessageToJson
+
+from libs.common.errors import InvalidArgument, Unavailable
+from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from libs.common.kafka import Topic
+from libs.common.scope import scope_from
+from services.ingestion.batch import EventError, accept, parse_envelope
 from services.ingestion.store import EventLog
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: ignore[misc]
-    """Validates, logs to S3 and publishes events. The ingest RPCs arrive with the tracing issue
-    (#3); until then the generated base answers UNIMPLEMENTED, which the gateway maps to 501."""
-
     def __init__(self, event_log: EventLog, producer: AIOKafkaProducer) -> None:
         self._event_log = event_log
         self._producer = producer
+
+    async def IngestBatch(  # noqa: N802
+        self, request: ingestion_pb2.IngestBatchRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.IngestBatchResponse:
+        scope = scope_from(context)
+        try:
+            items = parse_envelope(request.body)
+        except ValueError as exc:
+            raise InvalidArgument(f"Invalid request data: {exc}") from exc
+        received_at = datetime.now(UTC)
+        response = ingestion_pb2.IngestBatchResponse()
+        events: list[events_pb2.IngestionEvent] = []
+        for position, item in enumerate(items):
+            envelope_id = item.get("id") if isinstance(item, dict) else None
+            try:
+                accepted = accept(item, scope.project_id, scope.access, received_at)
+            except EventError as exc:
+                response.errors.add(
+                    id=envelope_id if isinstance(envelope_id, str) else str(position),
+                    status=exc.status,
+                    message=exc.message,
+                    error=exc.error,
+                )
+                continue
+            events.extend(accepted.events)
+            response.successes.add(id=accepted.envelope_id, status=201)
+        if events:
+            await self._publish(scope.project_id, received_at, events)
+        return response
+
+    async def _publish(
+        self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]
+    ) -> None:
+        lines = "\n".join(MessageToJson(e, indent=None) for e in events).encode()
+        try:
+            key = await self._event_log.append(project_id, received_at, lines)
+            sends = []
+            for event in events:
+                event.event_log_key = key
+                sends.append(
+                    await self._producer.send(
+                        Topic.INGESTION_EVENTS,
+                        event.SerializeToString(),
+                        key=f"{project_id}:{event.trace_id or event.entity_id}".encode(),
+                    )
+                )
+            await asyncio.gather(*sends)
+        except (BotoCoreError, ClientError, KafkaError) as exc:
+            # Nothing is acknowledged unless both the log and the topic have it; the SDKs retry.
+            raise Unavailable("event storage is unavailable, retry later") from exc

@@ -7,6 +7,7 @@ keeps query parameters as per-connection state, so concurrent use would mix them
 
 import asyncio
 import threading
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +23,8 @@ class ClickHouse(Protocol):
         self, sql: str, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]: ...
 
+    async def insert(self, table: str, rows: list[dict[str, Any]]) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -33,8 +36,9 @@ class EmbeddedClickHouse:
         self._lock = threading.Lock()
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
+        text_params = {k: _param_text(v) for k, v in (params or {}).items()}
         with self._lock:
-            result = self._session.query(sql, fmt, params=params or {})
+            result = self._session.query(sql, fmt, params=text_params)
         return bytes(result.bytes())
 
     async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -43,6 +47,14 @@ class EmbeddedClickHouse:
     async def select(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         raw = await asyncio.to_thread(self._run, sql, "JSONEachRow", params)
         return [orjson.loads(line) for line in raw.splitlines() if line]
+
+    async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        lines = b"\n".join(
+            orjson.dumps(row, default=_clickhouse_value, option=orjson.OPT_PASSTHROUGH_DATETIME)
+            for row in rows
+        )
+        sql = f"INSERT INTO {table} FORMAT JSONEachRow\n" + lines.decode()
+        await asyncio.to_thread(self._run, sql, "CSV", None)
 
     def close(self) -> None:
         self._session.close()
@@ -76,8 +88,39 @@ class RemoteClickHouse:
         names = [name for name, _ in columns]
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        sql = f"INSERT INTO {table} ({', '.join(rows[0])}) VALUES"
+        await asyncio.to_thread(self._insert, sql, rows)
+
+    def _insert(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._client.execute(sql, rows)
+
     def close(self) -> None:
         self._client.disconnect()
+
+
+def _param_text(value: Any) -> str:
+    """A parameter in ClickHouse's text format, which chDB expects (the native driver escapes
+    parameters itself): arrays as quoted, escaped literals."""
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_quoted(item) for item in value) + "]"
+    if isinstance(value, datetime):
+        return _clickhouse_value(value)
+    return str(value)
+
+
+def _quoted(item: Any) -> str:
+    if isinstance(item, str):
+        return "'" + item.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(item)
+
+
+def _clickhouse_value(value: Any) -> Any:
+    """JSONEachRow spelling of what orjson cannot write on its own."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    raise TypeError(f"cannot write {type(value).__name__} to ClickHouse")
 
 
 def open_clickhouse(url: str) -> ClickHouse:

@@ -1,5 +1,6 @@
-"""Composition root of the query service: ClickHouse (chDB or server) and the gRPC read API.
-Its PostgreSQL database (model prices) is migrated here and used from the tracing issue on."""
+"""Composition root of the query service: ClickHouse (chDB or server), the Kafka writer that
+fills it, and the gRPC read API. Its PostgreSQL database (model prices) is migrated here; the
+models API that uses it is still to come (issue #3)."""
 
 import asyncio
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import structlog
 
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
+from libs.common.kafka import BatchConsumer, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import load_migrations, migrate_postgres
@@ -14,7 +16,9 @@ from libs.common.migrate import migrate as apply_migrations
 from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
+from services.query.consumer import EventWriter, decode_event, writer_settings
 from services.query.handlers import QueryServicer
+from services.query.store import TraceStore
 
 log = structlog.get_logger()
 
@@ -26,12 +30,25 @@ async def run(cfg: QueryConfig) -> None:
     stop = stop_on_signals()
     serve_metrics(cfg.metrics_port)
     clickhouse = open_clickhouse(cfg.clickhouse_url)
-    servicer = QueryServicer(clickhouse)
-    binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
+    store = TraceStore(clickhouse)
+    binding = (
+        query_pb2_grpc.add_QueryServiceServicer_to_server,
+        QueryServicer(store),
+        SERVICE_NAME,
+    )
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
+    dlq_producer = make_producer(cfg.kafka_bootstrap_servers, client_id="query")
+    await dlq_producer.start()
+    writer = BatchConsumer(
+        writer_settings(cfg.kafka_bootstrap_servers), decode_event, EventWriter(store).write,
+        dlq_producer,
+    )  # fmt: skip
     try:
-        await server.serve(stop, cfg.drain_seconds)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve(stop, cfg.drain_seconds))
+            tasks.create_task(writer.run(stop))
     finally:
+        await dlq_producer.stop()
         await asyncio.to_thread(clickhouse.close)
 
 

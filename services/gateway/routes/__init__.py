@@ -2,8 +2,14 @@
 
 from starlette.routing import Route
 
-from services.gateway.routes import health, projects, prompts
+from services.gateway.routes import health, ingestion, projects, prompts, traces
 
 
 def all_routes() -> list[Route]:
-    return [*health.ROUTES, *projects.ROUTES, *prompts.ROUTES]
+    return [
+        *health.ROUTES,
+        *projects.ROUTES,
+        *prompts.ROUTES,
+        *ingestion.ROUTES,
+        *traces.ROUTES,
+    ]

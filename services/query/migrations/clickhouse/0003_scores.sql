@@ -1,7 +1,7 @@
 CREATE TABLE IF NOT EXISTS scores (
     project_id String,
     id String,
-    timestamp DateTime64(3),
+    timestamp DateTime64(3, 'UTC'),
     trace_id Nullable(String),
     observation_id Nullable(String),
     session_id Nullable(String),
@@ -17,9 +17,9 @@ CREATE TABLE IF NOT EXISTS scores (
     config_id Nullable(String),
     queue_id Nullable(String),
     author_user_id Nullable(String),
-    created_at DateTime64(3),
-    updated_at DateTime64(3),
-    event_ts DateTime64(3),
+    created_at DateTime64(3, 'UTC'),
+    updated_at DateTime64(3, 'UTC'),
+    event_ts DateTime64(3, 'UTC'),
     is_deleted UInt8 DEFAULT 0,
     INDEX idx_id id TYPE bloom_filter(0.001) GRANULARITY 1,
     INDEX idx_trace trace_id TYPE bloom_filter(0.001) GRANULARITY 1

@@ -1,0 +1,53 @@
+"""`POST /api/public/ingestion`: the batch goes to the ingestion service unparsed; the answer is
+Langfuse's 207 with per-event `successes` and `errors`."""
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from libs.common.gen.obs.ingestion.v1 import ingestion_pb2
+from libs.common.scope import ProjectScope
+from services.gateway.endpoint import call_metadata, endpoint, state_of
+from services.gateway.errors import ApiError, JsonResponse
+
+# The newest ingestion protocol the SDKs speak (Python 5 sends 4).
+MAX_INGESTION_VERSION = 4
+
+
+async def ingest(request: Request, scope: ProjectScope) -> Response:
+    check_ingestion_version(request)
+    state = state_of(request)
+    try:
+        reply = await state.backends.ingestion.IngestBatch(
+            ingestion_pb2.IngestBatchRequest(body=await request.body()),
+            metadata=call_metadata(request, scope),
+            timeout=state.backend_timeout,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.INVALID_ARGUMENT:
+            return JsonResponse(
+                {"message": "Invalid request data", "errors": [exc.details()]}, status_code=400
+            )
+        raise
+    return JsonResponse(
+        {
+            "successes": [{"id": s.id, "status": s.status} for s in reply.successes],
+            "errors": [
+                {"id": e.id, "status": e.status, "message": e.message, "error": e.error}
+                for e in reply.errors
+            ],
+        },
+        status_code=207,
+    )
+
+
+def check_ingestion_version(request: Request) -> None:
+    raw = request.headers.get("x-langfuse-ingestion-version")
+    if raw is None:
+        return
+    if not raw.isdigit() or int(raw) > MAX_INGESTION_VERSION:
+        raise ApiError(400, f"Unsupported x-langfuse-ingestion-version: {raw}")
+
+
+ROUTES = [Route("/api/public/ingestion", endpoint(ingest, scores_only=True), methods=["POST"])]

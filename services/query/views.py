@@ -1,0 +1,123 @@
+"""Stored rows as the public API's JSON documents (Trace, ObservationsView, Score), with every
+key the pydantic-based SDKs require present, null where unknown. Pure."""
+
+from typing import Any
+
+from services.query.rows import from_row, parse_time
+
+
+def observation_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
+    state = from_row("observation", row)
+    usage = state.get("usageDetails", {})
+    cost = state.get("costDetails", {})
+    start, end = parse_time(state.get("startTime")), parse_time(state.get("endTime"))
+    first_token = parse_time(state.get("completionStartTime"))
+    return {
+        "id": state["id"],
+        "projectId": project_id,
+        "traceId": state.get("traceId"),
+        "type": state.get("type"),
+        "name": state.get("name") or None,
+        "startTime": state.get("startTime"),
+        "endTime": state.get("endTime"),
+        "completionStartTime": state.get("completionStartTime"),
+        "model": state.get("model"),
+        "modelParameters": state.get("modelParameters"),
+        "input": state.get("input"),
+        "output": state.get("output"),
+        "version": state.get("version"),
+        "metadata": state.get("metadata", {}),
+        "level": state.get("level", "DEFAULT"),
+        "statusMessage": state.get("statusMessage"),
+        "parentObservationId": state.get("parentObservationId"),
+        "environment": state.get("environment", "default"),
+        "usage": {
+            "input": usage.get("input", 0),
+            "output": usage.get("output", 0),
+            "total": usage.get("total", 0),
+            "unit": "TOKENS" if usage else None,
+        },
+        "usageDetails": usage,
+        "costDetails": cost,
+        "promptId": row.get("prompt_id"),
+        "promptName": state.get("promptName"),
+        "promptVersion": state.get("promptVersion"),
+        "modelId": row.get("internal_model_id"),
+        "inputPrice": None,
+        "outputPrice": None,
+        "totalPrice": None,
+        "calculatedInputCost": cost.get("input"),
+        "calculatedOutputCost": cost.get("output"),
+        "calculatedTotalCost": state.get("totalCost"),
+        "totalCost": state.get("totalCost"),
+        "latency": (end - start).total_seconds() if start and end else None,
+        "timeToFirstToken": (first_token - start).total_seconds()
+        if start and first_token
+        else None,
+        "createdAt": state.get("createdAt"),
+        "updatedAt": state.get("updatedAt"),
+    }
+
+
+def score_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
+    state = from_row("score", row)
+    return {
+        "id": state["id"],
+        "projectId": project_id,
+        "traceId": state.get("traceId"),
+        "observationId": state.get("observationId"),
+        "sessionId": state.get("sessionId"),
+        "datasetRunId": state.get("datasetRunId"),
+        "name": state.get("name"),
+        "value": state.get("value"),
+        "stringValue": state.get("stringValue"),
+        "dataType": state.get("dataType"),
+        "source": state.get("source", "API"),
+        "comment": state.get("comment"),
+        "metadata": state.get("metadata", {}),
+        "configId": state.get("configId"),
+        "queueId": state.get("queueId"),
+        "authorUserId": None,
+        "environment": state.get("environment", "default"),
+        "timestamp": state.get("timestamp"),
+        "createdAt": state.get("createdAt"),
+        "updatedAt": state.get("updatedAt"),
+    }
+
+
+def trace_view(
+    row: dict[str, Any],
+    project_id: str,
+    observations: list[dict[str, Any]],
+    scores: list[dict[str, Any]],
+) -> dict[str, Any]:
+    state = from_row("trace", row)
+    starts = [parse_time(o["startTime"]) for o in observations if o.get("startTime")]
+    ends = [
+        parse_time(o.get("endTime") or o["startTime"]) for o in observations if o.get("startTime")
+    ]
+    latency = (max(ends) - min(starts)).total_seconds() if starts else 0.0  # type: ignore[type-var,operator]
+    return {
+        "id": state["id"],
+        "projectId": project_id,
+        "timestamp": state.get("timestamp"),
+        "name": state.get("name") or None,
+        "input": state.get("input"),
+        "output": state.get("output"),
+        "sessionId": state.get("sessionId"),
+        "release": state.get("release"),
+        "version": state.get("version"),
+        "userId": state.get("userId"),
+        "metadata": state.get("metadata", {}),
+        "tags": state.get("tags", []),
+        "public": bool(state.get("public", False)),
+        "bookmarked": bool(row.get("bookmarked", False)),
+        "environment": state.get("environment", "default"),
+        "htmlPath": f"/project/{project_id}/traces/{state['id']}",
+        "latency": latency,
+        "totalCost": sum(o.get("calculatedTotalCost") or 0 for o in observations),
+        "observations": observations,
+        "scores": scores,
+        "createdAt": state.get("createdAt"),
+        "updatedAt": state.get("updatedAt"),
+    }
