@@ -34,6 +34,21 @@ class Topic(StrEnum):
     PROMPT_CHANGES = "prompts.changes.v1"
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaCluster:
+    """The brokers, and a namespace put before every topic and consumer group name: empty in
+    production; a test stack or a second local stack on the same brokers uses its own."""
+
+    bootstrap_servers: str
+    namespace: str = ""
+
+    def topic(self, topic: Topic) -> str:
+        return f"{self.namespace}{topic.value}"
+
+    def group(self, name: str) -> str:
+        return f"{self.namespace}{name}"
+
+
 def dlq_topic(topic: str) -> str:
     return f"{topic}.dlq"
 
@@ -42,11 +57,11 @@ class InvalidMessage(Exception):
     """Raised by a decoder for a record that can never be processed (the poison-message path)."""
 
 
-def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
+def make_producer(cluster: KafkaCluster, client_id: str) -> AIOKafkaProducer:
     # Set explicitly, never left to client defaults: a send counts only once every in-sync
     # replica has it, and the idempotent producer keeps retries from duplicating or reordering.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        bootstrap_servers=cluster.bootstrap_servers,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -57,12 +72,13 @@ def make_producer(bootstrap_servers: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, partitions: Mapping[str, int]) -> None:
+async def ensure_topics(cluster: KafkaCluster, partitions: Mapping[Topic, int]) -> None:
     """Create the topics (and their DLQs, one partition each) that do not exist yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
     await admin.start()
     try:
-        wanted = {**{dlq_topic(t): 1 for t in partitions}, **partitions}
+        named = {cluster.topic(topic): count for topic, count in partitions.items()}
+        wanted = {**{dlq_topic(t): 1 for t in named}, **named}
         existing = set(await admin.list_topics())
         new = [
             NewTopic(name, num_partitions=count, replication_factor=1)

@@ -5,14 +5,14 @@ consumer group of its own, so each sees every change."""
 import uuid
 
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import ConsumerSettings, InvalidMessage, Record, Topic
+from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
 
 
-def listener_settings(bootstrap_servers: str, service: str) -> ConsumerSettings:
+def listener_settings(cluster: KafkaCluster, service: str) -> ConsumerSettings:
     return ConsumerSettings(
-        bootstrap_servers=bootstrap_servers,
-        group_id=f"{service}.prompt-cache-{uuid.uuid4().hex[:12]}",
-        topics=(Topic.PROMPT_CHANGES,),
+        bootstrap_servers=cluster.bootstrap_servers,
+        group_id=cluster.group(f"{service}.prompt-cache-{uuid.uuid4().hex[:12]}"),
+        topics=(cluster.topic(Topic.PROMPT_CHANGES),),
         auto_offset_reset="latest",
         max_wait_ms=100,
     )

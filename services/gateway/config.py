@@ -2,6 +2,7 @@ from dataclasses import dataclass
 
 from libs.common import config
 from libs.common.config import env
+from libs.common.kafka import KafkaCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class GatewayConfig:
     query_addr: str = env("QUERY_ADDR")
     prompts_addr: str = env("PROMPTS_ADDR")
     evals_addr: str = env("EVALS_ADDR")
+    kafka_namespace: str = env("KAFKA_NAMESPACE", "")
     http_host: str = "0.0.0.0"
     http_port: int = 3000
     metrics_port: int = 0
@@ -37,6 +39,10 @@ class GatewayConfig:
     # balancers stop routing here first.
     drain_seconds: float = 5.0
     backend_timeout_seconds: float = 30.0
+
+    @property
+    def kafka(self) -> KafkaCluster:
+        return KafkaCluster(self.kafka_bootstrap_servers, self.kafka_namespace)
 
 
 def load_gateway_config() -> GatewayConfig:

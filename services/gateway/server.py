@@ -64,7 +64,7 @@ async def run(cfg: GatewayConfig) -> None:
         stack.push_async_callback(pool.close)
         cache_client = redis.from_url(cfg.redis_url)
         stack.push_async_callback(cache_client.aclose)
-        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="gateway")
+        producer = make_producer(cfg.kafka, client_id="gateway")
         await producer.start()
         stack.push_async_callback(producer.stop)
         store = ProjectStore(pool)
@@ -84,7 +84,7 @@ async def run(cfg: GatewayConfig) -> None:
         # Prompt writes made without this gateway (another service over gRPC) reach its cache
         # through the change topic.
         listener = BatchConsumer(
-            listener_settings(cfg.kafka_bootstrap_servers, "gateway"),
+            listener_settings(cfg.kafka, "gateway"),
             decode_change,
             PromptChangeListener(state.prompt_cache).handle,
             producer,

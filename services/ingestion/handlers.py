@@ -13,16 +13,16 @@ from google.protobuf.json_format import MessageToJson
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from libs.common.kafka import Topic
 from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope
 from services.ingestion.store import EventLog
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: ignore[misc]
-    def __init__(self, event_log: EventLog, producer: AIOKafkaProducer) -> None:
+    def __init__(self, event_log: EventLog, producer: AIOKafkaProducer, topic: str) -> None:
         self._event_log = event_log
         self._producer = producer
+        self._topic = topic
 
     async def IngestBatch(  # noqa: N802
         self, request: ingestion_pb2.IngestBatchRequest, context: grpc.aio.ServicerContext
@@ -64,7 +64,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
                 event.event_log_key = key
                 sends.append(
                     await self._producer.send(
-                        Topic.INGESTION_EVENTS,
+                        self._topic,
                         event.SerializeToString(),
                         key=f"{project_id}:{event.trace_id or event.entity_id}".encode(),
                     )

@@ -20,10 +20,10 @@ async def run(cfg: IngestionConfig) -> None:
     async with AsyncExitStack() as stack:
         event_log = EventLog(await open_s3(cfg, stack), cfg.s3_bucket)
         await event_log.ping()
-        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="ingestion")
+        producer = make_producer(cfg.kafka, client_id="ingestion")
         await producer.start()
         stack.push_async_callback(producer.stop)
-        servicer = IngestionServicer(event_log, producer)
+        servicer = IngestionServicer(event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS))
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
         server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
         await server.serve(stop, cfg.drain_seconds)
@@ -34,6 +34,6 @@ async def migrate(cfg: IngestionConfig) -> None:
     async with AsyncExitStack() as stack:
         await EventLog(await open_s3(cfg, stack), cfg.s3_bucket).ensure_bucket()
     await ensure_topics(
-        cfg.kafka_bootstrap_servers,
+        cfg.kafka,
         {Topic.INGESTION_EVENTS: cfg.events_partitions, Topic.INGESTION_DELETIONS: 1},
     )

@@ -15,7 +15,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.gencache import GenerationCache
-from libs.common.kafka import Topic
+from libs.common.kafka import KafkaCluster, Topic
 from libs.common.scope import scope_from
 from services.prompts.compiler import compile_chat, compile_text
 from services.prompts.composition import Reference, Resolution, has_references
@@ -42,11 +42,16 @@ from services.prompts.versions import (
 
 class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, store: PromptStore, cache: GenerationCache, producer: AIOKafkaProducer
+        self,
+        store: PromptStore,
+        cache: GenerationCache,
+        producer: AIOKafkaProducer,
+        kafka: KafkaCluster,
     ) -> None:
         self._store = store
         self._cache = cache
         self._producer = producer
+        self._changes_topic = kafka.topic(Topic.PROMPT_CHANGES)
 
     async def CreatePrompt(  # noqa: N802
         self, request: prompts_pb2.CreatePromptRequest, context: grpc.aio.ServicerContext
@@ -204,7 +209,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
         event = events_pb2.PromptChanged(project_id=project_id, prompt_name=name)
         event.changed_at.GetCurrentTime()
         await self._producer.send_and_wait(
-            Topic.PROMPT_CHANGES, event.SerializeToString(), key=project_id.encode()
+            self._changes_topic, event.SerializeToString(), key=project_id.encode()
         )
 
 

@@ -33,15 +33,15 @@ async def run(cfg: PromptsConfig) -> None:
         stack.push_async_callback(pool.close)
         client = redis.from_url(cfg.redis_url)
         stack.push_async_callback(client.aclose)
-        producer = make_producer(cfg.kafka_bootstrap_servers, client_id="prompts")
+        producer = make_producer(cfg.kafka, client_id="prompts")
         await producer.start()
         stack.push_async_callback(producer.stop)
         cache = GenerationCache(client, "prompts")
-        servicer = PromptsServicer(PromptStore(pool), cache, producer)
+        servicer = PromptsServicer(PromptStore(pool), cache, producer, cfg.kafka)
         add = prompts_pb2_grpc.add_PromptsServiceServicer_to_server
         server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
         listener = BatchConsumer(
-            listener_settings(cfg.kafka_bootstrap_servers, "prompts"),
+            listener_settings(cfg.kafka, "prompts"),
             decode_change,
             ChangeListener(cache).handle,
             producer,
@@ -53,4 +53,4 @@ async def run(cfg: PromptsConfig) -> None:
 
 async def migrate(cfg: PromptsConfig) -> None:
     await migrate_postgres(cfg.database_url, MIGRATIONS)
-    await ensure_topics(cfg.kafka_bootstrap_servers, {Topic.PROMPT_CHANGES: 1})
+    await ensure_topics(cfg.kafka, {Topic.PROMPT_CHANGES: 1})

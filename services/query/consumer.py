@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import orjson
 
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import ConsumerSettings, InvalidMessage, Record, Topic
+from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
 from services.query.rows import Change, from_row, merge, to_row
 from services.query.store import TraceStore
 
@@ -28,9 +28,11 @@ _CREATES = {
 }
 
 
-def writer_settings(bootstrap_servers: str) -> ConsumerSettings:
+def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
     return ConsumerSettings(
-        bootstrap_servers=bootstrap_servers, group_id=GROUP, topics=(Topic.INGESTION_EVENTS,)
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=kafka.group(GROUP),
+        topics=(kafka.topic(Topic.INGESTION_EVENTS),),
     )
 
 

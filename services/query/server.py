@@ -37,10 +37,10 @@ async def run(cfg: QueryConfig) -> None:
         SERVICE_NAME,
     )
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
-    dlq_producer = make_producer(cfg.kafka_bootstrap_servers, client_id="query")
+    dlq_producer = make_producer(cfg.kafka, client_id="query")
     await dlq_producer.start()
     writer = BatchConsumer(
-        writer_settings(cfg.kafka_bootstrap_servers), decode_event, EventWriter(store).write,
+        writer_settings(cfg.kafka), decode_event, EventWriter(store).write,
         dlq_producer,
     )  # fmt: skip
     try:

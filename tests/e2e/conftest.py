@@ -68,6 +68,8 @@ def stack_env(tmp: Path) -> dict[str, str]:
     env.update(
         {
             "LOG_LEVEL": "WARNING",
+            # Topics and groups of its own, so a running dev stack never takes this stack's events.
+            "KAFKA_NAMESPACE": f"e2e{run_id}.",
             "GATEWAY_HTTP_PORT": str(ports["gateway"]),
             "GATEWAY_DRAIN_SECONDS": "1",
             "GATEWAY_DATABASE_URL": f"{pg}/e2e_{run_id}_gateway",

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from libs.common.kafka import KafkaCluster
 from tests.support.devenv import dev_env
 
 ENV = dev_env()
@@ -30,5 +31,6 @@ async def pg_dsn() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def kafka() -> str:
-    return ENV["KAFKA_BOOTSTRAP_SERVERS"]
+def kafka() -> KafkaCluster:
+    """The local brokers, under a namespace of this test's own."""
+    return KafkaCluster(ENV["KAFKA_BOOTSTRAP_SERVERS"], namespace=unique("it") + ".")

@@ -8,7 +8,9 @@ from libs.common.kafka import (
     BatchConsumer,
     ConsumerSettings,
     InvalidMessage,
+    KafkaCluster,
     Record,
+    Topic,
     dlq_topic,
     ensure_topics,
     make_producer,
@@ -23,9 +25,9 @@ def decode(record: Record) -> str:
     return bytes(record.value or b"").decode()
 
 
-def settings(kafka: str, topic: str, group: str, attempts: int = 8) -> ConsumerSettings:
+def settings(kafka: KafkaCluster, topic: str, group: str, attempts: int = 8) -> ConsumerSettings:
     return ConsumerSettings(
-        bootstrap_servers=kafka,
+        bootstrap_servers=kafka.bootstrap_servers,
         group_id=group,
         topics=(topic,),
         max_handler_attempts=attempts,
@@ -34,7 +36,7 @@ def settings(kafka: str, topic: str, group: str, attempts: int = 8) -> ConsumerS
     )
 
 
-async def produce(kafka: str, topic: str, values: Sequence[bytes]) -> None:
+async def produce(kafka: KafkaCluster, topic: str, values: Sequence[bytes]) -> None:
     producer = make_producer(kafka, "test")
     await producer.start()
     try:
@@ -44,8 +46,8 @@ async def produce(kafka: str, topic: str, values: Sequence[bytes]) -> None:
         await producer.stop()
 
 
-async def committed(kafka: str, topic: str, group: str) -> int | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group)
+async def committed(kafka: KafkaCluster, topic: str, group: str) -> int | None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group)
     await consumer.start()
     try:
         return await consumer.committed(TopicPartition(topic, 0))
@@ -53,7 +55,9 @@ async def committed(kafka: str, topic: str, group: str) -> int | None:
         await consumer.stop()
 
 
-async def consume_until_committed(kafka: str, topic: str, group: str, offset: int) -> list[str]:
+async def consume_until_committed(
+    kafka: KafkaCluster, topic: str, group: str, offset: int
+) -> list[str]:
     """Runs a BatchConsumer until the group's committed offset reaches `offset`."""
     seen: list[str] = []
 
@@ -75,23 +79,26 @@ async def consume_until_committed(kafka: str, topic: str, group: str, offset: in
 
 
 @pytest.fixture
-async def topic(kafka: str) -> str:
-    name = unique("it.events")
-    await ensure_topics(kafka, {name: 1})
-    return name
+async def topic(kafka: KafkaCluster) -> str:
+    await ensure_topics(kafka, {Topic.INGESTION_EVENTS: 1})
+    return kafka.topic(Topic.INGESTION_EVENTS)
 
 
-async def test_handles_in_batches_and_commits_after_success(kafka: str, topic: str) -> None:
+async def test_handles_in_batches_and_commits_after_success(
+    kafka: KafkaCluster, topic: str
+) -> None:
     await produce(kafka, topic, [b"a", b"b", b"c"])
     assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "b", "c"]
 
 
-async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(kafka: str, topic: str) -> None:
+async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
+    kafka: KafkaCluster, topic: str
+) -> None:
     await produce(kafka, topic, [b"a", b"poison", b"c"])
     assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "c"]
 
     reader = AIOKafkaConsumer(
-        dlq_topic(topic), bootstrap_servers=kafka, auto_offset_reset="earliest"
+        dlq_topic(topic), bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
     )
     await reader.start()
     try:
@@ -106,7 +113,7 @@ async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(kafka: str, t
 
 
 async def test_a_failing_handler_commits_nothing_and_the_records_come_back(
-    kafka: str, topic: str
+    kafka: KafkaCluster, topic: str
 ) -> None:
     await produce(kafka, topic, [b"a", b"b"])
     group = unique("it.group")

@@ -1,0 +1,166 @@
+"""`POST /api/public/ingestion` end to end: per-event results, merged state readable through the
+read API, replays that change nothing, public-key limits and project isolation."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from tests.support.devenv import ROOT
+from tests.support.eventually import eventually
+
+AUTH = (PUBLIC_KEY, SECRET_KEY)
+
+
+def batch(trace_id: str) -> dict[str, Any]:
+    generation = f"{trace_id}-gen"
+    return {
+        "batch": [
+            {"id": f"{trace_id}-1", "type": "trace-create", "timestamp": "2026-11-22T10:00:00Z",
+             "body": {"id": trace_id, "name": "chat", "tags": ["b"], "metadata": {"a": {"x": 1}},
+                      "input": {"q": "hi"}, "environment": "Langfuse-Staging"}},
+            {"id": f"{trace_id}-2", "type": "generation-create",
+             "timestamp": "2026-11-22T10:00:00.100Z",
+             "body": {"id": generation, "traceId": trace_id, "name": "llm", "model": "gpt-4o",
+                      "startTime": "2026-11-22T10:00:00.100Z",
+                      "usage": {"input": 10, "output": 5}}},
+            {"id": f"{trace_id}-3", "type": "generation-update",
+             "timestamp": "2026-11-22T10:00:01Z",
+             "body": {"id": generation, "traceId": trace_id, "output": "hello",
+                      "endTime": "2026-11-22T10:00:01.100Z"}},
+            {"id": f"{trace_id}-4", "type": "trace-create", "timestamp": "2026-11-22T10:00:02Z",
+             "body": {"id": trace_id, "tags": ["a"], "metadata": {"a": {"y": 2}}}},
+            {"id": f"{trace_id}-5", "type": "score-create", "timestamp": "2026-11-22T10:00:03Z",
+             "body": {"id": f"{trace_id}-score", "traceId": trace_id, "name": "q", "value": 1}},
+            {"id": f"{trace_id}-bad", "type": "span-create", "timestamp": "yesterday",
+             "body": {"id": "s"}},
+        ]
+    }  # fmt: skip
+
+
+async def read_trace(client: httpx.AsyncClient, trace_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/public/traces/{trace_id}")
+    return response.json() if response.status_code == 200 else {}
+
+
+def complete(trace: dict[str, Any]) -> bool:
+    observations = trace.get("observations", [])
+    return bool(observations) and observations[0].get("output") == "hello" and "a" in trace.get(
+        "tags", []
+    ) and bool(trace.get("scores"))  # fmt: skip
+
+
+async def test_a_batch_is_answered_per_event_and_becomes_readable(stack: Stack) -> None:
+    trace_id = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        response = await client.post("/api/public/ingestion", json=batch(trace_id))
+        assert response.status_code == 207
+        result = response.json()
+        assert [s["id"] for s in result["successes"]] == [f"{trace_id}-{i}" for i in range(1, 6)]
+        assert all(s["status"] == 201 for s in result["successes"])
+        [error] = result["errors"]
+        assert (error["id"], error["status"]) == (f"{trace_id}-bad", 400)
+
+        trace = await eventually(lambda: read_trace(client, trace_id), complete)
+    assert trace["name"] == "chat" and trace["environment"] == "staging"
+    assert trace["tags"] == ["a", "b"] and trace["metadata"] == {"a": {"x": 1, "y": 2}}
+    [generation] = trace["observations"]
+    assert generation["type"] == "GENERATION" and generation["model"] == "gpt-4o"
+    assert generation["usageDetails"] == {"input": 10, "output": 5, "total": 15}
+    assert generation["latency"] == 1.0
+    assert trace["scores"][0]["value"] == 1
+
+
+async def test_replaying_a_batch_changes_nothing(stack: Stack) -> None:
+    trace_id = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        await client.post("/api/public/ingestion", json=batch(trace_id))
+        first = await eventually(lambda: read_trace(client, trace_id), complete)
+        await client.post("/api/public/ingestion", json=batch(trace_id))
+        await client.post("/api/public/ingestion", json=batch(trace_id))
+
+        async def after_replays() -> dict[str, Any]:
+            trace = await read_trace(client, trace_id)
+            return trace if trace.get("updatedAt") != first["updatedAt"] else {}
+
+        again = await eventually(after_replays, lambda t: bool(t))
+    ignore = {"updatedAt", "createdAt"}
+
+    def stable(doc: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in doc.items() if k not in ignore | {"observations", "scores"}}
+
+    assert stable(again) == stable(first)
+    assert len(again["observations"]) == 1 and len(again["scores"]) == 1
+
+
+async def test_a_public_key_alone_may_only_send_scores(stack: Stack) -> None:
+    trace_id = uuid.uuid4().hex
+    body = {
+        "batch": [
+            {"id": "s", "type": "score-create", "timestamp": "2026-11-22T10:00:00Z",
+             "body": {"traceId": trace_id, "name": "feedback", "value": 1}},
+            {"id": "t", "type": "trace-create", "timestamp": "2026-11-22T10:00:00Z",
+             "body": {"id": trace_id}},
+        ]
+    }  # fmt: skip
+    headers = {"Authorization": f"Bearer {PUBLIC_KEY}"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, headers=headers) as client:
+        response = await client.post("/api/public/ingestion", json=body)
+        assert (await client.get(f"/api/public/traces/{trace_id}")).status_code == 401
+    result = response.json()
+    assert [s["id"] for s in result["successes"]] == ["s"]
+    assert [(e["id"], e["status"], e["message"]) for e in result["errors"]] == [
+        ("t", 401, "Access Scope Denied")
+    ]
+
+
+@pytest.mark.parametrize("content", [b"{}", b"not json", b'{"batch": "x"}'])
+async def test_a_malformed_envelope_is_400(stack: Stack, content: bytes) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        response = await client.post("/api/public/ingestion", content=content)
+    assert response.status_code == 400
+    assert response.json()["message"] == "Invalid request data"
+
+
+async def test_an_unsupported_ingestion_version_is_400(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        response = await client.post(
+            "/api/public/ingestion",
+            json={"batch": []},
+            headers={"x-langfuse-ingestion-version": "5"},
+        )
+    assert response.status_code == 400
+
+
+def admin(stack: Stack, *args: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-m", "services.gateway.admin", *args],
+        cwd=ROOT,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+async def test_another_projects_key_cannot_read_the_trace(stack: Stack) -> None:
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", "B")
+    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
+    trace_id = uuid.uuid4().hex
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as owner:
+        await owner.post("/api/public/ingestion", json=batch(trace_id))
+        await eventually(lambda: read_trace(owner, trace_id), complete)
+    stranger_auth = (keys["publicKey"], keys["secretKey"])
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=stranger_auth) as stranger:
+        assert (await stranger.get(f"/api/public/traces/{trace_id}")).status_code == 404
+        assert (await stranger.get(f"/api/public/observations/{trace_id}-gen")).status_code == 404
+        projects = (await stranger.get("/api/public/projects")).json()["data"]
+    assert [p["id"] for p in projects] == [other]
