@@ -76,20 +76,13 @@ def accept(item: Any, project_id: str, access: AccessLevel, received_at: datetim
     if access is AccessLevel.SCORES and kind not in ("score-create", "sdk-log"):
         raise EventError(401, "Access Scope Denied", "only scores may be sent with a public key")
 
-    def event(kind_: int, observation_type: str, entity_id: str, trace_id: str,
-              normalized: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
-        message = events_pb2.IngestionEvent(
-            event_id=envelope_id,
-            project_id=project_id,
-            type=kind_,
-            observation_type=observation_type,
-            entity_id=entity_id,
-            trace_id=trace_id,
-            body_json=orjson.dumps(normalized),
-        )
-        message.event_time.FromDatetime(timestamp)
-        message.received_at.FromDatetime(received_at)
-        return message
+    def event(
+        kind_: int, observation_type: str, entity_id: str, trace_id: str, body_: dict[str, Any]
+    ) -> events_pb2.IngestionEvent:
+        return make_event(
+            envelope_id, project_id, kind_, observation_type, entity_id, trace_id, body_,
+            timestamp, received_at,
+        )  # fmt: skip
 
     if kind == "sdk-log":
         return Accepted(envelope_id, [])
@@ -132,6 +125,31 @@ def accept(item: Any, project_id: str, access: AccessLevel, received_at: datetim
         )
         return Accepted(envelope_id, events)
     raise EventError(400, "Invalid request data", f"unknown event type: {kind!r}")
+
+
+def make_event(
+    event_id: str,
+    project_id: str,
+    kind: int,
+    observation_type: str,
+    entity_id: str,
+    trace_id: str,
+    body: dict[str, Any],
+    event_time: datetime,
+    received_at: datetime,
+) -> events_pb2.IngestionEvent:
+    message = events_pb2.IngestionEvent(
+        event_id=event_id,
+        project_id=project_id,
+        type=kind,
+        observation_type=observation_type,
+        entity_id=entity_id,
+        trace_id=trace_id,
+        body_json=orjson.dumps(body),
+    )
+    message.event_time.FromDatetime(event_time)
+    message.received_at.FromDatetime(received_at)
+    return message
 
 
 def normalize_environment(value: Any) -> str:

@@ -15,6 +15,8 @@ from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope
+from services.ingestion.otel import otel_events
+from services.ingestion.otlp import OtlpError, read_export
 from services.ingestion.store import EventLog
 
 
@@ -52,6 +54,22 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         if events:
             await self._publish(scope.project_id, received_at, events)
         return response
+
+    async def IngestOtlp(  # noqa: N802
+        self, request: ingestion_pb2.IngestOtlpRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.IngestOtlpResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        try:
+            spans = read_export(request.body, request.content_type, request.content_encoding)
+        except OtlpError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        received_at = datetime.now(UTC)
+        events = otel_events(spans, scope.project_id, received_at, request.sdk_name,
+                             request.sdk_version)  # fmt: skip
+        if events:
+            await self._publish(scope.project_id, received_at, events)
+        return ingestion_pb2.IngestOtlpResponse()
 
     async def _publish(
         self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]

@@ -1,5 +1,6 @@
-"""`POST /api/public/ingestion`: the batch goes to the ingestion service unparsed; the answer is
-Langfuse's 207 with per-event `successes` and `errors`."""
+"""The write path. `POST /api/public/ingestion`: the batch goes to the ingestion service unparsed;
+the answer is Langfuse's 207 with per-event `successes` and `errors`. `POST
+/api/public/otel/v1/traces`: an OTLP export (protobuf or JSON, gzip or not) passed on as bytes."""
 
 import grpc
 from starlette.requests import Request
@@ -42,6 +43,38 @@ async def ingest(request: Request, scope: ProjectScope) -> Response:
     )
 
 
+async def ingest_otlp(request: Request, scope: ProjectScope) -> Response:
+    check_ingestion_version(request)
+    content_type = request.headers.get("content-type", "")
+    is_json = "application/json" in content_type.lower()
+    state = state_of(request)
+    try:
+        await state.backends.ingestion.IngestOtlp(
+            ingestion_pb2.IngestOtlpRequest(
+                body=await request.body(),
+                content_type=content_type,
+                content_encoding=request.headers.get("content-encoding", ""),
+                sdk_name=_header(request, "x-langfuse-sdk-name"),
+                sdk_version=_header(request, "x-langfuse-sdk-version"),
+            ),
+            metadata=call_metadata(request, scope),
+            timeout=state.backend_timeout,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() is grpc.StatusCode.INVALID_ARGUMENT:
+            return JsonResponse({"error": exc.details()}, status_code=400)
+        raise
+    if is_json:
+        return JsonResponse({})
+    # An empty ExportTraceServiceResponse serializes to no bytes.
+    return Response(b"", media_type="application/x-protobuf")
+
+
+def _header(request: Request, name: str) -> str:
+    """SDK headers, also in the underscore spelling some clients use."""
+    return request.headers.get(name) or request.headers.get(name.replace("-", "_"), "")
+
+
 def check_ingestion_version(request: Request) -> None:
     raw = request.headers.get("x-langfuse-ingestion-version")
     if raw is None:
@@ -50,4 +83,7 @@ def check_ingestion_version(request: Request) -> None:
         raise ApiError(400, f"Unsupported x-langfuse-ingestion-version: {raw}")
 
 
-ROUTES = [Route("/api/public/ingestion", endpoint(ingest, scores_only=True), methods=["POST"])]
+ROUTES = [
+    Route("/api/public/ingestion", endpoint(ingest, scores_only=True), methods=["POST"]),
+    Route("/api/public/otel/v1/traces", endpoint(ingest_otlp), methods=["POST"]),
+]
