@@ -1,10 +1,12 @@
 """The shape of every public route: a handler takes the request and the caller's project scope,
 makes one backend call and shapes the answer; `endpoint` does the authentication around it."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -63,3 +65,23 @@ def page_params(request: Request, default_limit: int) -> tuple[int, int]:
 def call_metadata(request: Request, scope: ProjectScope) -> tuple[tuple[str, str], ...]:
     """gRPC metadata for a backend call: the caller's scope and the request id."""
     return scope.metadata(request.state.request_id)
+
+
+def query_time(request: Request, name: str) -> Timestamp | None:
+    """An ISO 8601 query parameter as a protobuf Timestamp; 400 when it does not parse."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(400, f"Invalid request data: {name} must be an ISO 8601 timestamp") from exc
+    stamp = Timestamp()
+    stamp.FromDatetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    return stamp
+
+
+def list_response(items: Sequence[bytes], meta: dict[str, Any]) -> Response:
+    """`{"data": [...], "meta": {...}}` from documents the backend already serialized."""
+    body = b'{"data":[' + b",".join(items) + b'],"meta":' + orjson.dumps(meta) + b"}"
+    return Response(body, media_type="application/json")

@@ -127,6 +127,18 @@ def accept(item: Any, project_id: str, access: AccessLevel, received_at: datetim
     raise EventError(400, "Invalid request data", f"unknown event type: {kind!r}")
 
 
+def score_event(item: Any, project_id: str, received_at: datetime) -> events_pb2.IngestionEvent:
+    """One item of `POST /api/public/scores` (an object, or an element of Python 5's array)."""
+    if not isinstance(item, dict):
+        raise EventError(400, "Invalid request data", "a score must be an object")
+    timestamp = _timestamp(item.get("timestamp"), "timestamp") or received_at
+    score = _score_body(item)
+    return make_event(
+        f"score-{score['id']}", project_id, events_pb2.EVENT_TYPE_SCORE_CREATE, "", score["id"],
+        score.get("traceId") or "", score, timestamp, received_at,
+    )  # fmt: skip
+
+
 def make_event(
     event_id: str,
     project_id: str,

@@ -5,6 +5,7 @@ import asyncio
 from datetime import UTC, datetime
 
 import grpc
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,7 +15,7 @@ from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.scope import scope_from
-from services.ingestion.batch import EventError, accept, parse_envelope
+from services.ingestion.batch import EventError, accept, parse_envelope, score_event
 from services.ingestion.otel import otel_events
 from services.ingestion.otlp import OtlpError, read_export
 from services.ingestion.store import EventLog
@@ -70,6 +71,29 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         if events:
             await self._publish(scope.project_id, received_at, events)
         return ingestion_pb2.IngestOtlpResponse()
+
+    async def IngestScores(  # noqa: N802
+        self, request: ingestion_pb2.IngestScoresRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.IngestScoresResponse:
+        scope = scope_from(context)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidArgument("Invalid request data: the body is not valid JSON") from exc
+        received_at = datetime.now(UTC)
+        response = ingestion_pb2.IngestScoresResponse()
+        events = []
+        for position, item in enumerate(body if isinstance(body, list) else [body]):
+            try:
+                event = score_event(item, scope.project_id, received_at)
+            except EventError as exc:
+                response.errors.add(id=str(position), status=exc.status, message=exc.error)
+                continue
+            events.append(event)
+            response.ids.append(event.entity_id)
+        if events:
+            await self._publish(scope.project_id, received_at, events)
+        return response
 
     async def _publish(
         self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]

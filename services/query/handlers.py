@@ -1,17 +1,37 @@
 """QueryServicer: reads over ClickHouse, answered as the public API's JSON documents."""
 
+import base64
+from datetime import UTC
+
 import grpc
 import orjson
 
-from libs.common.errors import NotFound
+from libs.common.errors import InvalidArgument, NotFound
+from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import scope_from
+from services.query.filters import (
+    OBSERVATION_FILTERS,
+    TRACE_FILTERS,
+    TRACE_ORDER,
+    Where,
+    equality_filters,
+    order_by,
+)
 from services.query.store import TraceStore
-from services.query.views import observation_view, score_view, trace_view
+from services.query.views import (
+    full_trace_view,
+    listed_trace_view,
+    observation_v2_view,
+    observation_view,
+    score_view,
+    session_view,
+    trace_view,
+)
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
-    """The list, session, score and model RPCs arrive with the rest of the tracing issue (#3);
+    """The score-list, deletion and model RPCs arrive with the rest of the tracing issue (#3);
     until then the generated base answers them UNIMPLEMENTED (the gateway maps it to 501)."""
 
     def __init__(self, store: TraceStore) -> None:
@@ -32,8 +52,103 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             score_view(s, project_id)
             for s in await self._store.scores_of(project_id, request.trace_id)
         ]
-        document = trace_view(row, project_id, observations, scores)
+        document = full_trace_view(row, project_id, observations, scores)
         return query_pb2.GetTraceResponse(trace_json=orjson.dumps(document))
+
+    async def ListTraces(  # noqa: N802
+        self, request: query_pb2.ListTracesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListTracesResponse:
+        project_id = scope_from(context).project_id
+        where = Where()
+        given = {f.key: list(f.values) for f in request.filters}
+        for index, tag in enumerate(given.pop("tags", [])):
+            where.add(f"has(tags, {{tag{index}:String}})", **{f"tag{index}": tag})
+        equality_filters(where, TRACE_FILTERS, given)
+        _time_range(where, "timestamp", request.time_range)
+        page, limit = request.page.page, request.page.limit
+        order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
+        rows, total = await self._store.page_of(
+            "trace", project_id, where, order, limit, (page - 1) * limit
+        )
+        rollups = await self._store.trace_rollups(project_id, [r["id"] for r in rows])
+        return query_pb2.ListTracesResponse(
+            traces_json=[
+                orjson.dumps(listed_trace_view(r, project_id, rollups[r["id"]])) for r in rows
+            ],
+            meta=_page_meta(page, limit, total),
+        )
+
+    async def ListObservations(  # noqa: N802
+        self, request: query_pb2.ListObservationsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListObservationsResponse:
+        project_id = scope_from(context).project_id
+        where = Where()
+        equality_filters(
+            where, OBSERVATION_FILTERS, {f.key: list(f.values) for f in request.filters}
+        )
+        _time_range(where, "start_time", request.time_range)
+        if request.HasField("cursor"):
+            limit = request.cursor.limit
+            offset = _decode_cursor(request.cursor.cursor)
+            rows, total = await self._store.page_of(
+                "observation", project_id, where, "start_time DESC, id DESC", limit, offset
+            )
+            groups = set(request.fields) or {"core", "basic"}
+            expand = set(request.expand_metadata)
+            documents = [observation_v2_view(r, project_id, groups, expand) for r in rows]
+            next_offset = offset + len(rows)
+            cursor = _encode_cursor(next_offset) if next_offset < total else ""
+            return query_pb2.ListObservationsResponse(
+                observations_json=[orjson.dumps(d) for d in documents],
+                cursor_meta=common_pb2.CursorMeta(next_cursor=cursor),
+            )
+        page, limit = request.page.page, request.page.limit
+        rows, total = await self._store.page_of(
+            "observation", project_id, where, "start_time DESC, id DESC", limit, (page - 1) * limit
+        )
+        return query_pb2.ListObservationsResponse(
+            observations_json=[orjson.dumps(observation_view(r, project_id)) for r in rows],
+            page_meta=_page_meta(page, limit, total),
+        )
+
+    async def GetSession(  # noqa: N802
+        self, request: query_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetSessionResponse:
+        project_id = scope_from(context).project_id
+        sessions, _ = await self._store.sessions(project_id, [request.session_id], None, None, 1, 0)
+        if not sessions:
+            raise NotFound(f"Session {request.session_id} not found within authorized project")
+        where = Where()
+        where.add("session_id = {session:String}", session=request.session_id)
+        traces, _ = await self._store.page_of(
+            "trace", project_id, where, "timestamp ASC, id ASC", 10_000, 0
+        )
+        document = session_view(sessions[0], project_id)
+        document["traces"] = [trace_view(t, project_id, [], [], 0.0, 0.0) for t in traces]
+        return query_pb2.GetSessionResponse(session_json=orjson.dumps(document))
+
+    async def ListSessions(  # noqa: N802
+        self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListSessionsResponse:
+        project_id = scope_from(context).project_id
+        page, limit = request.page.page, request.page.limit
+        since = (
+            request.time_range.from_time.ToDatetime(tzinfo=UTC)
+            if request.time_range.HasField("from_time")
+            else None
+        )
+        until = (
+            request.time_range.to_time.ToDatetime(tzinfo=UTC)
+            if request.time_range.HasField("to_time")
+            else None
+        )
+        rows, total = await self._store.sessions(
+            project_id, None, since, until, limit, (page - 1) * limit, list(request.environments)
+        )
+        return query_pb2.ListSessionsResponse(
+            sessions_json=[orjson.dumps(session_view(r, project_id)) for r in rows],
+            meta=_page_meta(page, limit, total),
+        )
 
     async def GetObservation(  # noqa: N802
         self, request: query_pb2.GetObservationRequest, context: grpc.aio.ServicerContext
@@ -46,3 +161,34 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             )
         document = observation_view(row, project_id)
         return query_pb2.GetObservationResponse(observation_json=orjson.dumps(document))
+
+
+def _time_range(where: Where, column: str, time_range: query_pb2.TimeRange) -> None:
+    if time_range.HasField("from_time"):
+        since = time_range.from_time.ToDatetime(tzinfo=UTC)
+        where.add(f"{column} >= {{since:DateTime64(3, 'UTC')}}", since=since)
+    if time_range.HasField("to_time"):
+        until = time_range.to_time.ToDatetime(tzinfo=UTC)
+        where.add(f"{column} < {{until:DateTime64(3, 'UTC')}}", until=until)
+
+
+def _page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
+    return common_pb2.PageMeta(
+        page=page, limit=limit, total_items=total, total_pages=-(-total // limit)
+    )
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"offset": offset})).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not cursor:
+        return 0
+    try:
+        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InvalidArgument("Invalid cursor") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidArgument("Invalid cursor")
+    return offset

@@ -1,9 +1,11 @@
 """TraceStore: the only module that reads or writes ClickHouse. Every statement takes the project
 id as a bound parameter; reads deduplicate with FINAL (ReplacingMergeTree keeps one row per id)."""
 
+from datetime import datetime
 from typing import Any
 
 from services.query.clickhouse import ClickHouse
+from services.query.filters import Where
 
 TABLES = {"trace": "traces", "observation": "observations", "score": "scores"}
 
@@ -45,3 +47,78 @@ class TraceStore:
             " AND trace_id = {trace_id:String} ORDER BY timestamp, id",
             {"project_id": project_id, "trace_id": trace_id},
         )
+
+    async def page_of(
+        self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of entities matching `where`, and how many match in all."""
+        params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
+        condition = f"project_id = {{project_id:String}} AND {where.sql()}"
+        rows = await self._ch.select(
+            f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition} ORDER BY {order}"
+            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+            params,
+        )
+        [count] = await self._ch.select(
+            f"SELECT count() AS total FROM {TABLES[kind]} FINAL WHERE {condition}", params
+        )
+        return rows, int(count["total"])
+
+    async def trace_rollups(
+        self, project_id: str, trace_ids: list[str]
+    ) -> dict[str, dict[str, Any]]:
+        """Per trace: observation ids, first start, last end and total cost; and score ids."""
+        params = {"project_id": project_id, "ids": trace_ids}
+        observations = await self._ch.select(
+            "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
+            " max(coalesce(end_time, start_time)) AS last_end,"
+            " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost FROM observations FINAL"
+            " WHERE project_id = {project_id:String} AND trace_id IN {ids:Array(String)}"
+            " GROUP BY trace_id",
+            params,
+        )
+        scores = await self._ch.select(
+            "SELECT trace_id, groupArray(id) AS ids FROM scores FINAL"
+            " WHERE project_id = {project_id:String} AND trace_id IN {ids:Array(String)}"
+            " GROUP BY trace_id",
+            params,
+        )
+        rollups: dict[str, dict[str, Any]] = {t: {} for t in trace_ids}
+        for row in observations:
+            rollups[row["trace_id"]].update(row)
+        for row in scores:
+            rollups[row["trace_id"]]["score_ids"] = row["ids"]
+        return rollups
+
+    async def sessions(
+        self, project_id: str, session_ids: list[str] | None, since: datetime | None,
+        until: datetime | None, limit: int, offset: int, environments: list[str] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+        """Sessions are implicit: the distinct session ids of the project's traces."""
+        where = Where()
+        where.add("session_id IS NOT NULL")
+        if session_ids is not None:
+            where.add("session_id IN {sessions:Array(String)}", sessions=session_ids)
+        if environments:
+            where.add("environment IN {environments:Array(String)}", environments=environments)
+        params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
+        condition = f"project_id = {{project_id:String}} AND {where.sql()}"
+        having = []
+        if since is not None:
+            having.append("created_at >= {since:DateTime64(3, 'UTC')}")
+            params["since"] = since
+        if until is not None:
+            having.append("created_at < {until:DateTime64(3, 'UTC')}")
+            params["until"] = until
+        having_sql = f" HAVING {' AND '.join(having)}" if having else ""
+        grouped = (
+            "SELECT session_id AS id, min(timestamp) AS created_at, any(environment) AS environment"
+            f" FROM traces FINAL WHERE {condition} GROUP BY session_id{having_sql}"
+        )
+        rows = await self._ch.select(
+            f"{grouped} ORDER BY created_at DESC, id"
+            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+            params,
+        )
+        [count] = await self._ch.select(f"SELECT count() AS total FROM ({grouped})", params)
+        return rows, int(count["total"])

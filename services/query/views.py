@@ -3,7 +3,7 @@ key the pydantic-based SDKs require present, null where unknown. Pure."""
 
 from typing import Any
 
-from services.query.rows import from_row, parse_time
+from services.query.rows import from_row, iso, parse_time
 
 
 def observation_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
@@ -88,15 +88,13 @@ def score_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
 def trace_view(
     row: dict[str, Any],
     project_id: str,
-    observations: list[dict[str, Any]],
-    scores: list[dict[str, Any]],
+    observations: list[Any],
+    scores: list[Any],
+    latency: float,
+    total_cost: float,
 ) -> dict[str, Any]:
+    """A trace with its observations and scores, as documents (GET one) or ids (lists)."""
     state = from_row("trace", row)
-    starts = [parse_time(o["startTime"]) for o in observations if o.get("startTime")]
-    ends = [
-        parse_time(o.get("endTime") or o["startTime"]) for o in observations if o.get("startTime")
-    ]
-    latency = (max(ends) - min(starts)).total_seconds() if starts else 0.0  # type: ignore[type-var,operator]
     return {
         "id": state["id"],
         "projectId": project_id,
@@ -115,9 +113,83 @@ def trace_view(
         "environment": state.get("environment", "default"),
         "htmlPath": f"/project/{project_id}/traces/{state['id']}",
         "latency": latency,
-        "totalCost": sum(o.get("calculatedTotalCost") or 0 for o in observations),
+        "totalCost": total_cost,
         "observations": observations,
         "scores": scores,
         "createdAt": state.get("createdAt"),
         "updatedAt": state.get("updatedAt"),
+    }
+
+
+def full_trace_view(
+    row: dict[str, Any],
+    project_id: str,
+    observations: list[dict[str, Any]],
+    scores: list[dict[str, Any]],
+) -> dict[str, Any]:
+    starts = [parse_time(o["startTime"]) for o in observations if o.get("startTime")]
+    ends = [
+        parse_time(o.get("endTime") or o["startTime"]) for o in observations if o.get("startTime")
+    ]
+    latency = (max(ends) - min(starts)).total_seconds() if starts else 0.0  # type: ignore[type-var,operator]
+    total_cost = sum(o.get("calculatedTotalCost") or 0 for o in observations)
+    return trace_view(row, project_id, observations, scores, latency, total_cost)
+
+
+def listed_trace_view(
+    row: dict[str, Any], project_id: str, rollup: dict[str, Any]
+) -> dict[str, Any]:
+    first, last = parse_time(rollup.get("first_start")), parse_time(rollup.get("last_end"))
+    latency = (last - first).total_seconds() if first and last else 0.0
+    return trace_view(
+        row, project_id, list(rollup.get("ids", [])), list(rollup.get("score_ids", [])),
+        latency, float(rollup.get("total_cost") or 0.0),
+    )  # fmt: skip
+
+
+V2_GROUPS = {
+    "core": ("id", "traceId", "startTime", "endTime", "projectId", "parentObservationId", "type"),
+    "basic": ("name", "level", "statusMessage", "version", "environment"),
+    "time": ("completionStartTime", "createdAt", "updatedAt"),
+    "io": ("input", "output"),
+    "metadata": ("metadata",),
+    "model": ("providedModelName", "internalModelId", "modelParameters"),
+    "usage": ("usageDetails", "costDetails", "totalCost", "usagePricingTierName"),
+    "prompt": ("promptId", "promptName", "promptVersion"),
+    "metrics": ("latency", "timeToFirstToken"),
+}
+_METADATA_PREVIEW = 200
+
+
+def observation_v2_view(
+    row: dict[str, Any], project_id: str, groups: set[str], expand_metadata: set[str]
+) -> dict[str, Any]:
+    """The v2 shape: only the requested field groups; input/output as raw JSON text; long
+    metadata values cut to 200 characters unless their key is in `expand_metadata`."""
+    view = observation_view(row, project_id)
+    view["providedModelName"] = view["model"]
+    view["internalModelId"] = view["modelId"]
+    view["usagePricingTierName"] = None
+    view["input"], view["output"] = row.get("input"), row.get("output")
+    view["metadata"] = {
+        key: value if key in expand_metadata or len(text := str(value)) <= _METADATA_PREVIEW
+        else text[:_METADATA_PREVIEW]
+        for key, value in view["metadata"].items()
+    }  # fmt: skip
+    document: dict[str, Any] = {"modelId": None, "inputPrice": None, "outputPrice": None,
+                                "totalPrice": None}  # fmt: skip
+    for group in ("core", *sorted(groups & V2_GROUPS.keys())):
+        for key in V2_GROUPS[group]:
+            document[key] = view.get(key)
+    if "model" in groups:
+        document["modelId"] = view["modelId"]
+    return document
+
+
+def session_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "createdAt": iso(row.get("created_at")),
+        "projectId": project_id,
+        "environment": row.get("environment") or "default",
     }

@@ -64,6 +64,19 @@ async def test_sdk5_observe_generation_and_propagated_attributes(stack: Stack) -
     assert generation["usageDetails"] == {"input": 10, "output": 4, "total": 14}
     assert generation["parentObservationId"] == by_type["SPAN"]["id"]
 
+    sdk.create_score(name="helpful", value=1.0, trace_id=seen["trace_id"], comment="yes")
+    sdk.flush()
+    scored = await eventually(
+        lambda: trace_with(stack, seen["trace_id"], observations=2),
+        lambda t: any(s["name"] == "helpful" for s in t["scores"]),
+    )
+    [score] = scored["scores"]
+    assert (score["value"], score["comment"], score["dataType"]) == (1.0, "yes", "NUMERIC")
+
+    page = sdk.api.observations.get_many(trace_id=seen["trace_id"], fields="core,basic,usage")
+    assert sorted(o.type for o in page.data) == ["GENERATION", "SPAN"]
+    assert page.meta.cursor is None
+
 
 SDK3_SCRIPT = """
 import json, sys
@@ -91,8 +104,12 @@ from langfuse import Langfuse
 public_key, secret_key, host, trace_id = sys.argv[1:5]
 client = Langfuse(public_key=public_key, secret_key=secret_key, host=host)
 trace = client.api.trace.get(trace_id)
+listed = client.api.trace.list(user_id="u3", limit=5)
+session = client.api.sessions.get("s3")
 print(json.dumps({"name": trace.name, "userId": trace.user_id, "tags": trace.tags,
-                  "metadata": trace.metadata, "observations": len(trace.observations)}))
+                  "metadata": trace.metadata, "observations": len(trace.observations),
+                  "listed": trace_id in [t.id for t in listed.data],
+                  "session_traces": [t.id for t in session.traces]}))
 """
 
 
@@ -118,6 +135,7 @@ async def test_sdk3_update_current_trace_and_read_back_with_the_sdk(stack: Stack
     assert read == {
         "name": "sdk3-trace", "userId": "u3", "tags": ["v3"],
         "metadata": {"plain": "text"}, "observations": 2,
+        "listed": True, "session_traces": [trace_id],
     }  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 from starlette.routing import Route
 
-from services.gateway.routes import health, ingestion, projects, prompts, traces
+from services.gateway.routes import health, ingestion, projects, prompts, scores, traces
 
 
 def all_routes() -> list[Route]:
@@ -12,4 +12,5 @@ def all_routes() -> list[Route]:
         *prompts.ROUTES,
         *ingestion.ROUTES,
         *traces.ROUTES,
+        *scores.ROUTES,
     ]

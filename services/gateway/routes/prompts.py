@@ -10,7 +10,6 @@ Writes made elsewhere (other services over gRPC) replace it when their change ev
 
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -31,6 +30,7 @@ from services.gateway.endpoint import (
     endpoint,
     page_params,
     query_int,
+    query_time,
     read_json,
     state_of,
 )
@@ -64,8 +64,9 @@ async def list_prompts(request: Request, scope: ProjectScope) -> Response:
         tag=params.get("tag", ""),
     )
     for param, field in (("fromUpdatedAt", "from_updated_at"), ("toUpdatedAt", "to_updated_at")):
-        if params.get(param):
-            getattr(message, field).CopyFrom(_parse_timestamp(param, params[param]))
+        stamp = query_time(request, param)
+        if stamp is not None:
+            getattr(message, field).CopyFrom(stamp)
     state = state_of(request)
     reply = await state.backends.prompts.ListPrompts(
         message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
@@ -276,16 +277,6 @@ def _int_segment(raw: str) -> int:
 
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _parse_timestamp(param: str, raw: str) -> Timestamp:
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ApiError(400, f"Invalid request data: {param} must be an ISO 8601 timestamp") from exc
-    stamp = Timestamp()
-    stamp.FromDatetime(parsed)
-    return stamp
 
 
 def _iso(stamp: Timestamp) -> str:

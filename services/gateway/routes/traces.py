@@ -1,12 +1,28 @@
-"""Trace and observation reads, served by the query service as ready JSON documents."""
+"""Trace, observation and session reads, served by the query service as ready JSON documents."""
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
-from services.gateway.endpoint import call_metadata, endpoint, state_of
+from services.gateway.endpoint import (
+    call_metadata,
+    endpoint,
+    list_response,
+    page_params,
+    query_int,
+    query_time,
+    state_of,
+)
+from services.gateway.errors import ApiError
+
+_TRACE_FILTERS = ("userId", "name", "sessionId", "release", "version", "tags", "environment")
+_OBSERVATION_FILTERS = (
+    "name", "userId", "type", "traceId", "level", "parentObservationId", "environment", "version",
+)  # fmt: skip
+_V2_MAX_LIMIT = 1000
 
 
 async def get_trace(request: Request, scope: ProjectScope) -> Response:
@@ -19,6 +35,22 @@ async def get_trace(request: Request, scope: ProjectScope) -> Response:
     return Response(reply.trace_json, media_type="application/json")
 
 
+async def list_traces(request: Request, scope: ProjectScope) -> Response:
+    page, limit = page_params(request, default_limit=50)
+    message = query_pb2.ListTracesRequest(
+        page=common_pb2.PageRequest(page=page, limit=limit),
+        time_range=_time_range(request, "fromTimestamp", "toTimestamp"),
+        filters=_filters(request, _TRACE_FILTERS),
+        order_by=request.query_params.get("orderBy", ""),
+        fields=_csv(request, "fields"),
+    )
+    state = state_of(request)
+    reply = await state.backends.query.ListTraces(
+        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    )
+    return list_response(reply.traces_json, _meta(reply.meta))
+
+
 async def get_observation(request: Request, scope: ProjectScope) -> Response:
     state = state_of(request)
     reply = await state.backends.query.GetObservation(
@@ -29,7 +61,102 @@ async def get_observation(request: Request, scope: ProjectScope) -> Response:
     return Response(reply.observation_json, media_type="application/json")
 
 
+async def list_observations(request: Request, scope: ProjectScope) -> Response:
+    page, limit = page_params(request, default_limit=50)
+    message = query_pb2.ListObservationsRequest(
+        page=common_pb2.PageRequest(page=page, limit=limit),
+        time_range=_time_range(request, "fromStartTime", "toStartTime"),
+        filters=_filters(request, _OBSERVATION_FILTERS),
+    )
+    state = state_of(request)
+    reply = await state.backends.query.ListObservations(
+        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    )
+    return list_response(reply.observations_json, _meta(reply.page_meta))
+
+
+async def list_observations_v2(request: Request, scope: ProjectScope) -> Response:
+    if request.query_params.get("parseIoAsJson", "").lower() == "true":
+        raise ApiError(400, "Invalid request data: parseIoAsJson is not supported")
+    limit = query_int(request, "limit", 50) or 50
+    if not 1 <= limit <= _V2_MAX_LIMIT:
+        raise ApiError(400, f"Invalid request data: limit must be between 1 and {_V2_MAX_LIMIT}")
+    message = query_pb2.ListObservationsRequest(
+        cursor=common_pb2.CursorRequest(cursor=request.query_params.get("cursor", ""), limit=limit),
+        time_range=_time_range(request, "fromStartTime", "toStartTime"),
+        filters=_filters(request, _OBSERVATION_FILTERS),
+        fields=_csv(request, "fields"),
+        expand_metadata=_csv(request, "expandMetadata"),
+    )
+    state = state_of(request)
+    reply = await state.backends.query.ListObservations(
+        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    )
+    cursor = reply.cursor_meta.next_cursor
+    return list_response(reply.observations_json, {"cursor": cursor} if cursor else {})
+
+
+async def get_session(request: Request, scope: ProjectScope) -> Response:
+    state = state_of(request)
+    reply = await state.backends.query.GetSession(
+        query_pb2.GetSessionRequest(session_id=request.path_params["session_id"]),
+        metadata=call_metadata(request, scope),
+        timeout=state.backend_timeout,
+    )
+    return Response(reply.session_json, media_type="application/json")
+
+
+async def list_sessions(request: Request, scope: ProjectScope) -> Response:
+    page, limit = page_params(request, default_limit=50)
+    message = query_pb2.ListSessionsRequest(
+        page=common_pb2.PageRequest(page=page, limit=limit),
+        time_range=_time_range(request, "fromTimestamp", "toTimestamp"),
+        environments=request.query_params.getlist("environment"),
+    )
+    state = state_of(request)
+    reply = await state.backends.query.ListSessions(
+        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    )
+    return list_response(reply.sessions_json, _meta(reply.meta))
+
+
+def _filters(request: Request, names: tuple[str, ...]) -> list[query_pb2.Filter]:
+    return [
+        query_pb2.Filter(key=name, values=request.query_params.getlist(name))
+        for name in names
+        if request.query_params.getlist(name)
+    ]
+
+
+def _time_range(request: Request, since: str, until: str) -> query_pb2.TimeRange:
+    time_range = query_pb2.TimeRange()
+    for param, field in ((since, "from_time"), (until, "to_time")):
+        stamp = query_time(request, param)
+        if stamp is not None:
+            getattr(time_range, field).CopyFrom(stamp)
+    return time_range
+
+
+def _csv(request: Request, name: str) -> list[str]:
+    raw = request.query_params.get(name, "")
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def _meta(meta: common_pb2.PageMeta) -> dict[str, int]:
+    return {
+        "page": meta.page,
+        "limit": meta.limit,
+        "totalItems": meta.total_items,
+        "totalPages": meta.total_pages,
+    }
+
+
 ROUTES = [
+    Route("/api/public/traces", endpoint(list_traces), methods=["GET"]),
     Route("/api/public/traces/{trace_id}", endpoint(get_trace), methods=["GET"]),
+    Route("/api/public/observations", endpoint(list_observations), methods=["GET"]),
     Route("/api/public/observations/{observation_id}", endpoint(get_observation), methods=["GET"]),
+    Route("/api/public/v2/observations", endpoint(list_observations_v2), methods=["GET"]),
+    Route("/api/public/sessions", endpoint(list_sessions), methods=["GET"]),
+    Route("/api/public/sessions/{session_id}", endpoint(get_session), methods=["GET"]),
 ]

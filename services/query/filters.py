@@ -1,0 +1,66 @@
+"""Public-API filters and ordering turned into SQL conditions with bound parameters. Only
+allow-listed columns reach SQL; values are always parameters. Pure."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from libs.common.errors import InvalidArgument
+
+# Public filter name -> (column, ClickHouse type, repeatable means "any of" except tags: "all of").
+TRACE_FILTERS = {
+    "userId": ("user_id", "String"),
+    "name": ("name", "String"),
+    "sessionId": ("session_id", "String"),
+    "release": ("release", "String"),
+    "version": ("version", "String"),
+    "environment": ("environment", "String"),
+}
+OBSERVATION_FILTERS = {
+    "name": ("name", "String"),
+    "type": ("type", "String"),
+    "traceId": ("trace_id", "String"),
+    "level": ("level", "String"),
+    "parentObservationId": ("parent_observation_id", "String"),
+    "environment": ("environment", "String"),
+    "version": ("version", "String"),
+}
+TRACE_ORDER = {
+    "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
+    "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",
+    "sessionId": "session_id",
+}  # fmt: skip
+
+
+@dataclass
+class Where:
+    """Conditions joined with AND, and their parameters."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, condition: str, **params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.update(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "1"
+
+
+def equality_filters(
+    where: Where, allowed: dict[str, tuple[str, str]], given: dict[str, list[str]]
+) -> None:
+    for index, (name, values) in enumerate(sorted(given.items())):
+        if name not in allowed:
+            raise InvalidArgument(f"Unknown filter: {name}")
+        column, kind = allowed[name]
+        where.add(f"{column} IN {{f{index}:Array({kind})}}", **{f"f{index}": values})
+
+
+def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
+    """`field.asc|desc` (Langfuse's orderBy) as an ORDER BY clause; the id breaks ties."""
+    if not raw:
+        return default
+    name, _, direction = raw.partition(".")
+    if name not in allowed or direction.lower() not in ("asc", "desc"):
+        raise InvalidArgument("orderBy must be <field>.<asc|desc> on a sortable field")
+    return f"{allowed[name]} {direction.upper()}, id {direction.upper()}"
