@@ -7,6 +7,8 @@ caller, so they include the client's own overhead and are an upper bound.
 
 import asyncio
 import base64
+import gzip
+import os
 import re
 import statistics
 import subprocess
@@ -14,6 +16,8 @@ import time
 import uuid
 
 import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.rpc import make_channel
@@ -25,6 +29,9 @@ GATEWAY = f"http://127.0.0.1:{ENV['GATEWAY_HTTP_PORT']}"
 AUTH = (ENV["LANGFUSE_INIT_PROJECT_PUBLIC_KEY"], ENV["LANGFUSE_INIT_PROJECT_SECRET_KEY"])
 WRK_SECONDS = 10
 SAMPLES = 1000
+INGEST_SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "60"))
+SPANS_PER_EXPORT = 100
+SENDERS = 8
 
 Row = tuple[str, str, str]
 
@@ -108,8 +115,106 @@ async def prompts_service_rows() -> list[Row]:
     ]
 
 
+_TRACE_MARK = b"\xfe\xed" * 8
+_SPAN_MARK = b"\xab\xcd\xef\x01\x23\x45"  # the first 6 of 8 span-id bytes; 2 count the span
+
+
+def otlp_template(spans: int = SPANS_PER_EXPORT) -> bytes:
+    """An SDK-like export, serialized once: one trace, a root and its children, ~1.5 KB of
+    attributes per span. Ids are marker bytes that `fresh_export` replaces."""
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(
+        key="telemetry.sdk.language", value=AnyValue(string_value="python")
+    )
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name, scope_spans.scope.version = "langfuse-sdk", "5.0.4"
+    now = time.time_ns()
+    for index in range(spans):
+        span = scope_spans.spans.add(trace_id=_TRACE_MARK, name=f"step-{index}")
+        span.span_id = _SPAN_MARK + index.to_bytes(2, "big")
+        if index:
+            span.parent_span_id = _SPAN_MARK + b"\x00\x00"
+        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
+        for key, value in (
+            ("langfuse.observation.type", "generation" if index % 2 else "span"),
+            ("langfuse.observation.input", '{"messages": "' + "x" * 700 + '"}'),
+            ("langfuse.observation.output", "y" * 500),
+            ("langfuse.observation.model.name", "gpt-4o"),
+            ("langfuse.observation.usage_details", '{"input": 10, "output": 20}'),
+        ):
+            span.attributes.add(key=key, value=AnyValue(string_value=value))
+    return request.SerializeToString()
+
+
+def fresh_export(template: bytes) -> tuple[str, bytes]:
+    """(trace id, gzipped export) with new trace and span ids: cheap enough for the load loop."""
+    trace_id = os.urandom(16)
+    raw = template.replace(_TRACE_MARK, trace_id).replace(_SPAN_MARK, os.urandom(6))
+    return trace_id.hex(), gzip.compress(raw, compresslevel=1)
+
+
+async def observation_count(client: httpx.AsyncClient) -> int:
+    response = await client.get("/api/public/observations", params={"limit": 1})
+    response.raise_for_status()
+    return int(response.json()["meta"]["totalItems"])
+
+
+async def ingest_rows() -> list[Row]:
+    template = otlp_template()
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
+    async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
+        before = await observation_count(client)
+        sent = 0
+        started = time.perf_counter()
+        deadline = started + INGEST_SECONDS
+
+        async def sender() -> None:
+            nonlocal sent
+            while time.perf_counter() < deadline:
+                _, export = fresh_export(template)
+                response = await client.post(
+                    "/api/public/otel/v1/traces", content=export, headers=headers
+                )
+                response.raise_for_status()
+                sent += SPANS_PER_EXPORT
+
+        await asyncio.gather(*(sender() for _ in range(SENDERS)))
+        accepted_seconds = time.perf_counter() - started
+        while await observation_count(client) < before + sent:
+            if time.perf_counter() - started > INGEST_SECONDS * 5:
+                raise RuntimeError("the writer did not catch up")
+            await asyncio.sleep(0.2)
+        visible_seconds = time.perf_counter() - started
+    return [
+        (f"OTLP ingest accepted, {INGEST_SECONDS:.0f} s, {SENDERS} senders",
+         f"{sent / accepted_seconds:.0f} obs/s", ">= 10000 obs/s"),
+        ("OTLP ingest end to end (all readable)", f"{sent / visible_seconds:.0f} obs/s",
+         ">= 10000 obs/s"),
+    ]  # fmt: skip
+
+
+async def visibility_rows() -> list[Row]:
+    """Idle stack: from the 2xx of a one-trace export to the trace being readable."""
+    delays: list[float] = []
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
+    async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=30) as client:
+        template = otlp_template(spans=5)
+        for _ in range(40):
+            trace_hex, export = fresh_export(template)
+            (await client.post("/api/public/otel/v1/traces", content=export,
+                               headers=headers)).raise_for_status()  # fmt: skip
+            answered = time.perf_counter()
+            while (await client.get(f"/api/public/traces/{trace_hex}")).status_code != 200:
+                await asyncio.sleep(0.01)
+            delays.append(time.perf_counter() - answered)
+    return [("visibility, 2xx -> GET /traces/{id}, idle, p95", f"{p(delays, 95):.0f} ms",
+             "<= 1000 ms")]  # fmt: skip
+
+
 def main() -> None:
     rows = cold_start() + gateway_rows() + asyncio.run(prompts_service_rows())
+    rows += asyncio.run(visibility_rows()) + asyncio.run(ingest_rows())
     width = max(len(r[0]) for r in rows)
     print(f"| {'figure':<{width}} | {'measured':>12} | {'target':<13} |")
     print(f"|{'-' * (width + 2)}|{'-' * 14}|{'-' * 15}|")

@@ -9,7 +9,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
-from google.protobuf.json_format import MessageToJson
 
 from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.gen.obs.events.v1 import events_pb2
@@ -53,7 +52,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
             events.extend(accepted.events)
             response.successes.add(id=accepted.envelope_id, status=201)
         if events:
-            await self._publish(scope.project_id, received_at, events)
+            await self._publish(scope.project_id, received_at, request.body, events)
         return response
 
     async def IngestOtlp(  # noqa: N802
@@ -69,7 +68,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         events = otel_events(spans, scope.project_id, received_at, request.sdk_name,
                              request.sdk_version)  # fmt: skip
         if events:
-            await self._publish(scope.project_id, received_at, events)
+            await self._publish(scope.project_id, received_at, request.body, events)
         return ingestion_pb2.IngestOtlpResponse()
 
     async def IngestScores(  # noqa: N802
@@ -92,25 +91,33 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
             events.append(event)
             response.ids.append(event.entity_id)
         if events:
-            await self._publish(scope.project_id, received_at, events)
+            await self._publish(scope.project_id, received_at, request.body, events)
         return response
 
     async def _publish(
-        self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]
+        self,
+        project_id: str,
+        received_at: datetime,
+        raw: bytes,
+        events: list[events_pb2.IngestionEvent],
     ) -> None:
-        lines = "\n".join(MessageToJson(e, indent=None) for e in events).encode()
+        """The raw request goes to the event log first, then the events to Kafka, one message
+        per trace so a trace keeps its order on one partition."""
+        by_trace: dict[str, events_pb2.IngestionEventBatch] = {}
         try:
-            key = await self._event_log.append(project_id, received_at, lines)
-            sends = []
+            key = await self._event_log.append(project_id, received_at, raw)
             for event in events:
                 event.event_log_key = key
-                sends.append(
-                    await self._producer.send(
-                        self._topic,
-                        event.SerializeToString(),
-                        key=f"{project_id}:{event.trace_id or event.entity_id}".encode(),
-                    )
+                trace_key = f"{project_id}:{event.trace_id or event.entity_id}"
+                by_trace.setdefault(trace_key, events_pb2.IngestionEventBatch()).events.append(
+                    event
                 )
+            sends = [
+                await self._producer.send(
+                    self._topic, batch.SerializeToString(), key=trace_key.encode()
+                )
+                for trace_key, batch in by_trace.items()
+            ]
             await asyncio.gather(*sends)
         except (BotoCoreError, ClientError, KafkaError) as exc:
             # Nothing is acknowledged unless both the log and the topic have it; the SDKs retry.

@@ -5,7 +5,6 @@ Langfuse's own (`langfuse.*`, `user.id`, `session.id`), OpenTelemetry GenAI (`ge
 OpenInference (`input.value`, `llm.*`) and Traceloop. Pure: no I/O."""
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,13 +68,14 @@ def otel_events(
     sdk_version: str,
 ) -> list[events_pb2.IngestionEvent]:
     """Trace events first (full ones, then partial ones, then shallow ones unless the same export
-    has the full trace), then one observation event per span. Event ids are fresh: replays still
-    converge, because entities are upserted by trace and span id."""
+    has the full trace), then one observation event per span. Replays converge because entities
+    are upserted by trace and span id, whatever the event ids."""
 
     def event(kind: int, observation_type: str, entity_id: str, trace_id: str,
               body: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
-        return make_event(uuid.uuid4().hex, project_id, kind, observation_type, entity_id,
-                          trace_id, body, received_at, received_at)  # fmt: skip
+        event_id = f"otel-{entity_id}-{received_at.timestamp()}"
+        return make_event(event_id, project_id, kind, observation_type, entity_id, trace_id,
+                          body, received_at, received_at)  # fmt: skip
 
     traces: dict[str, list[events_pb2.IngestionEvent]] = {"full": [], "partial": [], "shallow": []}
     full_ids: set[str] = set()

@@ -39,9 +39,10 @@ class EventLog:
     async def ping(self) -> None:
         await self._s3.head_bucket(Bucket=self._bucket)
 
-    async def append(self, project_id: str, received_at: datetime, events: bytes) -> str:
-        """Writes one accepted batch (newline-delimited events) and returns its key. Keys sort by
-        project and time, so a replay or a deletion reads one prefix."""
-        key = f"events/{project_id}/{received_at:%Y/%m/%d/%H}/{uuid.uuid4().hex}.jsonl"
-        await self._s3.put_object(Bucket=self._bucket, Key=key, Body=events)
+    async def append(self, project_id: str, received_at: datetime, raw: bytes) -> str:
+        """Writes one request body as it arrived (batch JSON or an OTLP export, possibly gzip)
+        and returns its key. Keys sort by project and time, so a replay or a deletion reads one
+        prefix."""
+        key = f"events/{project_id}/{received_at:%Y/%m/%d/%H}/{uuid.uuid4().hex}"
+        await self._s3.put_object(Bucket=self._bucket, Key=key, Body=raw)
         return key

@@ -36,22 +36,25 @@ def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
     )
 
 
-def decode_event(record: Record) -> events_pb2.IngestionEvent:
+def decode_events(record: Record) -> list[events_pb2.IngestionEvent]:
     try:
-        event = events_pb2.IngestionEvent.FromString(record.value or b"")
-        orjson.loads(event.body_json)
+        events = list(events_pb2.IngestionEventBatch.FromString(record.value or b"").events)
+        for event in events:
+            orjson.loads(event.body_json)
     except Exception as exc:
-        raise InvalidMessage(f"not an IngestionEvent: {exc}") from exc
-    if event.type not in _KINDS or not event.project_id or not event.entity_id:
-        raise InvalidMessage(f"IngestionEvent without kind, project or entity: {event.event_id}")
-    return event
+        raise InvalidMessage(f"not an IngestionEventBatch: {exc}") from exc
+    for event in events:
+        if event.type not in _KINDS or not event.project_id or not event.entity_id:
+            raise InvalidMessage(f"event without kind, project or entity: {event.event_id}")
+    return events
 
 
 class EventWriter:
     def __init__(self, store: TraceStore) -> None:
         self._store = store
 
-    async def write(self, events: Sequence[events_pb2.IngestionEvent]) -> None:
+    async def write(self, batches: Sequence[list[events_pb2.IngestionEvent]]) -> None:
+        events = [event for batch in batches for event in batch]
         grouped: dict[tuple[str, str], dict[str, list[Change]]] = defaultdict(
             lambda: defaultdict(list)
         )

@@ -16,7 +16,7 @@ from libs.common.migrate import migrate as apply_migrations
 from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
-from services.query.consumer import EventWriter, decode_event, writer_settings
+from services.query.consumer import EventWriter, decode_events, writer_settings
 from services.query.handlers import QueryServicer
 from services.query.store import TraceStore
 
@@ -40,7 +40,7 @@ async def run(cfg: QueryConfig) -> None:
     dlq_producer = make_producer(cfg.kafka, client_id="query")
     await dlq_producer.start()
     writer = BatchConsumer(
-        writer_settings(cfg.kafka), decode_event, EventWriter(store).write,
+        writer_settings(cfg.kafka), decode_events, EventWriter(store).write,
         dlq_producer,
     )  # fmt: skip
     try:

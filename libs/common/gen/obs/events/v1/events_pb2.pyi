@@ -75,7 +75,7 @@ class IngestionEvent(_message.Message):
     arbitrary JSON, which is why the body is a JSON document and not a typed message.
     """
     event_log_key: _builtins.str
-    """Object key of the raw batch in the S3 event log this event came from."""
+    """Object key of the raw request body in the S3 event log that this event came from."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -101,6 +101,30 @@ class IngestionEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestionEvent: _TypeAlias = IngestionEvent  # noqa: Y015
+
+@_typing.final
+class IngestionEventBatch(_message.Message):
+    """The value of one message on `ingestion.events.v1`: the events of one trace from one request, in
+    order. One message per trace, not per event, keeps per-message costs off the hot path.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___IngestionEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___IngestionEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IngestionEventBatch: _TypeAlias = IngestionEventBatch  # noqa: Y015
 
 @_typing.final
 class PromptChanged(_message.Message):
