@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import Response
 
+from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.errors import ApiError
 from services.gateway.state import GatewayState
@@ -79,6 +80,20 @@ def query_time(request: Request, name: str) -> Timestamp | None:
     stamp = Timestamp()
     stamp.FromDatetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     return stamp
+
+
+def query_time_range(request: Request, since: str, until: str) -> query_pb2.TimeRange:
+    time_range = query_pb2.TimeRange()
+    for param, field in ((since, "from_time"), (until, "to_time")):
+        stamp = query_time(request, param)
+        if stamp is not None:
+            getattr(time_range, field).CopyFrom(stamp)
+    return time_range
+
+
+def query_csv(request: Request, name: str) -> list[str]:
+    """A comma-separated query parameter as a list."""
+    return [part.strip() for part in request.query_params.get(name, "").split(",") if part.strip()]
 
 
 def list_response(items: Sequence[bytes], meta: dict[str, Any]) -> Response:

@@ -24,6 +24,19 @@ OBSERVATION_FILTERS = {
     "environment": ("environment", "String"),
     "version": ("version", "String"),
 }
+SCORE_FILTERS = {
+    "name": ("name", "String"),
+    "source": ("source", "String"),
+    "dataType": ("data_type", "String"),
+    "environment": ("environment", "String"),
+    "configId": ("config_id", "String"),
+    "queueId": ("queue_id", "String"),
+    "traceId": ("trace_id", "String"),
+    "observationId": ("observation_id", "String"),
+    "sessionId": ("session_id", "String"),
+    "datasetRunId": ("dataset_run_id", "String"),
+    "id": ("id", "String"),
+}
 TRACE_ORDER = {
     "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
     "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",

@@ -12,6 +12,7 @@ from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import scope_from
 from services.query.filters import (
     OBSERVATION_FILTERS,
+    SCORE_FILTERS,
     TRACE_FILTERS,
     TRACE_ORDER,
     Where,
@@ -24,6 +25,7 @@ from services.query.views import (
     listed_trace_view,
     observation_v2_view,
     observation_view,
+    score_v3_view,
     score_view,
     session_view,
     trace_view,
@@ -31,8 +33,8 @@ from services.query.views import (
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
-    """The score-list, deletion and model RPCs arrive with the rest of the tracing issue (#3);
-    until then the generated base answers them UNIMPLEMENTED (the gateway maps it to 501)."""
+    """The model RPCs arrive with the rest of the tracing issue (#3); until then the generated
+    base answers them UNIMPLEMENTED (the gateway maps it to 501)."""
 
     def __init__(self, store: TraceStore) -> None:
         self._store = store
@@ -149,6 +151,62 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             sessions_json=[orjson.dumps(session_view(r, project_id)) for r in rows],
             meta=_page_meta(page, limit, total),
         )
+
+    async def DeleteTraces(  # noqa: N802
+        self, request: query_pb2.DeleteTracesRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DeleteTracesResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        await self._store.delete_traces(scope.project_id, list(request.trace_ids))
+        return query_pb2.DeleteTracesResponse()
+
+    async def GetScore(  # noqa: N802
+        self, request: query_pb2.GetScoreRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetScoreResponse:
+        project_id = scope_from(context).project_id
+        rows = await self._store.load("score", project_id, [request.score_id])
+        if not rows:
+            raise NotFound(f"Score {request.score_id} not found within authorized project")
+        return query_pb2.GetScoreResponse(score_json=orjson.dumps(score_view(rows[0], project_id)))
+
+    async def ListScores(  # noqa: N802
+        self, request: query_pb2.ListScoresRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListScoresResponse:
+        project_id = scope_from(context).project_id
+        where = Where()
+        equality_filters(where, SCORE_FILTERS, {f.key: list(f.values) for f in request.filters})
+        _time_range(where, "timestamp", request.time_range)
+        order = "timestamp DESC, id DESC"
+        if request.HasField("cursor"):
+            limit, offset = request.cursor.limit, _decode_cursor(request.cursor.cursor)
+            rows, total = await self._store.page_of(
+                "score", project_id, where, order, limit, offset
+            )
+            next_offset = offset + len(rows)
+            return query_pb2.ListScoresResponse(
+                scores_json=[orjson.dumps(score_v3_view(r, project_id)) for r in rows],
+                cursor_meta=common_pb2.CursorMeta(
+                    next_cursor=_encode_cursor(next_offset) if next_offset < total else ""
+                ),
+            )
+        page, limit = request.page.page, request.page.limit
+        rows, total = await self._store.page_of(
+            "score", project_id, where, order, limit, (page - 1) * limit
+        )
+        return query_pb2.ListScoresResponse(
+            scores_json=[orjson.dumps(score_view(r, project_id)) for r in rows],
+            page_meta=_page_meta(page, limit, total),
+        )
+
+    async def DeleteScore(  # noqa: N802
+        self, request: query_pb2.DeleteScoreRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DeleteScoreResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        if not await self._store.load("score", scope.project_id, [request.score_id]):
+            raise NotFound(f"Score {request.score_id} not found within authorized project")
+        await self._store.delete_score(scope.project_id, request.score_id)
+        return query_pb2.DeleteScoreResponse()
 
     async def GetObservation(  # noqa: N802
         self, request: query_pb2.GetObservationRequest, context: grpc.aio.ServicerContext

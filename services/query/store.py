@@ -122,3 +122,25 @@ class TraceStore:
         )
         [count] = await self._ch.select(f"SELECT count() AS total FROM ({grouped})", params)
         return rows, int(count["total"])
+
+    async def delete_traces(self, project_id: str, trace_ids: list[str]) -> None:
+        """Tombstones for the traces and everything in them: ReplacingMergeTree keeps the newest
+        row per key, and FINAL leaves out rows whose newest version is deleted."""
+        params = {"project_id": project_id, "ids": trace_ids}
+        for table, column in (
+            ("traces", "id"),
+            ("observations", "trace_id"),
+            ("scores", "trace_id"),
+        ):
+            await self._ch.execute(_TOMBSTONES.format(table=table, column=column), params)
+
+    async def delete_score(self, project_id: str, score_id: str) -> None:
+        params = {"project_id": project_id, "ids": [score_id]}
+        await self._ch.execute(_TOMBSTONES.format(table="scores", column="id"), params)
+
+
+_TOMBSTONES = (
+    "INSERT INTO {table} SELECT * REPLACE (1 AS is_deleted, now64(3) AS event_ts,"
+    " now64(3) AS updated_at) FROM {table} FINAL"
+    " WHERE project_id = {{project_id:String}} AND {column} IN {{ids:Array(String)}}"
+)

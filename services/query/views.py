@@ -85,6 +85,27 @@ def score_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
     }
 
 
+def score_v3_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
+    """v3: `value` typed by data type, and the scored subject spelled out."""
+    score = score_view(row, project_id)
+    value: Any = score["value"]
+    if score["dataType"] == "BOOLEAN":
+        value = bool(value)
+    if score["traceId"]:
+        kind, subject_id = ("observation", score["observationId"]) if score["observationId"] else (
+            "trace", score["traceId"])  # fmt: skip
+    elif score["sessionId"]:
+        kind, subject_id = "session", score["sessionId"]
+    else:
+        kind, subject_id = "experiment", score["datasetRunId"]
+    subject = {"kind": kind, "id": subject_id}
+    if kind == "observation":
+        subject["traceId"] = score["traceId"]
+    keys = ("id", "projectId", "name", "source", "timestamp", "environment", "createdAt",
+            "updatedAt", "dataType", "comment", "metadata", "configId", "queueId")  # fmt: skip
+    return {**{k: score[k] for k in keys}, "value": value, "subject": subject}
+
+
 def trace_view(
     row: dict[str, Any],
     project_id: str,

@@ -12,11 +12,13 @@ from services.gateway.endpoint import (
     endpoint,
     list_response,
     page_params,
+    query_csv,
     query_int,
-    query_time,
+    query_time_range,
+    read_json,
     state_of,
 )
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, JsonResponse
 
 _TRACE_FILTERS = ("userId", "name", "sessionId", "release", "version", "tags", "environment")
 _OBSERVATION_FILTERS = (
@@ -39,16 +41,39 @@ async def list_traces(request: Request, scope: ProjectScope) -> Response:
     page, limit = page_params(request, default_limit=50)
     message = query_pb2.ListTracesRequest(
         page=common_pb2.PageRequest(page=page, limit=limit),
-        time_range=_time_range(request, "fromTimestamp", "toTimestamp"),
+        time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         filters=_filters(request, _TRACE_FILTERS),
         order_by=request.query_params.get("orderBy", ""),
-        fields=_csv(request, "fields"),
+        fields=query_csv(request, "fields"),
     )
     state = state_of(request)
     reply = await state.backends.query.ListTraces(
         message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
     )
     return list_response(reply.traces_json, _meta(reply.meta))
+
+
+async def delete_trace(request: Request, scope: ProjectScope) -> Response:
+    await _delete_traces(request, scope, [request.path_params["trace_id"]])
+    return JsonResponse({"message": "Trace deleted successfully"})
+
+
+async def delete_traces(request: Request, scope: ProjectScope) -> Response:
+    body = await read_json(request)
+    trace_ids = body.get("traceIds") if isinstance(body, dict) else None
+    if not isinstance(trace_ids, list) or not all(isinstance(t, str) for t in trace_ids):
+        raise ApiError(400, "Invalid request data: traceIds must be a list of strings")
+    await _delete_traces(request, scope, trace_ids)
+    return JsonResponse({"message": "Traces deleted successfully"})
+
+
+async def _delete_traces(request: Request, scope: ProjectScope, trace_ids: list[str]) -> None:
+    state = state_of(request)
+    await state.backends.query.DeleteTraces(
+        query_pb2.DeleteTracesRequest(trace_ids=trace_ids),
+        metadata=call_metadata(request, scope),
+        timeout=state.backend_timeout,
+    )
 
 
 async def get_observation(request: Request, scope: ProjectScope) -> Response:
@@ -65,7 +90,7 @@ async def list_observations(request: Request, scope: ProjectScope) -> Response:
     page, limit = page_params(request, default_limit=50)
     message = query_pb2.ListObservationsRequest(
         page=common_pb2.PageRequest(page=page, limit=limit),
-        time_range=_time_range(request, "fromStartTime", "toStartTime"),
+        time_range=query_time_range(request, "fromStartTime", "toStartTime"),
         filters=_filters(request, _OBSERVATION_FILTERS),
     )
     state = state_of(request)
@@ -83,10 +108,10 @@ async def list_observations_v2(request: Request, scope: ProjectScope) -> Respons
         raise ApiError(400, f"Invalid request data: limit must be between 1 and {_V2_MAX_LIMIT}")
     message = query_pb2.ListObservationsRequest(
         cursor=common_pb2.CursorRequest(cursor=request.query_params.get("cursor", ""), limit=limit),
-        time_range=_time_range(request, "fromStartTime", "toStartTime"),
+        time_range=query_time_range(request, "fromStartTime", "toStartTime"),
         filters=_filters(request, _OBSERVATION_FILTERS),
-        fields=_csv(request, "fields"),
-        expand_metadata=_csv(request, "expandMetadata"),
+        fields=query_csv(request, "fields"),
+        expand_metadata=query_csv(request, "expandMetadata"),
     )
     state = state_of(request)
     reply = await state.backends.query.ListObservations(
@@ -110,7 +135,7 @@ async def list_sessions(request: Request, scope: ProjectScope) -> Response:
     page, limit = page_params(request, default_limit=50)
     message = query_pb2.ListSessionsRequest(
         page=common_pb2.PageRequest(page=page, limit=limit),
-        time_range=_time_range(request, "fromTimestamp", "toTimestamp"),
+        time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         environments=request.query_params.getlist("environment"),
     )
     state = state_of(request)
@@ -128,20 +153,6 @@ def _filters(request: Request, names: tuple[str, ...]) -> list[query_pb2.Filter]
     ]
 
 
-def _time_range(request: Request, since: str, until: str) -> query_pb2.TimeRange:
-    time_range = query_pb2.TimeRange()
-    for param, field in ((since, "from_time"), (until, "to_time")):
-        stamp = query_time(request, param)
-        if stamp is not None:
-            getattr(time_range, field).CopyFrom(stamp)
-    return time_range
-
-
-def _csv(request: Request, name: str) -> list[str]:
-    raw = request.query_params.get(name, "")
-    return [part.strip() for part in raw.split(",") if part.strip()]
-
-
 def _meta(meta: common_pb2.PageMeta) -> dict[str, int]:
     return {
         "page": meta.page,
@@ -153,7 +164,9 @@ def _meta(meta: common_pb2.PageMeta) -> dict[str, int]:
 
 ROUTES = [
     Route("/api/public/traces", endpoint(list_traces), methods=["GET"]),
+    Route("/api/public/traces", endpoint(delete_traces), methods=["DELETE"]),
     Route("/api/public/traces/{trace_id}", endpoint(get_trace), methods=["GET"]),
+    Route("/api/public/traces/{trace_id}", endpoint(delete_trace), methods=["DELETE"]),
     Route("/api/public/observations", endpoint(list_observations), methods=["GET"]),
     Route("/api/public/observations/{observation_id}", endpoint(get_observation), methods=["GET"]),
     Route("/api/public/v2/observations", endpoint(list_observations_v2), methods=["GET"]),
