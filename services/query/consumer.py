@@ -6,12 +6,14 @@ between insert and commit changes nothing."""
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
-from services.query.rows import Change, from_row, merge, to_row
+from services.query.pricing import Catalog, Priced, price
+from services.query.rows import Change, from_row, merge, to_row, usage_with_total
 from services.query.store import TraceStore
 
 GROUP = "query.clickhouse-writer"
@@ -50,8 +52,9 @@ def decode_events(record: Record) -> list[events_pb2.IngestionEvent]:
 
 
 class EventWriter:
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, catalog: Catalog) -> None:
         self._store = store
+        self._catalog = catalog
 
     async def write(self, batches: Sequence[list[events_pb2.IngestionEvent]]) -> None:
         events = [event for batch in batches for event in batch]
@@ -73,8 +76,22 @@ class EventWriter:
                 }
                 for entity_id, entity_changes in changes.items():
                     state = merge(kind, stored.get(entity_id), entity_changes)
-                    rows.append(to_row(kind, project_id, state, now))
+                    rows.append(to_row(kind, project_id, state, now, self._priced(kind, state)))
             await self._store.insert(kind, rows)
+
+    def _priced(self, kind: str, state: dict[str, Any]) -> Priced | None:
+        """Cost of the merged observation: recomputed on every merge, so a later event that
+        brings usage re-prices it."""
+        if kind != "observation":
+            return None
+        return price(
+            self._catalog,
+            state.get("model"),
+            usage_with_total(state.get("usageDetails")),
+            state.get("costDetails") or {},
+            state.get("modelParameters"),
+            state.get("metadata"),
+        )
 
 
 def _change(kind: str, event: events_pb2.IngestionEvent) -> Change:

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from services.query.pricing import Priced
+
 IMMUTABLE = {
     "trace": {"id", "timestamp", "environment"},
     "observation": {"id", "traceId", "startTime", "environment", "type"},
@@ -123,7 +125,18 @@ SCORE_COLUMNS = {
 _TIME_FIELDS = {"timestamp", "startTime", "endTime", "completionStartTime"}
 
 
-def to_row(kind: str, project_id: str, state: dict[str, Any], now: datetime) -> dict[str, Any]:
+def usage_with_total(usage: dict[str, Any] | None) -> dict[str, int]:
+    """Usage as priced and stored: `total` sums the other keys when the client gave none."""
+    counts = {k: int(v) for k, v in (usage or {}).items()}
+    if counts and "total" not in counts:
+        counts["total"] = sum(counts.values())
+    return counts
+
+
+def to_row(
+    kind: str, project_id: str, state: dict[str, Any], now: datetime, priced: Priced | None = None
+) -> dict[str, Any]:
+    """The ClickHouse row of a merged state; observations also take their computed price."""
     columns = {"trace": TRACE_COLUMNS, "observation": OBSERVATION_COLUMNS, "score": SCORE_COLUMNS}
     row: dict[str, Any] = {"project_id": project_id}
     for field, column in columns[kind].items():
@@ -152,15 +165,17 @@ def to_row(kind: str, project_id: str, state: dict[str, Any], now: datetime) -> 
             encode_json(state.get("output")),
         )
         row["model_parameters"] = encode_json(state.get("modelParameters"))
-        usage = {k: int(v) for k, v in (state.get("usageDetails") or {}).items()}
-        cost = {k: float(v) for k, v in (state.get("costDetails") or {}).items()}
-        if usage and "total" not in usage:
-            usage["total"] = sum(usage.values())
-        if cost and "total" not in cost:
-            cost["total"] = sum(cost.values())
-        row["provided_usage_details"] = row["usage_details"] = usage
-        row["provided_cost_details"] = row["cost_details"] = cost
-        row["total_cost"] = cost.get("total")
+        row["provided_usage_details"] = {
+            k: int(v) for k, v in (state.get("usageDetails") or {}).items()
+        }
+        row["usage_details"] = usage_with_total(state.get("usageDetails"))
+        row["provided_cost_details"] = {
+            k: float(v) for k, v in (state.get("costDetails") or {}).items()
+        }
+        row["cost_details"] = priced.cost_details if priced else {}
+        row["total_cost"] = priced.total_cost if priced else None
+        row["internal_model_id"] = priced.model_id if priced else None
+        row["usage_pricing_tier_name"] = priced.tier_name if priced else None
     else:
         value = state.get("value")
         row["value"] = float(value) if isinstance(value, int | float) else 0.0
@@ -190,8 +205,12 @@ def from_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
         )
     if kind == "observation":
         state["modelParameters"] = decode_json(row.get("model_parameters"))
-        state["usageDetails"] = {k: int(v) for k, v in (row.get("usage_details") or {}).items()}
-        state["costDetails"] = {k: float(v) for k, v in (row.get("cost_details") or {}).items()}
+        # What the client gave (the input of later merges), and what was computed from it.
+        state["usageDetails"] = _ints(row.get("provided_usage_details"))
+        state["costDetails"] = _floats(row.get("provided_cost_details"))
+        state["computedUsage"] = _ints(row.get("usage_details"))
+        state["computedCost"] = _floats(row.get("cost_details"))
+        state["pricingTier"] = row.get("usage_pricing_tier_name")
         total = row.get("total_cost")
         state["totalCost"] = float(total) if total is not None else None
     if kind == "score":
@@ -200,3 +219,11 @@ def from_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
         ) else row.get("value")  # fmt: skip
         state["stringValue"] = row.get("string_value")
     return {k: v for k, v in state.items() if v is not None}
+
+
+def _ints(values: dict[str, Any] | None) -> dict[str, int]:
+    return {k: int(v) for k, v in (values or {}).items()}
+
+
+def _floats(values: dict[str, Any] | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (values or {}).items()}

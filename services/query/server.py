@@ -18,6 +18,7 @@ from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
 from services.query.consumer import EventWriter, decode_events, writer_settings
 from services.query.handlers import QueryServicer
+from services.query.pricing import Catalog
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -40,7 +41,7 @@ async def run(cfg: QueryConfig) -> None:
     dlq_producer = make_producer(cfg.kafka, client_id="query")
     await dlq_producer.start()
     writer = BatchConsumer(
-        writer_settings(cfg.kafka), decode_events, EventWriter(store).write,
+        writer_settings(cfg.kafka), decode_events, EventWriter(store, Catalog.defaults()).write,
         dlq_producer,
     )  # fmt: skip
     try:

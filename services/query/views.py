@@ -8,8 +8,8 @@ from services.query.rows import from_row, iso, parse_time
 
 def observation_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
     state = from_row("observation", row)
-    usage = state.get("usageDetails", {})
-    cost = state.get("costDetails", {})
+    usage = state.get("computedUsage", {})
+    cost = state.get("computedCost", {})
     start, end = parse_time(state.get("startTime")), parse_time(state.get("endTime"))
     first_token = parse_time(state.get("completionStartTime"))
     return {
@@ -43,6 +43,7 @@ def observation_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
         "promptName": state.get("promptName"),
         "promptVersion": state.get("promptVersion"),
         "modelId": row.get("internal_model_id"),
+        "usagePricingTierName": state.get("pricingTier"),
         "inputPrice": None,
         "outputPrice": None,
         "totalPrice": None,
@@ -190,7 +191,6 @@ def observation_v2_view(
     view = observation_view(row, project_id)
     view["providedModelName"] = view["model"]
     view["internalModelId"] = view["modelId"]
-    view["usagePricingTierName"] = None
     view["input"], view["output"] = row.get("input"), row.get("output")
     view["metadata"] = {
         key: value if key in expand_metadata or len(text := str(value)) <= _METADATA_PREVIEW

@@ -74,6 +74,10 @@ async def test_a_batch_is_answered_per_event_and_becomes_readable(stack: Stack) 
     assert generation["type"] == "GENERATION" and generation["model"] == "gpt-4o"
     assert generation["usageDetails"] == {"input": 10, "output": 5, "total": 15}
     assert generation["latency"] == 1.0
+    # No cost given: priced from the shipped model prices (gpt-4o: $2.5 and $10 per 1M tokens).
+    assert generation["calculatedTotalCost"] == pytest.approx(10 * 2.5e-6 + 5 * 1e-5)
+    assert generation["modelId"] is not None and generation["usagePricingTierName"] == "Standard"
+    assert trace["totalCost"] == pytest.approx(generation["calculatedTotalCost"])
     assert trace["scores"][0]["value"] == 1
 
 

@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
+from services.query.pricing import Priced
 from services.query.rows import Change, from_row, merge, to_row
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,9 +70,14 @@ def test_rows_round_trip_through_the_clickhouse_shape() -> None:
         "usageDetails": {"input": 2, "output": 3}, "costDetails": {"input": 0.5},
         "modelParameters": {"t": 0}, "level": "DEFAULT", "environment": "default",
     }  # fmt: skip
-    row = to_row("observation", "p", state, T0)
+    priced = Priced({"input": 0.5, "total": 0.5}, 0.5, "model-1", None)
+    row = to_row("observation", "p", state, T0, priced)
     assert row["usage_details"] == {"input": 2, "output": 3, "total": 5}
-    assert row["total_cost"] == 0.5
+    assert row["provided_usage_details"] == {"input": 2, "output": 3}
+    assert (row["total_cost"], row["internal_model_id"]) == (0.5, "model-1")
     back = from_row("observation", row)
     assert back["metadata"] == state["metadata"] and back["input"] == {"q": 1}
     assert back["endTime"] == "2026-01-01T00:00:01.500Z" and back["totalCost"] == 0.5
+    # What the client gave is what later merges start from, never the computed values.
+    assert back["usageDetails"] == {"input": 2, "output": 3}
+    assert back["costDetails"] == {"input": 0.5}

@@ -1,0 +1,130 @@
+"""Model matching and cost, following Langfuse: the first model whose pattern matches the
+observation's model name; its first non-default pricing tier whose conditions all hold, else the
+default tier; client-given cost wins over usage × price. Pure: the catalog is loaded once."""
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+DEFAULT_PRICES = Path(__file__).parent / "data" / "model-prices.json"
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
+    "eq": operator.eq, "neq": operator.ne,
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    name: str
+    priority: int
+    is_default: bool
+    conditions: tuple[dict[str, Any], ...]
+    prices: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    name: str
+    pattern: re.Pattern[str]
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    cost_details: dict[str, float]
+    total_cost: float | None
+    model_id: str | None
+    tier_name: str | None
+
+
+class Catalog:
+    """Models searched in order (project models first when they exist); lookups are cached by
+    model name, since one name repeats across most of a batch."""
+
+    def __init__(self, models: list[Model]) -> None:
+        self._models = models
+        self._by_name: dict[str, Model | None] = {}
+
+    @classmethod
+    def defaults(cls, path: Path = DEFAULT_PRICES) -> "Catalog":
+        return cls([_model(entry) for entry in orjson.loads(path.read_bytes())])
+
+    def match(self, model_name: str) -> Model | None:
+        if model_name not in self._by_name:
+            self._by_name[model_name] = next(
+                (m for m in self._models if m.pattern.search(model_name)), None
+            )
+        return self._by_name[model_name]
+
+
+def price(
+    catalog: Catalog,
+    model_name: str | None,
+    usage: dict[str, int],
+    provided_cost: dict[str, float],
+    model_parameters: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+) -> Priced:
+    model = catalog.match(model_name) if model_name else None
+    model_id = model.id if model else None
+    if provided_cost:
+        cost = dict(provided_cost)
+        if "total" not in cost and set(cost) <= {"input", "output"}:
+            cost["total"] = cost.get("input", 0.0) + cost.get("output", 0.0)
+        return Priced(cost, cost.get("total"), model_id, None)
+    if model is None or not usage:
+        return Priced({}, None, model_id, None)
+    tier = _tier(model, usage, model_parameters or {}, metadata or {})
+    cost = {key: count * tier.prices[key] for key, count in usage.items() if key in tier.prices}
+    if not cost:
+        return Priced({}, None, model_id, tier.name)
+    total = cost["total"] if "total" in cost else sum(cost.values())
+    cost["total"] = total
+    return Priced(cost, total, model_id, tier.name)
+
+
+def _tier(
+    model: Model, usage: dict[str, int], parameters: dict[str, Any], metadata: dict[str, Any]
+) -> Tier:
+    default = next(t for t in model.tiers if t.is_default)
+    for tier in sorted((t for t in model.tiers if not t.is_default), key=lambda t: t.priority):
+        if all(_holds(c, usage, parameters, metadata) for c in tier.conditions):
+            return tier
+    return default
+
+
+def _holds(
+    condition: dict[str, Any],
+    usage: dict[str, int],
+    parameters: dict[str, Any],
+    metadata: dict[str, Any],
+) -> bool:
+    if "usageDetailPattern" in condition:
+        flags = 0 if condition.get("caseSensitive") else re.IGNORECASE
+        pattern = re.compile(condition["usageDetailPattern"], flags)
+        total = sum(count for key, count in usage.items() if pattern.search(key))
+        compare = _COMPARE.get(condition.get("operator", ""))
+        return compare is not None and compare(total, float(condition.get("value", 0)))
+    source = parameters if condition.get("source") == "model_parameters" else metadata
+    value = source.get(condition.get("key", ""))
+    return condition.get("operator") == "in" and str(value) in condition.get("values", [])
+
+
+def _model(entry: dict[str, Any]) -> Model:
+    tiers = tuple(
+        Tier(
+            name=tier["name"],
+            priority=int(tier.get("priority", 0)),
+            is_default=bool(tier.get("isDefault")),
+            conditions=tuple(tier.get("conditions") or ()),
+            prices={k: float(v) for k, v in tier["prices"].items()},
+        )
+        for tier in entry["pricingTiers"]
+    )
+    return Model(entry["id"], entry["modelName"], re.compile(entry["matchPattern"]), tiers)
