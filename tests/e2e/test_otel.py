@@ -2,6 +2,7 @@
 plain OpenTelemetry exporter with GenAI attributes, read back through the public API."""
 
 import json
+import os
 import subprocess
 import uuid
 from typing import Any
@@ -218,3 +219,32 @@ async def test_malformed_otlp_is_400_json(stack: Stack) -> None:
     assert [r.status_code for r in (bad_protobuf, bad_type, bad_ids)] == [400, 400, 400]
     assert "error" in bad_ids.json()
     assert empty.status_code == 200
+
+
+NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
+
+
+async def test_js_langfuse_otel_span_processor(stack: Stack) -> None:
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "e2e" / "js" / "tracing.mjs")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "LANGFUSE_NODE_MODULES": NODE_MODULES.as_uri(),
+            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
+            "LANGFUSE_SECRET_KEY": SECRET_KEY,
+            "LANGFUSE_BASE_URL": stack.gateway_url,
+        },
+    )
+    trace_id = json.loads(result.stdout.strip().splitlines()[-1])["traceId"]
+    trace = await trace_with(stack, trace_id, observations=2)
+    assert trace["name"] == "js-agent" and trace["input"] == {"question": "2+2?"}
+    by_type = {o["type"]: o for o in trace["observations"]}
+    assert set(by_type) == {"AGENT", "GENERATION"}
+    generation = by_type["GENERATION"]
+    assert generation["usageDetails"] == {"input": 7, "output": 1, "total": 8}
+    assert generation["parentObservationId"] == by_type["AGENT"]["id"]
+    assert (generation["model"], generation["output"]) == ("gpt-4o", 4)
