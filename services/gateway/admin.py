@@ -20,7 +20,10 @@ from services.gateway.store import KeyScope, ProjectStore
 
 
 async def create_project(store: ProjectStore, args: argparse.Namespace) -> dict[str, str]:
-    await store.upsert_organization(args.org_id, args.org_name or args.org_id)
+    if args.org_name:
+        await store.upsert_organization(args.org_id, args.org_name)
+    else:
+        await store.add_organization_if_missing(args.org_id, args.org_id)
     await store.upsert_project(args.project_id, args.org_id, args.name)
     return {"orgId": args.org_id, "projectId": args.project_id, "name": args.name}
 

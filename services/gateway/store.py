@@ -78,6 +78,13 @@ class ProjectStore:
             name,
         )
 
+    async def add_organization_if_missing(self, org_id: str, name: str) -> None:
+        await self._pool.execute(
+            "INSERT INTO organizations (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+            org_id,
+            name,
+        )
+
     async def upsert_project(self, project_id: str, org_id: str, name: str) -> None:
         await self._pool.execute(
             "INSERT INTO projects (id, org_id, name) VALUES ($1, $2, $3)"
