@@ -12,6 +12,7 @@ import orjson
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
+from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
 from services.query.rows import Change, from_row, merge, to_row, usage_with_total
 from services.query.store import TraceStore
@@ -52,9 +53,9 @@ def decode_events(record: Record) -> list[events_pb2.IngestionEvent]:
 
 
 class EventWriter:
-    def __init__(self, store: TraceStore, catalog: Catalog) -> None:
+    def __init__(self, store: TraceStore, catalogs: ModelCatalogs) -> None:
         self._store = store
-        self._catalog = catalog
+        self._catalogs = catalogs
 
     async def write(self, batches: Sequence[list[events_pb2.IngestionEvent]]) -> None:
         events = [event for batch in batches for event in batch]
@@ -74,24 +75,11 @@ class EventWriter:
                     row["id"]: from_row(kind, row)
                     for row in await self._store.load(kind, project_id, list(changes))
                 }
+                catalog = await self._catalogs.for_project(project_id)
                 for entity_id, entity_changes in changes.items():
                     state = merge(kind, stored.get(entity_id), entity_changes)
-                    rows.append(to_row(kind, project_id, state, now, self._priced(kind, state)))
+                    rows.append(to_row(kind, project_id, state, now, _priced(catalog, kind, state)))
             await self._store.insert(kind, rows)
-
-    def _priced(self, kind: str, state: dict[str, Any]) -> Priced | None:
-        """Cost of the merged observation: recomputed on every merge, so a later event that
-        brings usage re-prices it."""
-        if kind != "observation":
-            return None
-        return price(
-            self._catalog,
-            state.get("model"),
-            usage_with_total(state.get("usageDetails")),
-            state.get("costDetails") or {},
-            state.get("modelParameters"),
-            state.get("metadata"),
-        )
 
 
 def _change(kind: str, event: events_pb2.IngestionEvent) -> Change:
@@ -105,3 +93,18 @@ def _change(kind: str, event: events_pb2.IngestionEvent) -> Change:
         # Trace: body.timestamp ?? envelope time. Score: always the envelope time on /ingestion.
         body.setdefault("timestamp", default_time)
     return Change(event_time, event.type in _CREATES, body)
+
+
+def _priced(catalog: Catalog, kind: str, state: dict[str, Any]) -> Priced | None:
+    """Cost of the merged observation: recomputed on every merge, so a later event that
+    brings usage re-prices it."""
+    if kind != "observation":
+        return None
+    return price(
+        catalog,
+        state.get("model"),
+        usage_with_total(state.get("usageDetails")),
+        state.get("costDetails") or {},
+        state.get("modelParameters"),
+        state.get("metadata"),
+    )

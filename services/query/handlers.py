@@ -2,6 +2,7 @@
 
 import base64
 from datetime import UTC
+from typing import Any
 
 import grpc
 import orjson
@@ -19,6 +20,7 @@ from services.query.filters import (
     equality_filters,
     order_by,
 )
+from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
 from services.query.store import TraceStore
 from services.query.views import (
     full_trace_view,
@@ -33,11 +35,10 @@ from services.query.views import (
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
-    """The model RPCs arrive with the rest of the tracing issue (#3); until then the generated
-    base answers them UNIMPLEMENTED (the gateway maps it to 501)."""
-
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, models: ModelStore, catalogs: ModelCatalogs) -> None:
         self._store = store
+        self._models = models
+        self._catalogs = catalogs
 
     async def GetTrace(  # noqa: N802
         self, request: query_pb2.GetTraceRequest, context: grpc.aio.ServicerContext
@@ -219,6 +220,58 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             )
         document = observation_view(row, project_id)
         return query_pb2.GetObservationResponse(observation_json=orjson.dumps(document))
+
+    async def ListModels(  # noqa: N802
+        self, request: query_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.ListModelsResponse:
+        project_id = scope_from(context).project_id
+        entries = await self._entries(project_id)
+        page, limit = request.page.page, request.page.limit
+        chosen = entries[(page - 1) * limit : page * limit]
+        return query_pb2.ListModelsResponse(
+            models_json=[orjson.dumps(model_document(e)) for e in chosen],
+            meta=_page_meta(page, limit, len(entries)),
+        )
+
+    async def GetModel(  # noqa: N802
+        self, request: query_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetModelResponse:
+        project_id = scope_from(context).project_id
+        for entry in await self._entries(project_id):
+            if entry["id"] == request.model_id:
+                return query_pb2.GetModelResponse(model_json=orjson.dumps(model_document(entry)))
+        raise NotFound(f"Model {request.model_id} not found")
+
+    async def CreateModel(  # noqa: N802
+        self, request: query_pb2.CreateModelRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.CreateModelResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        try:
+            body = orjson.loads(request.model_json)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidArgument("Invalid request data: the body is not valid JSON") from exc
+        entry = new_entry(body)
+        await self._models.create(scope.project_id, entry)
+        self._catalogs.forget(scope.project_id)
+        document = model_document({**entry, "projectId": scope.project_id})
+        return query_pb2.CreateModelResponse(model_json=orjson.dumps(document))
+
+    async def DeleteModel(  # noqa: N802
+        self, request: query_pb2.DeleteModelRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.DeleteModelResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        if not await self._models.delete(scope.project_id, request.model_id):
+            raise NotFound(
+                f"Model {request.model_id} not found (built-in models cannot be deleted)"
+            )
+        self._catalogs.forget(scope.project_id)
+        return query_pb2.DeleteModelResponse()
+
+    async def _entries(self, project_id: str) -> list[dict[str, Any]]:
+        """The project's models first, then the built-in ones."""
+        return [*await self._models.entries(project_id), *self._catalogs.default_entries]
 
 
 def _time_range(where: Where, column: str, time_range: query_pb2.TimeRange) -> None:

@@ -53,7 +53,7 @@ class Catalog:
 
     @classmethod
     def defaults(cls, path: Path = DEFAULT_PRICES) -> "Catalog":
-        return cls([_model(entry) for entry in orjson.loads(path.read_bytes())])
+        return cls([model_from_entry(entry) for entry in orjson.loads(path.read_bytes())])
 
     def match(self, model_name: str) -> Model | None:
         if model_name not in self._by_name:
@@ -116,7 +116,7 @@ def _holds(
     return condition.get("operator") == "in" and str(value) in condition.get("values", [])
 
 
-def _model(entry: dict[str, Any]) -> Model:
+def model_from_entry(entry: dict[str, Any]) -> Model:
     tiers = tuple(
         Tier(
             name=tier["name"],

@@ -1,10 +1,10 @@
 """Composition root of the query service: ClickHouse (chDB or server), the Kafka writer that
-fills it, and the gRPC read API. Its PostgreSQL database (model prices) is migrated here; the
-models API that uses it is still to come (issue #3)."""
+fills it, PostgreSQL for project models, and the gRPC read API."""
 
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import structlog
 
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
@@ -18,7 +18,7 @@ from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
 from services.query.consumer import EventWriter, decode_events, writer_settings
 from services.query.handlers import QueryServicer
-from services.query.pricing import Catalog
+from services.query.models import ModelCatalogs, ModelStore
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -32,16 +32,16 @@ async def run(cfg: QueryConfig) -> None:
     serve_metrics(cfg.metrics_port)
     clickhouse = open_clickhouse(cfg.clickhouse_url)
     store = TraceStore(clickhouse)
-    binding = (
-        query_pb2_grpc.add_QueryServiceServicer_to_server,
-        QueryServicer(store),
-        SERVICE_NAME,
-    )
+    pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
+    models = ModelStore(pool)
+    catalogs = ModelCatalogs(models)
+    servicer = QueryServicer(store, models, catalogs)
+    binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
     dlq_producer = make_producer(cfg.kafka, client_id="query")
     await dlq_producer.start()
     writer = BatchConsumer(
-        writer_settings(cfg.kafka), decode_events, EventWriter(store, Catalog.defaults()).write,
+        writer_settings(cfg.kafka), decode_events, EventWriter(store, catalogs).write,
         dlq_producer,
     )  # fmt: skip
     try:
@@ -50,6 +50,7 @@ async def run(cfg: QueryConfig) -> None:
             tasks.create_task(writer.run(stop))
     finally:
         await dlq_producer.stop()
+        await pool.close()
         await asyncio.to_thread(clickhouse.close)
 
 

@@ -2,7 +2,7 @@
 
 from starlette.routing import Route
 
-from services.gateway.routes import health, ingestion, projects, prompts, scores, traces
+from services.gateway.routes import health, ingestion, models, projects, prompts, scores, traces
 
 
 def all_routes() -> list[Route]:
@@ -13,4 +13,5 @@ def all_routes() -> list[Route]:
         *ingestion.ROUTES,
         *traces.ROUTES,
         *scores.ROUTES,
+        *models.ROUTES,
     ]

@@ -598,31 +598,26 @@ class ListModelsResponse(_message.Message):
 Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
 
 @_typing.final
-class UpsertModelRequest(_message.Message):
-    """Creates (empty model_id) or replaces a project model from its public-API JSON body."""
-
+class GetModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_ID_FIELD_NUMBER: _builtins.int
-    MODEL_JSON_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
-    model_json: _builtins.bytes
     def __init__(
         self,
         *,
         model_id: _builtins.str = ...,
-        model_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "model_json", b"model_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertModelRequest: _TypeAlias = UpsertModelRequest  # noqa: Y015
+Global___GetModelRequest: _TypeAlias = GetModelRequest  # noqa: Y015
 
 @_typing.final
-class UpsertModelResponse(_message.Message):
+class GetModelResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_JSON_FIELD_NUMBER: _builtins.int
@@ -638,7 +633,47 @@ class UpsertModelResponse(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___UpsertModelResponse: _TypeAlias = UpsertModelResponse  # noqa: Y015
+Global___GetModelResponse: _TypeAlias = GetModelResponse  # noqa: Y015
+
+@_typing.final
+class CreateModelRequest(_message.Message):
+    """A project model from the public API's create body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_JSON_FIELD_NUMBER: _builtins.int
+    model_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        model_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_json", b"model_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateModelRequest: _TypeAlias = CreateModelRequest  # noqa: Y015
+
+@_typing.final
+class CreateModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_JSON_FIELD_NUMBER: _builtins.int
+    model_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        model_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_json", b"model_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateModelResponse: _TypeAlias = CreateModelResponse  # noqa: Y015
 
 @_typing.final
 class DeleteModelRequest(_message.Message):

@@ -93,10 +93,15 @@ class QueryServiceStub:
                 request_serializer=obs_dot_query_dot_v1_dot_query__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
-        self.UpsertModel = channel.unary_unary(
-                '/obs.query.v1.QueryService/UpsertModel',
-                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertModelRequest.SerializeToString,
-                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertModelResponse.FromString,
+        self.GetModel = channel.unary_unary(
+                '/obs.query.v1.QueryService/GetModel',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetModelResponse.FromString,
+                _registered_method=True)
+        self.CreateModel = channel.unary_unary(
+                '/obs.query.v1.QueryService/CreateModel',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.CreateModelRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.CreateModelResponse.FromString,
                 _registered_method=True)
         self.DeleteModel = channel.unary_unary(
                 '/obs.query.v1.QueryService/DeleteModel',
@@ -173,12 +178,19 @@ class QueryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
+        """Models price observations: the project's own first, then the built-in defaults.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def UpsertModel(self, request, context):
+    def CreateModel(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,10 +260,15 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.ListModelsRequest.FromString,
                     response_serializer=obs_dot_query_dot_v1_dot_query__pb2.ListModelsResponse.SerializeToString,
             ),
-            'UpsertModel': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpsertModel,
-                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertModelRequest.FromString,
-                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertModelResponse.SerializeToString,
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetModelRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetModelResponse.SerializeToString,
+            ),
+            'CreateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModel,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.CreateModelRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.CreateModelResponse.SerializeToString,
             ),
             'DeleteModel': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteModel,
@@ -571,7 +588,7 @@ class QueryService:
             _registered_method=True)
 
     @staticmethod
-    def UpsertModel(request,
+    def GetModel(request,
             target,
             options=(),
             channel_credentials=None,
@@ -584,9 +601,36 @@ class QueryService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/obs.query.v1.QueryService/UpsertModel',
-            obs_dot_query_dot_v1_dot_query__pb2.UpsertModelRequest.SerializeToString,
-            obs_dot_query_dot_v1_dot_query__pb2.UpsertModelResponse.FromString,
+            '/obs.query.v1.QueryService/GetModel',
+            obs_dot_query_dot_v1_dot_query__pb2.GetModelRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/CreateModel',
+            obs_dot_query_dot_v1_dot_query__pb2.CreateModelRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.CreateModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,7 +48,9 @@ class QueryServiceStub:
     ListScores: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListScoresRequest, _query_pb2.ListScoresResponse]
     DeleteScore: _grpc.UnaryUnaryMultiCallable[_query_pb2.DeleteScoreRequest, _query_pb2.DeleteScoreResponse]
     ListModels: _grpc.UnaryUnaryMultiCallable[_query_pb2.ListModelsRequest, _query_pb2.ListModelsResponse]
-    UpsertModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.UpsertModelRequest, _query_pb2.UpsertModelResponse]
+    """Models price observations: the project's own first, then the built-in defaults."""
+    GetModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetModelRequest, _query_pb2.GetModelResponse]
+    CreateModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.CreateModelRequest, _query_pb2.CreateModelResponse]
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]
 
 @_typing.type_check_only
@@ -71,7 +73,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     ListScores: _aio.UnaryUnaryMultiCallable[_query_pb2.ListScoresRequest, _query_pb2.ListScoresResponse]  # type: ignore[assignment]
     DeleteScore: _aio.UnaryUnaryMultiCallable[_query_pb2.DeleteScoreRequest, _query_pb2.DeleteScoreResponse]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_query_pb2.ListModelsRequest, _query_pb2.ListModelsResponse]  # type: ignore[assignment]
-    UpsertModel: _aio.UnaryUnaryMultiCallable[_query_pb2.UpsertModelRequest, _query_pb2.UpsertModelResponse]  # type: ignore[assignment]
+    """Models price observations: the project's own first, then the built-in defaults."""
+    GetModel: _aio.UnaryUnaryMultiCallable[_query_pb2.GetModelRequest, _query_pb2.GetModelResponse]  # type: ignore[assignment]
+    CreateModel: _aio.UnaryUnaryMultiCallable[_query_pb2.CreateModelRequest, _query_pb2.CreateModelResponse]  # type: ignore[assignment]
     DeleteModel: _aio.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]  # type: ignore[assignment]
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -156,14 +160,22 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _query_pb2.ListModelsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_pb2.ListModelsResponse, _abc.Awaitable[_query_pb2.ListModelsResponse]]: ...
+    ) -> _typing.Union[_query_pb2.ListModelsResponse, _abc.Awaitable[_query_pb2.ListModelsResponse]]:
+        """Models price observations: the project's own first, then the built-in defaults."""
 
     @_abc_1.abstractmethod
-    def UpsertModel(
+    def GetModel(
         self,
-        request: _query_pb2.UpsertModelRequest,
+        request: _query_pb2.GetModelRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_query_pb2.UpsertModelResponse, _abc.Awaitable[_query_pb2.UpsertModelResponse]]: ...
+    ) -> _typing.Union[_query_pb2.GetModelResponse, _abc.Awaitable[_query_pb2.GetModelResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateModel(
+        self,
+        request: _query_pb2.CreateModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.CreateModelResponse, _abc.Awaitable[_query_pb2.CreateModelResponse]]: ...
 
     @_abc_1.abstractmethod
     def DeleteModel(
