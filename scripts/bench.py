@@ -30,6 +30,7 @@ AUTH = (ENV["LANGFUSE_INIT_PROJECT_PUBLIC_KEY"], ENV["LANGFUSE_INIT_PROJECT_SECR
 WRK_SECONDS = 10
 SAMPLES = 1000
 INGEST_SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "60"))
+READ_OBSERVATIONS = int(os.environ.get("BENCH_READ_OBSERVATIONS", "1000000"))
 SPANS_PER_EXPORT = 100
 SENDERS = 8
 
@@ -212,9 +213,58 @@ async def visibility_rows() -> list[Row]:
              "<= 1000 ms")]  # fmt: skip
 
 
+async def read_rows() -> list[Row]:
+    """Read latencies once the project holds READ_OBSERVATIONS observations (loaded first)."""
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
+    template, small = otlp_template(), otlp_template(spans=10)
+    async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
+        missing = READ_OBSERVATIONS - await observation_count(client)
+
+        async def loader() -> None:
+            nonlocal missing
+            while missing > 0:
+                missing -= SPANS_PER_EXPORT
+                _, export = fresh_export(template)
+                (await client.post("/api/public/otel/v1/traces", content=export,
+                                   headers=headers)).raise_for_status()  # fmt: skip
+
+        await asyncio.gather(*(loader() for _ in range(SENDERS)))
+        trace_ids = []
+        for _ in range(20):
+            trace_id, export = fresh_export(small)
+            (await client.post("/api/public/otel/v1/traces", content=export,
+                               headers=headers)).raise_for_status()  # fmt: skip
+            trace_ids.append(trace_id)
+        while await observation_count(client) < READ_OBSERVATIONS:
+            await asyncio.sleep(1)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))
+
+        async def timed(path: str, params: dict[str, object]) -> float:
+            started = time.perf_counter()
+            (await client.get(path, params=params)).raise_for_status()
+            return time.perf_counter() - started
+
+        lists = [await timed("/api/public/traces", {"limit": 50, "fromTimestamp": since})
+                 for _ in range(100)]  # fmt: skip
+        singles = [await timed(f"/api/public/traces/{trace_ids[i % 20]}", {}) for i in range(100)]
+        v2 = [await timed("/api/public/v2/observations", {"traceId": trace_ids[i % 20]})
+              for i in range(100)]  # fmt: skip
+    stored = f"{READ_OBSERVATIONS:,} obs stored"
+    return [
+        (
+            f"trace list, one page, time filter, p95 ({stored})",
+            f"{p(lists, 95):.0f} ms",
+            "<= 100 ms",
+        ),
+        (f"one trace with 10 observations, p95 ({stored})", f"{p(singles, 95):.0f} ms", "<= 50 ms"),
+        (f"v2 observations by trace id, p95 ({stored})", f"{p(v2, 95):.0f} ms", "<= 50 ms"),
+    ]
+
+
 def main() -> None:
     rows = cold_start() + gateway_rows() + asyncio.run(prompts_service_rows())
     rows += asyncio.run(visibility_rows()) + asyncio.run(ingest_rows())
+    rows += asyncio.run(read_rows())
     width = max(len(r[0]) for r in rows)
     print(f"| {'figure':<{width}} | {'measured':>12} | {'target':<13} |")
     print(f"|{'-' * (width + 2)}|{'-' * 14}|{'-' * 15}|")

@@ -93,14 +93,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         if request.HasField("cursor"):
             limit = request.cursor.limit
             offset = _decode_cursor(request.cursor.cursor)
-            rows, total = await self._store.page_of(
+            rows, more = await self._store.window(
                 "observation", project_id, where, "start_time DESC, id DESC", limit, offset
             )
             groups = set(request.fields) or {"core", "basic"}
             expand = set(request.expand_metadata)
             documents = [observation_v2_view(r, project_id, groups, expand) for r in rows]
-            next_offset = offset + len(rows)
-            cursor = _encode_cursor(next_offset) if next_offset < total else ""
+            cursor = _encode_cursor(offset + len(rows)) if more else ""
             return query_pb2.ListObservationsResponse(
                 observations_json=[orjson.dumps(d) for d in documents],
                 cursor_meta=common_pb2.CursorMeta(next_cursor=cursor),
@@ -180,14 +179,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         order = "timestamp DESC, id DESC"
         if request.HasField("cursor"):
             limit, offset = request.cursor.limit, _decode_cursor(request.cursor.cursor)
-            rows, total = await self._store.page_of(
-                "score", project_id, where, order, limit, offset
-            )
-            next_offset = offset + len(rows)
+            rows, more = await self._store.window("score", project_id, where, order, limit, offset)
             return query_pb2.ListScoresResponse(
                 scores_json=[orjson.dumps(score_v3_view(r, project_id)) for r in rows],
                 cursor_meta=common_pb2.CursorMeta(
-                    next_cursor=_encode_cursor(next_offset) if next_offset < total else ""
+                    next_cursor=_encode_cursor(offset + len(rows)) if more else ""
                 ),
             )
         page, limit = request.page.page, request.page.limit

@@ -64,6 +64,19 @@ class TraceStore:
         )
         return rows, int(count["total"])
 
+    async def window(
+        self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page for cursor lists, and whether more follow: one query, no count."""
+        params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
+        rows = await self._ch.select(
+            f"SELECT * FROM {TABLES[kind]} FINAL"
+            f" WHERE project_id = {{project_id:String}} AND {where.sql()} ORDER BY {order}"
+            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+            params,
+        )
+        return rows[:limit], len(rows) > limit
+
     async def trace_rollups(
         self, project_id: str, trace_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
