@@ -94,8 +94,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             limit = request.cursor.limit
             offset = _decode_cursor(request.cursor.cursor)
             rows, more = await self._store.window(
-                "observation", project_id, where, "start_time DESC, id DESC", limit, offset
-            )
+                "observation", project_id, where, "start_time DESC, id DESC", limit, offset,
+                selective=any(f.key == "traceId" for f in request.filters),
+            )  # fmt: skip
             groups = set(request.fields) or {"core", "basic"}
             expand = set(request.expand_metadata)
             documents = [observation_v2_view(r, project_id, groups, expand) for r in rows]

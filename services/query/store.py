@@ -16,10 +16,15 @@ class TraceStore:
 
     async def load(self, kind: str, project_id: str, ids: list[str]) -> list[dict[str, Any]]:
         """Current rows of these entities, for merging new events into them."""
+        return await self._latest(
+            TABLES[kind], "id IN {ids:Array(String)}", {"project_id": project_id, "ids": ids}
+        )
+
+    async def _latest(
+        self, table: str, condition: str, params: dict[str, Any], order: str = "id"
+    ) -> list[dict[str, Any]]:
         return await self._ch.select(
-            f"SELECT * FROM {TABLES[kind]} FINAL"
-            " WHERE project_id = {project_id:String} AND id IN {ids:Array(String)}",
-            {"project_id": project_id, "ids": ids},
+            f"SELECT * FROM ({_newest(table, condition)}) ORDER BY {order}", params
         )
 
     async def insert(self, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -35,18 +40,14 @@ class TraceStore:
         return rows[0] if rows else None
 
     async def observations_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
-        return await self._ch.select(
-            "SELECT * FROM observations FINAL WHERE project_id = {project_id:String}"
-            " AND trace_id = {trace_id:String} ORDER BY start_time, id",
-            {"project_id": project_id, "trace_id": trace_id},
+        params = {"project_id": project_id, "trace_id": trace_id}
+        return await self._latest(
+            "observations", "trace_id = {trace_id:String}", params, "start_time, id"
         )
 
     async def scores_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
-        return await self._ch.select(
-            "SELECT * FROM scores FINAL WHERE project_id = {project_id:String}"
-            " AND trace_id = {trace_id:String} ORDER BY timestamp, id",
-            {"project_id": project_id, "trace_id": trace_id},
-        )
+        params = {"project_id": project_id, "trace_id": trace_id}
+        return await self._latest("scores", "trace_id = {trace_id:String}", params, "timestamp, id")
 
     async def page_of(
         self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
@@ -65,13 +66,27 @@ class TraceStore:
         return rows, int(count["total"])
 
     async def window(
-        self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
+        self,
+        kind: str,
+        project_id: str,
+        where: Where,
+        order: str,
+        limit: int,
+        offset: int,
+        *,
+        selective: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page for cursor lists, and whether more follow: one query, no count."""
+        """One page for cursor lists, and whether more follow: one query, no count. A
+        `selective` filter (a trace id) matches few rows: those are deduplicated directly
+        instead of through FINAL."""
         params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
+        source = (
+            f"({_newest(TABLES[kind], where.sql())})"
+            if selective
+            else f"{TABLES[kind]} FINAL WHERE project_id = {{project_id:String}} AND {where.sql()}"
+        )
         rows = await self._ch.select(
-            f"SELECT * FROM {TABLES[kind]} FINAL"
-            f" WHERE project_id = {{project_id:String}} AND {where.sql()} ORDER BY {order}"
+            f"SELECT * FROM {source} ORDER BY {order}"
             " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
             params,
         )
@@ -85,15 +100,14 @@ class TraceStore:
         observations = await self._ch.select(
             "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
             " max(coalesce(end_time, start_time)) AS last_end,"
-            " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost FROM observations FINAL"
-            " WHERE project_id = {project_id:String} AND trace_id IN {ids:Array(String)}"
+            " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
+            f" FROM ({_newest('observations', 'trace_id IN {ids:Array(String)}')})"
             " GROUP BY trace_id",
             params,
         )
         scores = await self._ch.select(
-            "SELECT trace_id, groupArray(id) AS ids FROM scores FINAL"
-            " WHERE project_id = {project_id:String} AND trace_id IN {ids:Array(String)}"
-            " GROUP BY trace_id",
+            "SELECT trace_id, groupArray(id) AS ids"
+            f" FROM ({_newest('scores', 'trace_id IN {ids:Array(String)}')}) GROUP BY trace_id",
             params,
         )
         rollups: dict[str, dict[str, Any]] = {t: {} for t in trace_ids}
@@ -150,6 +164,16 @@ class TraceStore:
     async def delete_score(self, project_id: str, score_id: str) -> None:
         params = {"project_id": project_id, "ids": [score_id]}
         await self._ch.execute(_TOMBSTONES.format(table="scores", column="id"), params)
+
+
+def _newest(table: str, condition: str) -> str:
+    """The newest version of each row of the project matching `condition`, deleted ones left
+    out. For lookups by id or trace id this beats FINAL, which merges whole key ranges: the
+    skip indexes find the few granules and `LIMIT 1 BY id` keeps each row's newest version."""
+    return (
+        f"SELECT * FROM (SELECT * FROM {table} WHERE project_id = {{project_id:String}}"
+        f" AND {condition} ORDER BY id, event_ts DESC LIMIT 1 BY id) WHERE is_deleted = 0"
+    )
 
 
 _TOMBSTONES = (

@@ -1,5 +1,5 @@
 """Every public route the gateway serves exists, with the same method, in Langfuse's published
-OpenAPI description (../shared/data/langfuse-openapi.yml)."""
+OpenAPI description (a copy in tests/contract/data)."""
 
 import functools
 import re
@@ -10,9 +10,8 @@ import yaml
 from starlette.routing import Route
 
 from services.gateway.routes import all_routes
-from tests.support.devenv import ROOT
 
-OPENAPI = ROOT.parent / "shared" / "data" / "langfuse-openapi.yml"
+OPENAPI = Path(__file__).parent / "data" / "langfuse-openapi.yml"
 # Routes of our own, documented in the README: readiness for load balancers.
 OUR_ADDITIONS = {("GET", "/api/public/ready")}
 # Our one catch-all route for prompt names (which may hold `/`) stands for these two paths.
@@ -51,10 +50,6 @@ def documented() -> set[tuple[str, str]]:
         for method in operations
         if method in ("get", "post", "put", "patch", "delete")
     }
-
-
-def test_the_openapi_description_is_at_hand() -> None:
-    assert OPENAPI.exists(), f"{OPENAPI} is missing: the contract tests need ../shared"
 
 
 @pytest.mark.parametrize(("method", "path"), sorted(served()))
