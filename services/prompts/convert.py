@@ -26,15 +26,6 @@ def parse_json(raw: bytes, default: Any) -> Any:
         raise InvalidArgument("Invalid JSON") from exc
 
 
-def message_dict(message: prompts_pb2.ChatMessage) -> dict[str, Any]:
-    if message.type == "placeholder":
-        return {"type": "placeholder", "name": message.name}
-    result: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.type:
-        result["type"] = message.type
-    return result
-
-
 def message_proto(message: dict[str, Any]) -> prompts_pb2.ChatMessage:
     return prompts_pb2.ChatMessage(
         role=str(message.get("role", "")),

@@ -10,6 +10,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from redis.exceptions import RedisError
 
+from libs.common.chat_messages import chat_message_dict
 from libs.common.errors import InvalidArgument, NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.events.v1 import events_pb2
@@ -22,7 +23,6 @@ from services.prompts.composition import Reference, Resolution, has_references
 from services.prompts.convert import (
     TYPE_TO_PROTO,
     TYPES,
-    message_dict,
     message_proto,
     parse_json,
     timestamp,
@@ -62,7 +62,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
             type=TYPES.get(request.type, PromptType.TEXT),
             prompt=request.text
             if request.type != prompts_pb2.PROMPT_TYPE_CHAT
-            else [message_dict(m) for m in request.messages],
+            else [chat_message_dict(m) for m in request.messages],
             config=parse_json(request.config_json, default={}),
             labels=validate_labels(list(request.labels), allow_latest=True),
             tags=tuple(request.tags.tags) if request.HasField("tags") else None,
@@ -153,7 +153,9 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
         placeholders = {
             name: parse_json(value, default=[]) for name, value in request.placeholders_json.items()
         }
-        messages = compile_chat([message_dict(m) for m in prompt.messages], variables, placeholders)
+        messages = compile_chat(
+            [chat_message_dict(m) for m in prompt.messages], variables, placeholders
+        )
         return prompts_pb2.CompilePromptResponse(
             prompt=prompt, compiled_messages=[message_proto(m) for m in messages]
         )

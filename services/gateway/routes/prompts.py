@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from libs.common.chat_messages import chat_message_dict
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.prompts.v1 import prompts_pb2
@@ -212,7 +213,7 @@ def create_request(body: dict[str, Any]) -> prompts_pb2.CreatePromptRequest:
 def prompt_json(prompt: prompts_pb2.Prompt) -> dict[str, Any]:
     content: str | list[dict[str, Any]]
     if prompt.type == prompts_pb2.PROMPT_TYPE_CHAT:
-        content = [_message_json(m) for m in prompt.messages]
+        content = [chat_message_dict(m) for m in prompt.messages]
     else:
         content = prompt.text
     return {
@@ -246,15 +247,6 @@ def _chat_message(message: dict[str, Any]) -> prompts_pb2.ChatMessage:
     if not isinstance(role, str) or not isinstance(content, str):
         raise ApiError(400, "Invalid request data: a chat message needs a string role and content")
     return prompts_pb2.ChatMessage(role=role, content=content, type=message.get("type") or "")
-
-
-def _message_json(message: prompts_pb2.ChatMessage) -> dict[str, Any]:
-    if message.type == "placeholder":
-        return {"type": "placeholder", "name": message.name}
-    result: dict[str, Any] = {"role": message.role, "content": message.content}
-    if message.type:
-        result["type"] = message.type
-    return result
 
 
 def _raw_segments(request: Request) -> list[str]:
