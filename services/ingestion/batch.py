@@ -264,10 +264,31 @@ def _score_body(body: dict[str, Any]) -> dict[str, Any]:
         raise EventError(400, "Invalid request data", "value must be a number or a string")
     score["value"] = value
     _copy_strings(body, score, ("comment", "configId", "queueId", "dataType", "source"))
+    _check_score_type(score)
     if "metadata" in body and body["metadata"] is not None:
         score["metadata"] = _metadata(body["metadata"])
     score["environment"] = normalize_environment(body.get("environment"))
     return score
+
+
+_SCORE_TYPES = {"NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"}
+
+
+def _check_score_type(score: dict[str, Any]) -> None:
+    """The value must suit the data type (Langfuse infers NUMERIC or CATEGORICAL when absent)."""
+    kind, value = score.get("dataType"), score["value"]
+    if kind is None:
+        return
+    if kind not in _SCORE_TYPES:
+        raise EventError(400, "Invalid request data", f"unknown dataType: {kind}")
+    if kind == "NUMERIC" and isinstance(value, str):
+        raise EventError(400, "Invalid request data", "a NUMERIC score needs a number")
+    if kind == "BOOLEAN" and value not in (0, 1):
+        raise EventError(400, "Invalid request data", "a BOOLEAN score is 0 or 1")
+    if kind in ("CATEGORICAL", "TEXT", "CORRECTION") and not isinstance(value, str):
+        raise EventError(400, "Invalid request data", f"a {kind} score needs a string")
+    if kind == "TEXT" and not 1 <= len(value) <= 500:
+        raise EventError(400, "Invalid request data", "a TEXT score has 1-500 characters")
 
 
 def _id(value: Any, field: str, default: str | None = None) -> str:

@@ -179,10 +179,13 @@ def to_row(
     else:
         value = state.get("value")
         row["value"] = float(value) if isinstance(value, int | float) else 0.0
-        row["string_value"] = value if isinstance(value, str) else None
         row["data_type"] = state.get("dataType") or (
             "CATEGORICAL" if isinstance(value, str) else "NUMERIC"
         )
+        if row["data_type"] == "BOOLEAN":
+            row["string_value"] = "True" if value == 1 else "False"
+        else:
+            row["string_value"] = value if isinstance(value, str) else None
         row["source"] = state.get("source") or "API"
         row["environment"] = state.get("environment") or "default"
     return row

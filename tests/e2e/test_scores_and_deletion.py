@@ -43,6 +43,7 @@ async def test_scores_read_back_in_v2_and_v3_shapes(stack: Stack) -> None:
         assert by_name["accuracy"]["dataType"] == "NUMERIC" and by_name["accuracy"]["value"] == 0.5
         assert by_name["label"]["dataType"] == "CATEGORICAL"
         assert by_name["label"]["stringValue"] == "good"
+        assert (by_name["ok"]["dataType"], by_name["ok"]["stringValue"]) == ("BOOLEAN", "True")
         one = (await client.get(f"/api/public/v2/scores/{by_name['ok']['id']}")).json()
         assert one["observationId"] == f"{trace_id}-span"
 

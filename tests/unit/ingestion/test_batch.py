@@ -112,3 +112,18 @@ def test_a_public_key_may_only_send_scores() -> None:
 )  # fmt: skip
 def test_environments_are_normalized_silently(given: Any, stored: str) -> None:
     assert normalize_environment(given) == stored
+
+
+@pytest.mark.parametrize(
+    ("data_type", "value"),
+    [("NUMERIC", "high"), ("BOOLEAN", 2), ("CATEGORICAL", 1), ("TEXT", ""), ("COLOR", 1)],
+)
+def test_score_values_must_suit_their_data_type(data_type: str, value: Any) -> None:
+    body = {"name": "s", "traceId": "t", "value": value, "dataType": data_type}
+    with pytest.raises(EventError):
+        events(envelope("score-create", body))
+
+
+def test_boolean_scores_take_zero_or_one() -> None:
+    body = {"name": "s", "traceId": "t", "value": 1, "dataType": "BOOLEAN"}
+    assert body_of(events(envelope("score-create", body))[0])["value"] == 1
