@@ -10,6 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import Response
 
+from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.errors import ApiError
@@ -63,9 +64,23 @@ def page_params(request: Request, default_limit: int) -> tuple[int, int]:
     return page, limit
 
 
-def call_metadata(request: Request, scope: ProjectScope) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata for a backend call: the caller's scope and the request id."""
-    return scope.metadata(request.state.request_id)
+def backend_options(request: Request, scope: ProjectScope) -> dict[str, Any]:
+    """Keyword arguments of every backend call: the caller's scope and the request id as gRPC
+    metadata, and the deadline."""
+    return {
+        "metadata": scope.metadata(request.state.request_id),
+        "timeout": state_of(request).backend_timeout,
+    }
+
+
+def page_meta(meta: common_pb2.PageMeta) -> dict[str, int]:
+    """The `meta` object of Langfuse's page-based lists."""
+    return {
+        "page": meta.page,
+        "limit": meta.limit,
+        "totalItems": meta.total_items,
+        "totalPages": meta.total_pages,
+    }
 
 
 def query_time(request: Request, name: str) -> Timestamp | None:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2
 from libs.common.scope import ProjectScope
-from services.gateway.endpoint import call_metadata, endpoint, state_of
+from services.gateway.endpoint import backend_options, endpoint, state_of
 from services.gateway.errors import ApiError, JsonResponse
 
 # The newest ingestion protocol the SDKs speak (Python 5 sends 4).
@@ -18,12 +18,10 @@ MAX_INGESTION_VERSION = 4
 
 async def ingest(request: Request, scope: ProjectScope) -> Response:
     check_ingestion_version(request)
-    state = state_of(request)
     try:
-        reply = await state.backends.ingestion.IngestBatch(
+        reply = await state_of(request).backends.ingestion.IngestBatch(
             ingestion_pb2.IngestBatchRequest(body=await request.body()),
-            metadata=call_metadata(request, scope),
-            timeout=state.backend_timeout,
+            **backend_options(request, scope),
         )
     except grpc.aio.AioRpcError as exc:
         if exc.code() is grpc.StatusCode.INVALID_ARGUMENT:
@@ -47,9 +45,8 @@ async def ingest_otlp(request: Request, scope: ProjectScope) -> Response:
     check_ingestion_version(request)
     content_type = request.headers.get("content-type", "")
     is_json = "application/json" in content_type.lower()
-    state = state_of(request)
     try:
-        await state.backends.ingestion.IngestOtlp(
+        await state_of(request).backends.ingestion.IngestOtlp(
             ingestion_pb2.IngestOtlpRequest(
                 body=await request.body(),
                 content_type=content_type,
@@ -57,8 +54,7 @@ async def ingest_otlp(request: Request, scope: ProjectScope) -> Response:
                 sdk_name=_header(request, "x-langfuse-sdk-name"),
                 sdk_version=_header(request, "x-langfuse-sdk-version"),
             ),
-            metadata=call_metadata(request, scope),
-            timeout=state.backend_timeout,
+            **backend_options(request, scope),
         )
     except grpc.aio.AioRpcError as exc:
         if exc.code() is grpc.StatusCode.INVALID_ARGUMENT:

@@ -9,9 +9,10 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import (
-    call_metadata,
+    backend_options,
     endpoint,
     list_response,
+    page_meta,
     page_params,
     state_of,
 )
@@ -20,46 +21,33 @@ from services.gateway.errors import JsonResponse
 
 async def list_models(request: Request, scope: ProjectScope) -> Response:
     page, limit = page_params(request, default_limit=50)
-    state = state_of(request)
-    reply = await state.backends.query.ListModels(
+    reply = await state_of(request).backends.query.ListModels(
         query_pb2.ListModelsRequest(page=common_pb2.PageRequest(page=page, limit=limit)),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
-    meta = reply.meta
-    return list_response(
-        reply.models_json,
-        {"page": meta.page, "limit": meta.limit, "totalItems": meta.total_items,
-         "totalPages": meta.total_pages},
-    )  # fmt: skip
+    return list_response(reply.models_json, page_meta(reply.meta))
 
 
 async def create_model(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.CreateModel(
+    reply = await state_of(request).backends.query.CreateModel(
         query_pb2.CreateModelRequest(model_json=await request.body()),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.model_json, media_type="application/json")
 
 
 async def get_model(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.GetModel(
+    reply = await state_of(request).backends.query.GetModel(
         query_pb2.GetModelRequest(model_id=request.path_params["model_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.model_json, media_type="application/json")
 
 
 async def delete_model(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    await state.backends.query.DeleteModel(
+    await state_of(request).backends.query.DeleteModel(
         query_pb2.DeleteModelRequest(model_id=request.path_params["model_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return JsonResponse({"message": "Model successfully deleted"})
 

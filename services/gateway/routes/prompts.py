@@ -27,8 +27,9 @@ from libs.common.gen.obs.prompts.v1 import prompts_pb2
 from libs.common.gencache import GenerationCache
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import (
-    call_metadata,
+    backend_options,
     endpoint,
+    page_meta,
     page_params,
     query_int,
     query_time,
@@ -49,7 +50,7 @@ async def create_prompt(request: Request, scope: ProjectScope) -> Response:
         raise ApiError(400, "Invalid request data: expected a JSON object")
     state = state_of(request)
     reply = await state.backends.prompts.CreatePrompt(
-        create_request(body), metadata=call_metadata(request, scope), timeout=state.backend_timeout
+        create_request(body), **backend_options(request, scope)
     )
     await _invalidate(state, scope.project_id)
     return JsonResponse(prompt_json(reply.prompt), status_code=201)
@@ -68,9 +69,8 @@ async def list_prompts(request: Request, scope: ProjectScope) -> Response:
         stamp = query_time(request, param)
         if stamp is not None:
             getattr(message, field).CopyFrom(stamp)
-    state = state_of(request)
-    reply = await state.backends.prompts.ListPrompts(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    reply = await state_of(request).backends.prompts.ListPrompts(
+        message, **backend_options(request, scope)
     )
     items = [
         {
@@ -84,24 +84,13 @@ async def list_prompts(request: Request, scope: ProjectScope) -> Response:
         }
         for p in reply.prompts
     ]
-    meta = reply.meta
-    return JsonResponse(
-        {
-            "data": items,
-            "meta": {
-                "page": meta.page,
-                "limit": meta.limit,
-                "totalItems": meta.total_items,
-                "totalPages": meta.total_pages,
-            },
-        }
-    )
+    return JsonResponse({"data": items, "meta": page_meta(reply.meta)})
 
 
 async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
     segments = _raw_segments(request)
     state = state_of(request)
-    metadata = call_metadata(request, scope)
+    options = backend_options(request, scope)
     if request.method == "PATCH":
         if len(segments) < 3 or segments[-2] != "versions":
             raise ApiError(404, "Route not found")
@@ -114,8 +103,7 @@ async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
             prompts_pb2.UpdatePromptLabelsRequest(
                 name=_name(segments[:-2]), version=version, new_labels=labels
             ),
-            metadata=metadata,
-            timeout=state.backend_timeout,
+            **options,
         )
         await _invalidate(state, scope.project_id)
         return JsonResponse(prompt_json(reply.prompt))
@@ -125,8 +113,7 @@ async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
     if request.method == "DELETE":
         await state.backends.prompts.DeletePrompt(
             prompts_pb2.DeletePromptRequest(name=name, version=version, label=label),
-            metadata=metadata,
-            timeout=state.backend_timeout,
+            **options,
         )
         await _invalidate(state, scope.project_id)
         return Response(status_code=204)
@@ -141,8 +128,7 @@ async def prompt_by_name(request: Request, scope: ProjectScope) -> Response:
     if content is None:
         reply = await state.backends.prompts.GetPrompt(
             prompts_pb2.GetPromptRequest(name=name, version=version, label=label, resolve=resolve),
-            metadata=metadata,
-            timeout=state.backend_timeout,
+            **options,
         )
         content = orjson.dumps(prompt_json(reply.prompt))
         if generation is not None:

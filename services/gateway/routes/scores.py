@@ -11,9 +11,10 @@ from libs.common.gen.obs.ingestion.v1 import ingestion_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import (
-    call_metadata,
+    backend_options,
     endpoint,
     list_response,
+    page_meta,
     page_params,
     query_csv,
     query_int,
@@ -25,11 +26,9 @@ from services.gateway.errors import ApiError, JsonResponse
 
 async def create_scores(request: Request, scope: ProjectScope) -> Response:
     body = await request.body()
-    state = state_of(request)
-    reply = await state.backends.ingestion.IngestScores(
+    reply = await state_of(request).backends.ingestion.IngestScores(
         ingestion_pb2.IngestScoresRequest(body=body),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     if not body.lstrip().startswith(b"["):
         if reply.errors:
@@ -69,13 +68,10 @@ async def list_scores_v2(request: Request, scope: ProjectScope) -> Response:
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         filters=filters,
     )
-    reply = await _list(request, scope, message)
-    meta = reply.page_meta
-    return list_response(
-        reply.scores_json,
-        {"page": meta.page, "limit": meta.limit, "totalItems": meta.total_items,
-         "totalPages": meta.total_pages},
-    )  # fmt: skip
+    reply = await state_of(request).backends.query.ListScores(
+        message, **backend_options(request, scope)
+    )
+    return list_response(reply.scores_json, page_meta(reply.page_meta))
 
 
 async def list_scores_v3(request: Request, scope: ProjectScope) -> Response:
@@ -93,7 +89,9 @@ async def list_scores_v3(request: Request, scope: ProjectScope) -> Response:
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         filters=filters,
     )
-    reply = await _list(request, scope, message)
+    reply = await state_of(request).backends.query.ListScores(
+        message, **backend_options(request, scope)
+    )
     meta: dict[str, object] = {"limit": limit}
     if reply.cursor_meta.next_cursor:
         meta["cursor"] = reply.cursor_meta.next_cursor
@@ -101,33 +99,19 @@ async def list_scores_v3(request: Request, scope: ProjectScope) -> Response:
 
 
 async def get_score(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.GetScore(
+    reply = await state_of(request).backends.query.GetScore(
         query_pb2.GetScoreRequest(score_id=request.path_params["score_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.score_json, media_type="application/json")
 
 
 async def delete_score(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    await state.backends.query.DeleteScore(
+    await state_of(request).backends.query.DeleteScore(
         query_pb2.DeleteScoreRequest(score_id=request.path_params["score_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return JsonResponse({"message": "Score deleted"}, status_code=202)
-
-
-async def _list(
-    request: Request, scope: ProjectScope, message: query_pb2.ListScoresRequest
-) -> query_pb2.ListScoresResponse:
-    state = state_of(request)
-    reply: query_pb2.ListScoresResponse = await state.backends.query.ListScores(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
-    )
-    return reply
 
 
 ROUTES = [

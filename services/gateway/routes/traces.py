@@ -8,9 +8,10 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import (
-    call_metadata,
+    backend_options,
     endpoint,
     list_response,
+    page_meta,
     page_params,
     query_csv,
     query_int,
@@ -28,11 +29,9 @@ _V2_MAX_LIMIT = 1000
 
 
 async def get_trace(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.GetTrace(
+    reply = await state_of(request).backends.query.GetTrace(
         query_pb2.GetTraceRequest(trace_id=request.path_params["trace_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.trace_json, media_type="application/json")
 
@@ -46,11 +45,10 @@ async def list_traces(request: Request, scope: ProjectScope) -> Response:
         order_by=request.query_params.get("orderBy", ""),
         fields=query_csv(request, "fields"),
     )
-    state = state_of(request)
-    reply = await state.backends.query.ListTraces(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    reply = await state_of(request).backends.query.ListTraces(
+        message, **backend_options(request, scope)
     )
-    return list_response(reply.traces_json, _meta(reply.meta))
+    return list_response(reply.traces_json, page_meta(reply.meta))
 
 
 async def delete_trace(request: Request, scope: ProjectScope) -> Response:
@@ -68,20 +66,16 @@ async def delete_traces(request: Request, scope: ProjectScope) -> Response:
 
 
 async def _delete_traces(request: Request, scope: ProjectScope, trace_ids: list[str]) -> None:
-    state = state_of(request)
-    await state.backends.query.DeleteTraces(
+    await state_of(request).backends.query.DeleteTraces(
         query_pb2.DeleteTracesRequest(trace_ids=trace_ids),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
 
 
 async def get_observation(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.GetObservation(
+    reply = await state_of(request).backends.query.GetObservation(
         query_pb2.GetObservationRequest(observation_id=request.path_params["observation_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.observation_json, media_type="application/json")
 
@@ -93,11 +87,10 @@ async def list_observations(request: Request, scope: ProjectScope) -> Response:
         time_range=query_time_range(request, "fromStartTime", "toStartTime"),
         filters=_filters(request, _OBSERVATION_FILTERS),
     )
-    state = state_of(request)
-    reply = await state.backends.query.ListObservations(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    reply = await state_of(request).backends.query.ListObservations(
+        message, **backend_options(request, scope)
     )
-    return list_response(reply.observations_json, _meta(reply.page_meta))
+    return list_response(reply.observations_json, page_meta(reply.page_meta))
 
 
 async def list_observations_v2(request: Request, scope: ProjectScope) -> Response:
@@ -113,20 +106,17 @@ async def list_observations_v2(request: Request, scope: ProjectScope) -> Respons
         fields=query_csv(request, "fields"),
         expand_metadata=query_csv(request, "expandMetadata"),
     )
-    state = state_of(request)
-    reply = await state.backends.query.ListObservations(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    reply = await state_of(request).backends.query.ListObservations(
+        message, **backend_options(request, scope)
     )
     cursor = reply.cursor_meta.next_cursor
     return list_response(reply.observations_json, {"cursor": cursor} if cursor else {})
 
 
 async def get_session(request: Request, scope: ProjectScope) -> Response:
-    state = state_of(request)
-    reply = await state.backends.query.GetSession(
+    reply = await state_of(request).backends.query.GetSession(
         query_pb2.GetSessionRequest(session_id=request.path_params["session_id"]),
-        metadata=call_metadata(request, scope),
-        timeout=state.backend_timeout,
+        **backend_options(request, scope),
     )
     return Response(reply.session_json, media_type="application/json")
 
@@ -138,11 +128,10 @@ async def list_sessions(request: Request, scope: ProjectScope) -> Response:
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         environments=request.query_params.getlist("environment"),
     )
-    state = state_of(request)
-    reply = await state.backends.query.ListSessions(
-        message, metadata=call_metadata(request, scope), timeout=state.backend_timeout
+    reply = await state_of(request).backends.query.ListSessions(
+        message, **backend_options(request, scope)
     )
-    return list_response(reply.sessions_json, _meta(reply.meta))
+    return list_response(reply.sessions_json, page_meta(reply.meta))
 
 
 def _filters(request: Request, names: tuple[str, ...]) -> list[query_pb2.Filter]:
@@ -151,15 +140,6 @@ def _filters(request: Request, names: tuple[str, ...]) -> list[query_pb2.Filter]
         for name in names
         if request.query_params.getlist(name)
     ]
-
-
-def _meta(meta: common_pb2.PageMeta) -> dict[str, int]:
-    return {
-        "page": meta.page,
-        "limit": meta.limit,
-        "totalItems": meta.total_items,
-        "totalPages": meta.total_pages,
-    }
 
 
 ROUTES = [
