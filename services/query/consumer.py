@@ -5,6 +5,7 @@ between insert and commit changes nothing."""
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,17 +40,29 @@ def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
     )
 
 
-def decode_events(record: Record) -> list[events_pb2.IngestionEvent]:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One event, ready to merge: its body is parsed here, once."""
+
+    kind: str
+    project_id: str
+    entity_id: str
+    change: Change
+
+
+def decode_events(record: Record) -> list[Decoded]:
     try:
-        events = list(events_pb2.IngestionEventBatch.FromString(record.value or b"").events)
-        for event in events:
-            orjson.loads(event.body_json)
+        events = events_pb2.IngestionEventBatch.FromString(record.value or b"").events
+        bodies = [orjson.loads(event.body_json) for event in events]
     except Exception as exc:
         raise InvalidMessage(f"not an IngestionEventBatch: {exc}") from exc
-    for event in events:
+    decoded = []
+    for event, body in zip(events, bodies, strict=True):
         if event.type not in _KINDS or not event.project_id or not event.entity_id:
             raise InvalidMessage(f"event without kind, project or entity: {event.event_id}")
-    return events
+        kind = _KINDS[event.type]
+        decoded.append(Decoded(kind, event.project_id, event.entity_id, _change(kind, event, body)))
+    return decoded
 
 
 class EventWriter:
@@ -57,14 +70,13 @@ class EventWriter:
         self._store = store
         self._catalogs = catalogs
 
-    async def write(self, batches: Sequence[list[events_pb2.IngestionEvent]]) -> None:
-        events = [event for batch in batches for event in batch]
+    async def write(self, batches: Sequence[list[Decoded]]) -> None:
         grouped: dict[tuple[str, str], dict[str, list[Change]]] = defaultdict(
             lambda: defaultdict(list)
         )
-        for event in events:
-            kind = _KINDS[event.type]
-            grouped[(kind, event.project_id)][event.entity_id].append(_change(kind, event))
+        for batch in batches:
+            for event in batch:
+                grouped[(event.kind, event.project_id)][event.entity_id].append(event.change)
         now = datetime.now(UTC)
         for kind in ("trace", "observation", "score"):
             rows = []
@@ -82,8 +94,7 @@ class EventWriter:
             await self._store.insert(kind, rows)
 
 
-def _change(kind: str, event: events_pb2.IngestionEvent) -> Change:
-    body = orjson.loads(event.body_json)
+def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -> Change:
     event_time = event.event_time.ToDatetime(tzinfo=UTC)
     default_time = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if kind == "observation":
