@@ -27,7 +27,8 @@ def env(name: str, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"env": name})
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+# Not slotted, so a service config can combine it with KafkaClientSettings.
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class GrpcServiceSettings:
     """What every gRPC backend's config has, read with that service's prefix."""
 

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
+from libs.common.config import env
 from libs.common.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
 
 log = structlog.get_logger()
@@ -47,6 +48,19 @@ class KafkaCluster:
 
     def group(self, name: str) -> str:
         return f"{self.namespace}{name}"
+
+
+# Not slotted, so a service config can combine it with GrpcServiceSettings.
+@dataclass(frozen=True, kw_only=True)
+class KafkaClientSettings:
+    """What every Kafka-using service reads from the environment (no service prefix)."""
+
+    kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
+    kafka_namespace: str = env("KAFKA_NAMESPACE", "")
+
+    @property
+    def kafka(self) -> KafkaCluster:
+        return KafkaCluster(self.kafka_bootstrap_servers, self.kafka_namespace)
 
 
 def dlq_topic(topic: str) -> str:

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 from libs.common import config
 from libs.common.config import env
-from libs.common.kafka import KafkaCluster
+from libs.common.kafka import KafkaClientSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,19 +17,17 @@ class InitSettings:
     secret_key: str = env("LANGFUSE_INIT_PROJECT_SECRET_KEY", "")
 
 
-@dataclass(frozen=True, slots=True)
-class GatewayConfig:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig(KafkaClientSettings):
     database_url: str
     # Server-side key for hashing API secrets; changing it invalidates every stored key.
     api_key_salt: str
     # The gateway's own Redis keys: the prompt response cache and its generation tokens.
     redis_url: str
-    kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
     ingestion_addr: str = env("INGESTION_ADDR")
     query_addr: str = env("QUERY_ADDR")
     prompts_addr: str = env("PROMPTS_ADDR")
     evals_addr: str = env("EVALS_ADDR")
-    kafka_namespace: str = env("KAFKA_NAMESPACE", "")
     http_host: str = "0.0.0.0"
     http_port: int = 3000
     metrics_port: int = 0
@@ -39,10 +37,6 @@ class GatewayConfig:
     # balancers stop routing here first.
     drain_seconds: float = 5.0
     backend_timeout_seconds: float = 30.0
-
-    @property
-    def kafka(self) -> KafkaCluster:
-        return KafkaCluster(self.kafka_bootstrap_servers, self.kafka_namespace)
 
 
 def load_gateway_config() -> GatewayConfig:
