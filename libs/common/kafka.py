@@ -7,6 +7,7 @@ sinks are idempotent under replay. A record that cannot be decoded is a poison m
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -116,6 +117,9 @@ class ConsumerSettings:
     auto_offset_reset: str = "earliest"
     max_records: int = 5000
     max_wait_ms: int = 50
+    # After the first record of a batch, keep collecting this long (up to max_records): fewer,
+    # larger batches for sinks that pay per write, at the cost of this much latency.
+    linger_ms: int = 0
     # Stop (and let the orchestrator restart us) after this many poison messages in a row:
     # a flood of them means a bug or a wrong topic, not bad luck.
     max_consecutive_invalid: int = 1000
@@ -163,14 +167,28 @@ class BatchConsumer(Generic[T]):
         self._consumer.subscribe(list(self._settings.topics), listener=_DrainOnRevoke(self))
         try:
             while not stop.is_set():
-                batches = await self._consumer.getmany(
-                    timeout_ms=self._settings.max_wait_ms, max_records=self._settings.max_records
-                )
+                batches = await self._poll()
                 if batches:
                     async with self._batch_lock:
                         await self._process(batches)
         finally:
             await self._consumer.stop()
+
+    async def _poll(self) -> dict[TopicPartition, list[Record]]:
+        settings = self._settings
+        batches = await self._consumer.getmany(
+            timeout_ms=settings.max_wait_ms, max_records=settings.max_records
+        )
+        count = sum(len(records) for records in batches.values())
+        deadline = time.monotonic() + settings.linger_ms / 1000
+        while 0 < count < settings.max_records and (left := deadline - time.monotonic()) > 0:
+            more = await self._consumer.getmany(
+                timeout_ms=max(int(left * 1000), 1), max_records=settings.max_records - count
+            )
+            for tp, records in more.items():
+                batches.setdefault(tp, []).extend(records)
+                count += len(records)
+        return batches
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
         decoded: list[T] = []

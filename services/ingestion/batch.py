@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.scope import AccessLevel
@@ -150,7 +151,7 @@ def make_event(
     event_time: datetime,
     received_at: datetime,
 ) -> events_pb2.IngestionEvent:
-    message = events_pb2.IngestionEvent(
+    return events_pb2.IngestionEvent(
         event_id=event_id,
         project_id=project_id,
         type=kind,
@@ -158,10 +159,19 @@ def make_event(
         entity_id=entity_id,
         trace_id=trace_id,
         body_json=orjson.dumps(body),
+        event_time=_timestamp_proto(event_time),
+        received_at=_timestamp_proto(received_at),
     )
-    message.event_time.FromDatetime(event_time)
-    message.received_at.FromDatetime(received_at)
-    return message
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp_proto(moment: datetime) -> Timestamp:
+    """Exact to the microsecond, and several times cheaper than Timestamp.FromDatetime, which
+    is pure Python and ran for every event."""
+    delta = moment - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def normalize_environment(value: Any) -> str:

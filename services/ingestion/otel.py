@@ -4,6 +4,7 @@ shallow one otherwise (so a trace exists even if its root never arrives). Attrib
 Langfuse's own (`langfuse.*`, `user.id`, `session.id`), OpenTelemetry GenAI (`gen_ai.*`),
 OpenInference (`input.value`, `llm.*`) and Traceloop. Pure: no I/O."""
 
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -67,9 +68,9 @@ def otel_events(
     sdk_name: str,
     sdk_version: str,
 ) -> list[events_pb2.IngestionEvent]:
-    """Trace events first (full ones, then partial ones, then shallow ones unless the same export
-    has the full trace), then one observation event per span. Replays converge because entities
-    are upserted by trace and span id, whatever the event ids."""
+    """Trace events first (full ones, then partial ones, then one shallow one per trace unless
+    the same export has the full trace), then one observation event per span. Replays converge
+    because entities are upserted by trace and span id, whatever the event ids."""
 
     def event(kind: int, observation_type: str, entity_id: str, trace_id: str,
               body: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
@@ -77,16 +78,20 @@ def otel_events(
         return make_event(event_id, project_id, kind, observation_type, entity_id, trace_id,
                           body, received_at, received_at)  # fmt: skip
 
-    traces: dict[str, list[events_pb2.IngestionEvent]] = {"full": [], "partial": [], "shallow": []}
+    traces: dict[str, list[events_pb2.IngestionEvent]] = {"full": [], "partial": []}
+    shallow: dict[str, dict[str, Any]] = {}  # the first span's, per trace: they differ only in time
     full_ids: set[str] = set()
     observations = []
     for span in spans:
         observation, kind, trace, trace_kind = map_span(
             span, is_python5(span, sdk_name, sdk_version)
         )
-        traces[trace_kind].append(
-            event(events_pb2.EVENT_TYPE_TRACE_CREATE, "", span.trace_id, span.trace_id, trace)
-        )
+        if trace_kind == "shallow":
+            shallow.setdefault(span.trace_id, trace)
+        else:
+            traces[trace_kind].append(
+                event(events_pb2.EVENT_TYPE_TRACE_CREATE, "", span.trace_id, span.trace_id, trace)
+            )
         if trace_kind == "full":
             full_ids.add(span.trace_id)
         observations.append(
@@ -98,8 +103,12 @@ def otel_events(
                 observation,
             )  # fmt: skip
         )
-    shallow = [e for e in traces["shallow"] if e.entity_id not in full_ids]
-    return [*traces["full"], *traces["partial"], *shallow, *observations]
+    shallow_events = [
+        event(events_pb2.EVENT_TYPE_TRACE_CREATE, "", trace_id, trace_id, trace)
+        for trace_id, trace in shallow.items()
+        if trace_id not in full_ids
+    ]
+    return [*traces["full"], *traces["partial"], *shallow_events, *observations]
 
 
 def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict[str, Any], str]:
@@ -374,8 +383,14 @@ def _put(target: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _iso(nanos: int) -> str:
-    moment = datetime.fromtimestamp(nanos // 1_000_000 / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    seconds, millis = divmod(nanos // 1_000_000, 1000)
+    return f"{_iso_second(seconds)}.{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    """The spans of one export mostly share their seconds: formatted once each."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _major(version: str) -> int:
