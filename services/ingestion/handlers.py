@@ -52,7 +52,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
             events.extend(accepted.events)
             response.successes.add(id=accepted.envelope_id, status=201)
         if events:
-            await self._publish(scope.project_id, received_at, request.body, events)
+            await self._publish(scope.project_id, received_at, events)
         return response
 
     async def IngestOtlp(  # noqa: N802
@@ -68,7 +68,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         events = otel_events(spans, scope.project_id, received_at, request.sdk_name,
                              request.sdk_version)  # fmt: skip
         if events:
-            await self._publish(scope.project_id, received_at, request.body, events)
+            await self._publish(scope.project_id, received_at, events)
         return ingestion_pb2.IngestOtlpResponse()
 
     async def IngestScores(  # noqa: N802
@@ -91,32 +91,31 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
             events.append(event)
             response.ids.append(event.entity_id)
         if events:
-            await self._publish(scope.project_id, received_at, request.body, events)
+            await self._publish(scope.project_id, received_at, events)
         return response
 
     async def _publish(
-        self,
-        project_id: str,
-        received_at: datetime,
-        raw: bytes,
-        events: list[events_pb2.IngestionEvent],
+        self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]
     ) -> None:
-        """The raw request goes to the event log first, then the events to Kafka, one message
-        per trace so a trace keeps its order on one partition."""
+        """The events of each trace become one message: written to the event log first, then
+        produced to Kafka keyed by trace, so a trace keeps its order on one partition. The log
+        object and the message value are the same bytes, so the log replays as it was sent."""
         by_trace: dict[str, events_pb2.IngestionEventBatch] = {}
+        for event in events:
+            trace_id = event.trace_id or event.entity_id
+            by_trace.setdefault(trace_id, events_pb2.IngestionEventBatch()).events.append(event)
+        messages = []
+        for trace_id, batch in by_trace.items():
+            log_key = EventLog.key(project_id, trace_id, received_at)
+            for event in batch.events:
+                event.event_log_key = log_key
+            messages.append((log_key, f"{project_id}:{trace_id}", batch.SerializeToString()))
         try:
-            key = await self._event_log.append(project_id, received_at, raw)
-            for event in events:
-                event.event_log_key = key
-                trace_key = f"{project_id}:{event.trace_id or event.entity_id}"
-                by_trace.setdefault(trace_key, events_pb2.IngestionEventBatch()).events.append(
-                    event
-                )
+            await asyncio.gather(*(self._event_log.put(log_key, value)
+                                   for log_key, _, value in messages))  # fmt: skip
             sends = [
-                await self._producer.send(
-                    self._topic, batch.SerializeToString(), key=trace_key.encode()
-                )
-                for trace_key, batch in by_trace.items()
+                await self._producer.send(self._topic, value, key=partition_key.encode())
+                for _, partition_key, value in messages
             ]
             await asyncio.gather(*sends)
         except (BotoCoreError, ClientError, KafkaError) as exc:

@@ -1,13 +1,16 @@
-"""Composition root of the ingestion service: the S3 event log, the Kafka producer and gRPC."""
+"""Composition root of the ingestion service: the S3 event log, the Kafka producer, gRPC, and
+the consumer that deletes the event log's part of deleted traces."""
 
+import asyncio
 from contextlib import AsyncExitStack
 
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from libs.common.kafka import Topic, ensure_topics, make_producer
+from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.rpc import make_server
 from services.ingestion.config import IngestionConfig
+from services.ingestion.deletions import EventLogCleaner, cleaner_settings, decode_notice
 from services.ingestion.handlers import IngestionServicer
 from services.ingestion.store import EventLog, open_s3
 
@@ -26,7 +29,12 @@ async def run(cfg: IngestionConfig) -> None:
         servicer = IngestionServicer(event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS))
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
         server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
-        await server.serve(stop, cfg.drain_seconds)
+        cleaner = BatchConsumer(
+            cleaner_settings(cfg.kafka), decode_notice, EventLogCleaner(event_log).handle, producer
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve(stop, cfg.drain_seconds))
+            tasks.create_task(cleaner.run(stop))
 
 
 async def migrate(cfg: IngestionConfig) -> None:

@@ -1,9 +1,14 @@
-"""The raw event log in S3: every accepted batch is written here before it is published."""
+"""The event log in S3: every accepted event is written here before it is published, grouped by
+trace, so that a trace can be replayed or deleted by one key prefix (as Langfuse keeps its event
+files per entity)."""
 
+import asyncio
+import hashlib
 import uuid
 from contextlib import AsyncExitStack
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import aioboto3
 from botocore.config import Config
@@ -39,10 +44,36 @@ class EventLog:
     async def ping(self) -> None:
         await self._s3.head_bucket(Bucket=self._bucket)
 
-    async def append(self, project_id: str, received_at: datetime, raw: bytes) -> str:
-        """Writes one request body as it arrived (batch JSON or an OTLP export, possibly gzip)
-        and returns its key. Keys sort by project and time, so a replay or a deletion reads one
-        prefix."""
-        key = f"events/{project_id}/{received_at:%Y/%m/%d/%H}/{uuid.uuid4().hex}"
-        await self._s3.put_object(Bucket=self._bucket, Key=key, Body=raw)
-        return key
+    @staticmethod
+    def key(project_id: str, trace_id: str, received_at: datetime) -> str:
+        """A fresh key under the trace's prefix; keys of one trace sort by arrival."""
+        return f"{_prefix(project_id, trace_id)}{received_at:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex}"
+
+    async def put(self, key: str, body: bytes) -> None:
+        await self._s3.put_object(Bucket=self._bucket, Key=key, Body=body)
+
+    async def delete_traces(self, project_id: str, trace_ids: list[str]) -> int:
+        """Removes every object of these traces; returns how many there were."""
+        keys: list[str] = []
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for trace_id in trace_ids:
+            prefix = _prefix(project_id, trace_id)
+            async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+                keys += [item["Key"] for item in page.get("Contents", [])]
+        chunks = [keys[i : i + 1000] for i in range(0, len(keys), 1000)]  # S3's per-call limit
+        await asyncio.gather(*(
+            self._s3.delete_objects(
+                Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            )
+            for chunk in chunks
+        ))  # fmt: skip
+        return len(keys)
+
+
+def _prefix(project_id: str, trace_id: str) -> str:
+    """Trace ids are client strings: quoted, so that one id's prefix never contains another's
+    ("a/" and "a/b/"), and hashed when long, since S3 keys end at 1,024 bytes."""
+    quoted = quote(trace_id, safe="")
+    if len(quoted) > 200:
+        quoted = "sha256-" + hashlib.sha256(trace_id.encode()).hexdigest()
+    return f"events/{project_id}/{quoted}/"

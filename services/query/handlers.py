@@ -11,6 +11,7 @@ from libs.common.errors import InvalidArgument, NotFound
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import scope_from
+from services.query.deletions import DeletionNotices
 from services.query.filters import (
     OBSERVATION_FILTERS,
     SCORE_FILTERS,
@@ -35,10 +36,17 @@ from services.query.views import (
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
-    def __init__(self, store: TraceStore, models: ModelStore, catalogs: ModelCatalogs) -> None:
+    def __init__(
+        self,
+        store: TraceStore,
+        models: ModelStore,
+        catalogs: ModelCatalogs,
+        deletions: DeletionNotices,
+    ) -> None:
         self._store = store
         self._models = models
         self._catalogs = catalogs
+        self._deletions = deletions
 
     async def GetTrace(  # noqa: N802
         self, request: query_pb2.GetTraceRequest, context: grpc.aio.ServicerContext
@@ -158,7 +166,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.DeleteTracesResponse:
         scope = scope_from(context)
         scope.require_project_access()
-        await self._store.delete_traces(scope.project_id, list(request.trace_ids))
+        trace_ids = list(request.trace_ids)
+        await self._store.delete_traces(scope.project_id, trace_ids)
+        await self._deletions.traces_deleted(scope.project_id, trace_ids)
         return query_pb2.DeleteTracesResponse()
 
     async def GetScore(  # noqa: N802

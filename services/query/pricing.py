@@ -32,7 +32,7 @@ class Model:
     id: str
     name: str
     pattern: re.Pattern[str]
-    tiers: tuple[Tier, ...]
+    tiers: tuple[Tier, ...]  # in the order they are tried: by priority, the default one last
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +92,10 @@ def price(
 def _tier(
     model: Model, usage: dict[str, int], parameters: dict[str, Any], metadata: dict[str, Any]
 ) -> Tier:
-    default = next(t for t in model.tiers if t.is_default)
-    for tier in sorted((t for t in model.tiers if not t.is_default), key=lambda t: t.priority):
-        if all(_holds(c, usage, parameters, metadata) for c in tier.conditions):
+    for tier in model.tiers:
+        if tier.is_default or all(_holds(c, usage, parameters, metadata) for c in tier.conditions):
             return tier
-    return default
+    raise ValueError(f"model {model.name} has no default pricing tier")
 
 
 def _holds(
@@ -127,4 +126,5 @@ def model_from_entry(entry: dict[str, Any]) -> Model:
         )
         for tier in entry["pricingTiers"]
     )
+    tiers = tuple(sorted(tiers, key=lambda tier: (tier.is_default, tier.priority)))
     return Model(entry["id"], entry["modelName"], re.compile(entry["matchPattern"]), tiers)

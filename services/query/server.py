@@ -8,7 +8,7 @@ import asyncpg
 import structlog
 
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
-from libs.common.kafka import BatchConsumer, make_producer
+from libs.common.kafka import BatchConsumer, Topic, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import load_migrations, migrate_postgres
@@ -17,6 +17,7 @@ from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
 from services.query.consumer import EventWriter, decode_events, writer_settings
+from services.query.deletions import DeletionNotices
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.store import TraceStore
@@ -35,21 +36,22 @@ async def run(cfg: QueryConfig) -> None:
     pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
     models = ModelStore(pool)
     catalogs = ModelCatalogs(models)
-    servicer = QueryServicer(store, models, catalogs)
+    # One producer for the writer's dead letters and the deletion notices.
+    producer = make_producer(cfg.kafka, client_id="query")
+    await producer.start()
+    deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
+    servicer = QueryServicer(store, models, catalogs, deletions)
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
-    dlq_producer = make_producer(cfg.kafka, client_id="query")
-    await dlq_producer.start()
     writer = BatchConsumer(
-        writer_settings(cfg.kafka), decode_events, EventWriter(store, catalogs).write,
-        dlq_producer,
-    )  # fmt: skip
+        writer_settings(cfg.kafka), decode_events, EventWriter(store, catalogs).write, producer
+    )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(writer.run(stop))
     finally:
-        await dlq_producer.stop()
+        await producer.stop()
         await pool.close()
         await asyncio.to_thread(clickhouse.close)
 

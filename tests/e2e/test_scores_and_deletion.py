@@ -3,9 +3,10 @@
 import uuid
 from typing import Any
 
+import aioboto3
 import httpx
 
-from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -85,3 +86,31 @@ async def test_deleting_a_score_and_a_trace_hides_them(stack: Stack) -> None:
         assert (await client.get(f"/api/public/traces/{other}")).status_code == 404
         bad = await client.request("DELETE", "/api/public/traces", json={"traceIds": "x"})
         assert bad.status_code == 400
+
+
+async def test_deleting_a_trace_removes_its_events_from_the_event_log(stack: Stack) -> None:
+    session = aioboto3.Session(
+        aws_access_key_id=stack.env["S3_ACCESS_KEY"],
+        aws_secret_access_key=stack.env["S3_SECRET_KEY"],
+        region_name=stack.env["S3_REGION"],
+    )
+    bucket = stack.env["INGESTION_S3_BUCKET"]
+    async with (
+        session.client("s3", endpoint_url=stack.env["S3_ENDPOINT_URL"]) as s3,
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client,
+    ):
+
+        async def logged(trace_id: str) -> int:
+            listed = await s3.list_objects_v2(
+                Bucket=bucket, Prefix=f"events/{PROJECT_ID}/{trace_id}/"
+            )
+            return int(listed["KeyCount"])
+
+        deleted, kept = await traced(client), await traced(client)
+        assert await logged(deleted) == 1 and await logged(kept) == 1
+        await eventually(
+            lambda: client.get(f"/api/public/traces/{deleted}"), lambda r: r.status_code == 200
+        )
+        (await client.delete(f"/api/public/traces/{deleted}")).raise_for_status()
+        await eventually(lambda: logged(deleted), lambda count: count == 0)
+        assert await logged(kept) == 1

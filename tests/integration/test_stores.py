@@ -1,4 +1,5 @@
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -54,3 +55,25 @@ async def test_event_log_bucket_is_created_once() -> None:
         await log.ping()
         buckets = {b["Name"] for b in (await s3.list_buckets())["Buckets"]}
     assert cfg.s3_bucket in buckets
+
+
+async def test_event_log_deletes_exactly_the_objects_of_the_deleted_traces() -> None:
+    cfg = IngestionConfig(
+        s3_bucket=unique("it-log").replace("_", "-"),
+        kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
+        s3_endpoint_url=ENV["S3_ENDPOINT_URL"],
+        s3_access_key=ENV["S3_ACCESS_KEY"],
+        s3_secret_key=ENV["S3_SECRET_KEY"],
+    )
+    now = datetime.now(UTC)
+    async with AsyncExitStack() as stack:
+        log = EventLog(await open_s3(cfg, stack), cfg.s3_bucket)
+        await log.ensure_bucket()
+        # "a/" must not be the prefix of "a/b"'s objects, nor a long id overflow S3's key limit.
+        for trace_id in ("a", "a", "a/b", "x" * 900):
+            await log.put(EventLog.key("p1", trace_id, now), b"events")
+        await log.put(EventLog.key("p2", "a", now), b"events")
+        assert await log.delete_traces("p1", ["a", "x" * 900]) == 3
+        assert await log.delete_traces("p1", ["a"]) == 0
+        assert await log.delete_traces("p1", ["a/b"]) == 1
+        assert await log.delete_traces("p2", ["a"]) == 1
