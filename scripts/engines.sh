@@ -3,6 +3,7 @@
 # $OBS_DEV_DIR: PostgreSQL and Redis (Debian packages), Apache Kafka in KRaft mode (jars from
 # Maven Central), MinIO (built with `go install`). ClickHouse is chDB, embedded in the query service.
 #   scripts/engines.sh install|start|stop|status
+#   scripts/engines.sh kafka-start DIR PORT CONTROLLER_PORT | kafka-stop DIR   (a broker of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 set -a; source scripts/dev.env; set +a
@@ -91,16 +92,16 @@ start_redis() {
   wait_port 127.0.0.1 "$REDIS_PORT" redis 10
 }
 
-start_kafka() {
-  alive kafka && return 0
-  local dir=$DEV/kafka
+start_kafka() {  # data_dir port controller_port pid_file
+  local dir=$1 port=$2 controller=$3 pid_file=$4
+  [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null && return 0
   mkdir -p "$dir"
   cat > "$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
-controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -131,9 +132,9 @@ PROPS
     cluster_id=$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
     "${java[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" >/dev/null
   fi
-  nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >> "$LOGS/kafka.log" 2>&1 &
-  echo $! > "$RUN/kafka.pid"
-  wait_port 127.0.0.1 "$KAFKA_PORT" kafka 60
+  nohup "${java[@]}" kafka.Kafka "$dir/server.properties" >> "$dir/kafka.log" 2>&1 &
+  echo $! > "$pid_file"
+  wait_port 127.0.0.1 "$port" kafka 60
 }
 
 start_s3() {
@@ -157,11 +158,17 @@ stop_pid() {
 
 case "${1:-}" in
   install) install ;;
-  start) start_postgres; start_redis; start_kafka; start_s3; say "postgres, redis, kafka, s3 up" ;;
+  start)
+    start_postgres; start_redis
+    start_kafka "$DEV/kafka" "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" "$RUN/kafka.pid"
+    start_s3; say "postgres, redis, kafka, s3 up" ;;
+  # A broker of its own (tests that restart it): data and pid file under an absolute dir.
+  kafka-start) start_kafka "$2" "$3" "$4" "$2/kafka.pid" ;;
+  kafka-stop) RUN=$2 stop_pid kafka ;;
   stop) stop_pid s3; stop_pid kafka; stop_pid redis; stop_postgres; say "stopped" ;;
   status)
     for e in redis kafka s3; do alive $e && echo "$e: running" || echo "$e: stopped"; done
     runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$(pg_data_dir)" status >/dev/null 2>&1 \
       && echo "postgres: running" || echo "postgres: stopped" ;;
-  *) die "usage: $0 install|start|stop|status" ;;
+  *) die "usage: $0 install|start|stop|status|kafka-start DIR PORT CONTROLLER_PORT|kafka-stop DIR" ;;
 esac

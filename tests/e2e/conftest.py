@@ -2,6 +2,7 @@
 ports, with their own databases, chDB directory and bucket, on the engines of scripts/engines.sh."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -118,7 +119,13 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 async def stack(stack_dir: Path) -> AsyncIterator[Stack]:
-    stack = Stack(stack_env(stack_dir), stack_dir)
+    async with running_stack(stack_env(stack_dir), stack_dir) as stack:
+        yield stack
+
+
+@contextlib.asynccontextmanager
+async def running_stack(env: dict[str, str], directory: Path) -> AsyncIterator[Stack]:
+    stack = Stack(env, directory)
     for service in SERVICES:
         stack.migrate(service)
     for service in SERVICES:

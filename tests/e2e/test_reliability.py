@@ -3,79 +3,16 @@ in the middle of a load leaves every acknowledged observation readable exactly o
 restart. The load retries what was not acknowledged, as the SDKs do."""
 
 import asyncio
-import gzip
-import json
-import os
-import subprocess
-import sys
-import uuid
-from typing import Any
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from libs.common.rpc import check_health
 from tests.e2e.conftest import Stack
-from tests.support.devenv import ROOT
+from tests.e2e.load import SPANS, export, new_project, send_all, stored_observations
 from tests.support.eventually import eventually
 
 EXPORTS = 500
-SPANS = 100
-
-
-def export(index: int) -> bytes:
-    request = ExportTraceServiceRequest()
-    scope_spans = request.resource_spans.add().scope_spans.add()
-    trace_id, now = os.urandom(16), 1_763_805_600_000_000_000 + index
-    for position in range(SPANS):
-        span = scope_spans.spans.add(trace_id=trace_id, span_id=os.urandom(8), name=f"s{position}")
-        span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
-        span.attributes.add(key="input.value", value=AnyValue(string_value="x" * 200))
-    return gzip.compress(request.SerializeToString())
-
-
-def new_project(stack: Stack) -> tuple[str, str]:
-    project_id = f"reliability-{uuid.uuid4().hex[:6]}"
-
-    def admin(*args: str) -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, "-m", "services.gateway.admin", *args],
-            cwd=ROOT, env={**os.environ, **stack.env}, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-    admin("create-project", "--org-id", "e2e-org", "--project-id", project_id, "--name", "R")
-    keys = admin("create-key", "--org-id", "e2e-org", "--project-id", project_id)
-    return keys["publicKey"], keys["secretKey"]
-
-
-async def send_all(client: httpx.AsyncClient, exports: list[bytes]) -> int:
-    """Sends every export until it is acknowledged; returns the number of retries needed."""
-    retries = 0
-    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
-    queue = list(enumerate(exports))
-
-    async def sender() -> None:
-        nonlocal retries
-        while queue:
-            _, body = queue.pop()
-            while True:
-                try:
-                    response = await client.post(
-                        "/api/public/otel/v1/traces", content=body, headers=headers
-                    )
-                    if response.status_code == 200:
-                        break
-                    assert response.status_code in (500, 502, 503), response.text
-                except httpx.TransportError:
-                    pass
-                retries += 1
-                await asyncio.sleep(0.2)
-
-    await asyncio.gather(*(sender() for _ in range(4)))
-    return retries
 
 
 async def restart(stack: Stack, service: str) -> None:
@@ -97,11 +34,9 @@ async def test_kill_9_during_load_loses_nothing(stack: Stack, victim: str) -> No
         await restart(stack, victim)
         await load
 
-        async def stored() -> int:
-            response = await client.get("/api/public/observations", params={"limit": 1})
-            return int(response.json()["meta"]["totalItems"]) if response.status_code == 200 else -1
-
-        count = await eventually(stored, lambda n: n >= EXPORTS * SPANS, timeout=180)
+        count = await eventually(
+            lambda: stored_observations(client), lambda n: n >= EXPORTS * SPANS, timeout=180
+        )
         traces = (await client.get("/api/public/traces", params={"limit": 1})).json()
     assert count == EXPORTS * SPANS
     assert traces["meta"]["totalItems"] == EXPORTS
