@@ -24,6 +24,7 @@ from services.query.filters import (
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
 from services.query.store import TraceStore
 from services.query.views import (
+    TRACE_GROUPS,
     full_trace_view,
     listed_trace_view,
     observation_v2_view,
@@ -78,13 +79,22 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         _time_range(where, "timestamp", request.time_range)
         page, limit = request.page.page, request.page.limit
         order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
+        groups = set(request.fields) or TRACE_GROUPS
+        if unknown := groups - TRACE_GROUPS:
+            expected = ", ".join(sorted(TRACE_GROUPS))
+            raise InvalidArgument(f"Invalid fields: {', '.join(sorted(unknown))} ({expected})")
         rows, total = await self._store.page_of(
             "trace", project_id, where, order, limit, (page - 1) * limit
         )
-        rollups = await self._store.trace_rollups(project_id, [r["id"] for r in rows])
+        rollups = (
+            await self._store.trace_rollups(project_id, [r["id"] for r in rows])
+            if groups & {"observations", "scores", "metrics"}
+            else {}
+        )
         return query_pb2.ListTracesResponse(
             traces_json=[
-                orjson.dumps(listed_trace_view(r, project_id, rollups[r["id"]])) for r in rows
+                orjson.dumps(listed_trace_view(r, project_id, rollups.get(r["id"], {}), groups))
+                for r in rows
             ],
             meta=_page_meta(page, limit, total),
         )

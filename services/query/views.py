@@ -158,15 +158,29 @@ def full_trace_view(
     return trace_view(row, project_id, observations, scores, latency, total_cost)
 
 
+TRACE_GROUPS = {"core", "io", "scores", "observations", "metrics"}
+
+
 def listed_trace_view(
-    row: dict[str, Any], project_id: str, rollup: dict[str, Any]
+    row: dict[str, Any], project_id: str, rollup: dict[str, Any], groups: set[str]
 ) -> dict[str, Any]:
+    """A trace of a list, with the field groups asked for; the others keep their keys (the
+    SDKs' models require them) with Langfuse's placeholders: null, [] or -1 for metrics."""
     first, last = parse_time(rollup.get("first_start")), parse_time(rollup.get("last_end"))
     latency = (last - first).total_seconds() if first and last else 0.0
-    return trace_view(
+    view = trace_view(
         row, project_id, list(rollup.get("ids", [])), list(rollup.get("score_ids", [])),
         latency, float(rollup.get("total_cost") or 0.0),
     )  # fmt: skip
+    if "io" not in groups:
+        view.update(input=None, output=None, metadata=None)
+    if "observations" not in groups:
+        view["observations"] = []
+    if "scores" not in groups:
+        view["scores"] = []
+    if "metrics" not in groups:
+        view.update(latency=-1, totalCost=-1)
+    return view
 
 
 V2_GROUPS = {

@@ -168,3 +168,28 @@ async def test_another_projects_key_cannot_read_the_trace(stack: Stack) -> None:
         assert (await stranger.get(f"/api/public/observations/{trace_id}-gen")).status_code == 404
         projects = (await stranger.get("/api/public/projects")).json()["data"]
     assert [p["id"] for p in projects] == [other]
+
+
+async def test_trace_lists_return_only_the_field_groups_asked_for(stack: Stack) -> None:
+    trace_id = uuid.uuid4().hex
+    body = batch(trace_id)
+    body["batch"][0]["body"]["sessionId"] = f"session-{trace_id}"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        await client.post("/api/public/ingestion", json=body)
+        await eventually(lambda: read_trace(client, trace_id), complete)
+
+        async def listed(fields: str) -> dict[str, Any]:
+            params = {"sessionId": f"session-{trace_id}", "fields": fields}
+            response = await client.get("/api/public/traces", params=params)
+            [trace] = response.json()["data"]
+            return trace  # type: ignore[no-any-return]
+
+        everything, core = await listed(""), await listed("core")
+        bad = await client.get("/api/public/traces", params={"fields": "core,nope"})
+    assert everything["input"] == {"q": "hi"} and len(everything["observations"]) == 1
+    assert everything["latency"] >= 0 and everything["totalCost"] > 0
+    assert core["id"] == trace_id and core["name"] == "chat"
+    assert (core["input"], core["output"], core["metadata"]) == (None, None, None)
+    assert (core["observations"], core["scores"]) == ([], [])
+    assert (core["latency"], core["totalCost"]) == (-1, -1)
+    assert bad.status_code == 400 and "nope" in bad.json()["message"]
