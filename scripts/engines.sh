@@ -140,7 +140,10 @@ PROPS
 start_s3() {
   alive s3 && return 0
   mkdir -p "$DEV/minio"
+  # The background scanner (usage, healing) walks every object: slowest, so that it leaves the
+  # shared cores to the stack on a machine holding millions of event-log objects.
   MINIO_ROOT_USER=$S3_ACCESS_KEY MINIO_ROOT_PASSWORD=$S3_SECRET_KEY MINIO_BROWSER=off \
+    MINIO_SCANNER_SPEED=slowest \
     nohup "$DEV/bin/minio" server "$DEV/minio" --quiet --address "127.0.0.1:$S3_PORT" \
     --console-address "127.0.0.1:$S3_CONSOLE_PORT" >> "$LOGS/s3.log" 2>&1 &
   echo $! > "$RUN/s3.pid"

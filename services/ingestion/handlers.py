@@ -11,6 +11,7 @@ from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from libs.common.errors import InvalidArgument, Unavailable
+from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.scope import scope_from
@@ -109,7 +110,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
             log_key = EventLog.key(project_id, trace_id, received_at)
             for event in batch.events:
                 event.event_log_key = log_key
-            messages.append((log_key, f"{project_id}:{trace_id}", batch.SerializeToString()))
+            messages.append((log_key, f"{project_id}:{trace_id}", encode_event_batch(batch)))
         try:
             await asyncio.gather(*(self._event_log.put(log_key, value)
                                    for log_key, _, value in messages))  # fmt: skip

@@ -5,6 +5,7 @@ strings or numbers, and JS exporters send `{low, high}` halves. So JSON is read 
 rather than with json_format. Pure: no I/O."""
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class SpanRecord:
     scope_version: str
     scope_attributes: dict[str, Any] = field(default_factory=dict)
     events: tuple[SpanEvent, ...] = ()
+
+_HEX = re.compile("[0-9a-f]*")
 
 
 def read_export(body: bytes, content_type: str, content_encoding: str) -> list[SpanRecord]:
@@ -99,6 +102,8 @@ def _from_protobuf(body: bytes) -> list[SpanRecord]:
 
 def _proto_value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
+    if kind == "string_value":  # by far the most common: first
+        return value.string_value
     if kind == "array_value":
         return [_proto_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
@@ -227,4 +232,4 @@ def _list(container: dict[str, Any], key: str) -> list[dict[str, Any]]:
 
 
 def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+    return _HEX.fullmatch(text) is not None

@@ -6,11 +6,12 @@ between insert and commit changes nothing."""
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from libs.common.event_batches import decode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
 from services.query.models import ModelCatalogs
@@ -30,6 +31,8 @@ _CREATES = {
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE,
     events_pb2.EVENT_TYPE_SCORE_CREATE,
 }
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
@@ -57,7 +60,7 @@ class Decoded:
 
 def decode_events(record: Record) -> list[Decoded]:
     try:
-        events = events_pb2.IngestionEventBatch.FromString(record.value or b"").events
+        events = decode_event_batch(record.value or b"").events
         bodies = [orjson.loads(event.body_json) for event in events]
     except Exception as exc:
         raise InvalidMessage(f"not an IngestionEventBatch: {exc}") from exc
@@ -100,14 +103,16 @@ class EventWriter:
 
 
 def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -> Change:
-    event_time = event.event_time.ToDatetime(tzinfo=UTC)
-    default_time = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # Not Timestamp.ToDatetime: it is pure Python, and this runs for every event.
+    stamp = event.event_time
+    event_time = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    # Observations: body.startTime ?? envelope time. Traces: body.timestamp ?? envelope time.
+    # Scores: always the envelope time on /ingestion.
+    time_field = "startTime" if kind == "observation" else "timestamp"
+    if time_field not in body:
+        body[time_field] = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if kind == "observation":
-        body.setdefault("startTime", default_time)
         body["type"] = event.observation_type
-    else:
-        # Trace: body.timestamp ?? envelope time. Score: always the envelope time on /ingestion.
-        body.setdefault("timestamp", default_time)
     return Change(event_time, event.type in _CREATES, body)
 
 
