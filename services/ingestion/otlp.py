@@ -44,6 +44,7 @@ class SpanRecord:
     scope_attributes: dict[str, Any] = field(default_factory=dict)
     events: tuple[SpanEvent, ...] = ()
 
+
 _HEX = re.compile("[0-9a-f]*")
 
 
