@@ -18,6 +18,7 @@ from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
 from services.query.rows import Change, from_row, merge, to_row, usage_with_total
 from services.query.store import TraceStore
+from services.query.tokens import count_usage
 
 GROUP = "query.clickhouse-writer"
 _KINDS = {
@@ -117,14 +118,22 @@ def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -
 
 
 def _priced(catalog: Catalog, kind: str, state: dict[str, Any]) -> Priced | None:
-    """Cost of the merged observation: recomputed on every merge, so a later event that
-    brings usage re-prices it."""
+    """Usage and cost of the merged observation: recomputed on every merge, so a later event
+    that brings usage re-prices it. Without given usage or cost, a generation whose model has a
+    tokenizer is counted (never an ERROR-level one, as in Langfuse)."""
     if kind != "observation":
         return None
+    usage = usage_with_total(state.get("usageDetails"))
+    model_name = state.get("model")
+    model = catalog.match(model_name) if model_name else None
+    if model and not usage and not state.get("costDetails") and state.get("level") != "ERROR":
+        usage = count_usage(
+            model.tokenizer_id, model.tokenizer_config, state.get("input"), state.get("output")
+        )
     return price(
         catalog,
-        state.get("model"),
-        usage_with_total(state.get("usageDetails")),
+        model_name,
+        usage,
         state.get("costDetails") or {},
         state.get("modelParameters"),
         state.get("metadata"),

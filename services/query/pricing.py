@@ -5,7 +5,7 @@ default tier; client-given cost wins over usage × price. Pure: the catalog is l
 import operator
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,13 @@ class Model:
     name: str
     pattern: re.Pattern[str]
     tiers: tuple[Tier, ...]  # in the order they are tried: by priority, the default one last
+    tokenizer_id: str | None = None
+    tokenizer_config: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Priced:
+    usage_details: dict[str, int]  # what was priced: given, or counted by the tokenizer
     cost_details: dict[str, float]
     total_cost: float | None
     model_id: str | None
@@ -77,16 +80,16 @@ def price(
         cost = dict(provided_cost)
         if "total" not in cost and set(cost) <= {"input", "output"}:
             cost["total"] = cost.get("input", 0.0) + cost.get("output", 0.0)
-        return Priced(cost, cost.get("total"), model_id, None)
+        return Priced(usage, cost, cost.get("total"), model_id, None)
     if model is None or not usage:
-        return Priced({}, None, model_id, None)
+        return Priced(usage, {}, None, model_id, None)
     tier = _tier(model, usage, model_parameters or {}, metadata or {})
     cost = {key: count * tier.prices[key] for key, count in usage.items() if key in tier.prices}
     if not cost:
-        return Priced({}, None, model_id, tier.name)
+        return Priced(usage, {}, None, model_id, tier.name)
     total = cost["total"] if "total" in cost else sum(cost.values())
     cost["total"] = total
-    return Priced(cost, total, model_id, tier.name)
+    return Priced(usage, cost, total, model_id, tier.name)
 
 
 def _tier(
@@ -127,4 +130,8 @@ def model_from_entry(entry: dict[str, Any]) -> Model:
         for tier in entry["pricingTiers"]
     )
     tiers = tuple(sorted(tiers, key=lambda tier: (tier.is_default, tier.priority)))
-    return Model(entry["id"], entry["modelName"], re.compile(entry["matchPattern"]), tiers)
+    config = entry.get("tokenizerConfig")
+    return Model(
+        entry["id"], entry["modelName"], re.compile(entry["matchPattern"]), tiers,
+        entry.get("tokenizerId"), config if isinstance(config, dict) else {},
+    )  # fmt: skip

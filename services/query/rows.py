@@ -168,7 +168,9 @@ def to_row(
         row["provided_usage_details"] = {
             k: int(v) for k, v in (state.get("usageDetails") or {}).items()
         }
-        row["usage_details"] = usage_with_total(state.get("usageDetails"))
+        row["usage_details"] = (
+            priced.usage_details if priced else usage_with_total(state.get("usageDetails"))
+        )
         row["provided_cost_details"] = {
             k: float(v) for k, v in (state.get("costDetails") or {}).items()
         }

@@ -193,3 +193,31 @@ async def test_trace_lists_return_only_the_field_groups_asked_for(stack: Stack) 
     assert (core["observations"], core["scores"]) == ([], [])
     assert (core["latency"], core["totalCost"]) == (-1, -1)
     assert bad.status_code == 400 and "nope" in bad.json()["message"]
+
+
+async def test_a_generation_without_usage_is_counted_with_its_models_tokenizer(
+    stack: Stack,
+) -> None:
+    trace_id = uuid.uuid4().hex
+    messages = [{"role": "user", "content": "Hello world"}]
+    body = {"batch": [
+        {"id": f"{trace_id}-1", "type": "generation-create", "timestamp": "2026-11-22T10:00:00Z",
+         "body": {"id": f"{trace_id}-gen", "traceId": trace_id, "model": "gpt-4o",
+                  "input": messages, "output": "Hello"}},
+        {"id": f"{trace_id}-2", "type": "generation-create", "timestamp": "2026-11-22T10:00:00Z",
+         "body": {"id": f"{trace_id}-err", "traceId": trace_id, "model": "gpt-4o",
+                  "input": "Hello world", "level": "ERROR"}},
+    ]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        await client.post("/api/public/ingestion", json=body)
+
+        async def generations() -> dict[str, Any]:
+            response = await client.get("/api/public/observations", params={"traceId": trace_id})
+            return {o["id"]: o for o in response.json()["data"]}
+
+        found = await eventually(generations, lambda g: len(g) == 2)
+    counted, failed = found[f"{trace_id}-gen"], found[f"{trace_id}-err"]
+    # o200k_base: 3 per message + "user" 1 + "Hello world" 2 + 3 priming = 9; "Hello" = 1.
+    assert counted["usageDetails"] == {"input": 9, "output": 1, "total": 10}
+    assert counted["calculatedTotalCost"] == pytest.approx(9 * 2.5e-6 + 1 * 1e-5)
+    assert failed["usageDetails"] == {} and failed["calculatedTotalCost"] is None

@@ -70,7 +70,8 @@ def test_rows_round_trip_through_the_clickhouse_shape() -> None:
         "usageDetails": {"input": 2, "output": 3}, "costDetails": {"input": 0.5},
         "modelParameters": {"t": 0}, "level": "DEFAULT", "environment": "default",
     }  # fmt: skip
-    priced = Priced({"input": 0.5, "total": 0.5}, 0.5, "model-1", None)
+    usage = {"input": 2, "output": 3, "total": 5}
+    priced = Priced(usage, {"input": 0.5, "total": 0.5}, 0.5, "model-1", None)
     row = to_row("observation", "p", state, T0, priced)
     assert row["usage_details"] == {"input": 2, "output": 3, "total": 5}
     assert row["provided_usage_details"] == {"input": 2, "output": 3}
