@@ -92,10 +92,10 @@ class EventWriter:
             for (group_kind, project_id), changes in grouped.items():
                 if group_kind != kind:
                     continue
-                stored = {
-                    row["id"]: from_row(kind, row)
-                    for row in await self._store.load(kind, project_id, list(changes))
-                }
+                loaded = await self._store.load(
+                    kind, project_id, list(changes), _trace_ids(kind, changes)
+                )
+                stored = {row["id"]: from_row(kind, row) for row in loaded}
                 catalog = await self._catalogs.for_project(project_id)
                 for entity_id, entity_changes in changes.items():
                     state = merge(kind, stored.get(entity_id), entity_changes)
@@ -115,6 +115,21 @@ def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -
     if kind == "observation":
         body["type"] = event.observation_type
     return Change(event_time, event.type in _CREATES, body)
+
+
+def _trace_ids(kind: str, changes: dict[str, list[Change]]) -> list[str] | None:
+    """The traces of these observations, to narrow the lookup of their stored rows (traceId is
+    immutable, so a stored observation belongs to a trace its events name); None when an
+    observation's events name no trace."""
+    if kind != "observation":
+        return None
+    trace_ids: set[str] = set()
+    for entity_changes in changes.values():
+        named = {c.body.get("traceId") for c in entity_changes} - {None}
+        if not named:
+            return None
+        trace_ids |= {str(trace_id) for trace_id in named}
+    return sorted(trace_ids)
 
 
 def _priced(catalog: Catalog, kind: str, state: dict[str, Any]) -> Priced | None:

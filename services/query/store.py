@@ -14,11 +14,18 @@ class TraceStore:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self._ch = clickhouse
 
-    async def load(self, kind: str, project_id: str, ids: list[str]) -> list[dict[str, Any]]:
-        """Current rows of these entities, for merging new events into them."""
-        return await self._latest(
-            TABLES[kind], "id IN {ids:Array(String)}", {"project_id": project_id, "ids": ids}
-        )
+    async def load(
+        self, kind: str, project_id: str, ids: list[str], trace_ids: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Current rows of these entities, for merging new events into them. `trace_ids`, when
+        known, narrows the search: thousands of ids make the id bloom filter match nearly every
+        granule, while a batch's few trace ids skip most of them."""
+        params: dict[str, Any] = {"project_id": project_id, "ids": ids}
+        condition = "id IN {ids:Array(String)}"
+        if trace_ids is not None:
+            condition += " AND trace_id IN {trace_ids:Array(String)}"
+            params["trace_ids"] = trace_ids
+        return await self._latest(TABLES[kind], condition, params)
 
     async def _latest(
         self, table: str, condition: str, params: dict[str, Any], order: str = "id"
