@@ -6,7 +6,8 @@ from typing import Any
 
 from libs.common.errors import InvalidArgument
 
-# Public filter name -> (column, ClickHouse type, repeatable means "any of" except tags: "all of").
+# Public filter name -> (column, ClickHouse type); repeated values mean "any of" (tags: "all of").
+# A `trace.` column is one of the trace an observation or score belongs to.
 TRACE_FILTERS = {
     "userId": ("user_id", "String"),
     "name": ("name", "String"),
@@ -23,6 +24,8 @@ OBSERVATION_FILTERS = {
     "parentObservationId": ("parent_observation_id", "String"),
     "environment": ("environment", "String"),
     "version": ("version", "String"),
+    "userId": ("trace.user_id", "String"),
+    "sessionId": ("trace.session_id", "String"),
 }
 SCORE_FILTERS = {
     "name": ("name", "String"),
@@ -36,6 +39,7 @@ SCORE_FILTERS = {
     "sessionId": ("session_id", "String"),
     "datasetRunId": ("dataset_run_id", "String"),
     "id": ("id", "String"),
+    "userId": ("trace.user_id", "String"),
 }
 TRACE_ORDER = {
     "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
@@ -66,7 +70,13 @@ def equality_filters(
         if name not in allowed:
             raise InvalidArgument(f"Unknown filter: {name}")
         column, kind = allowed[name]
-        where.add(f"{column} IN {{f{index}:Array({kind})}}", **{f"f{index}": values})
+        condition = f"{column.removeprefix('trace.')} IN {{f{index}:Array({kind})}}"
+        if column.startswith("trace."):
+            condition = (
+                "trace_id IN (SELECT id FROM traces FINAL"
+                f" WHERE project_id = {{project_id:String}} AND {condition})"
+            )
+        where.add(condition, **{f"f{index}": values})
 
 
 def order_by(raw: str, allowed: dict[str, str], default: str) -> str:

@@ -25,6 +25,7 @@ from services.query.models import ModelCatalogs, ModelStore, model_document, new
 from services.query.store import TraceStore
 from services.query.views import (
     TRACE_GROUPS,
+    V2_TRACE_GROUPS,
     full_trace_view,
     listed_trace_view,
     observation_v2_view,
@@ -117,7 +118,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             )  # fmt: skip
             groups = set(request.fields) or {"core", "basic"}
             expand = set(request.expand_metadata)
-            documents = [observation_v2_view(r, project_id, groups, expand) for r in rows]
+            traces: dict[str, dict[str, Any]] = {}
+            if groups & V2_TRACE_GROUPS and rows:
+                trace_ids = sorted({r["trace_id"] for r in rows})
+                loaded = await self._store.load("trace", project_id, trace_ids)
+                traces = {t["id"]: t for t in loaded}
+            documents = [
+                observation_v2_view(r, project_id, groups, expand, traces.get(r["trace_id"]))
+                for r in rows
+            ]
             cursor = _encode_cursor(offset + len(rows)) if more else ""
             return query_pb2.ListObservationsResponse(
                 observations_json=[orjson.dumps(d) for d in documents],

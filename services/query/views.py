@@ -185,7 +185,18 @@ def listed_trace_view(
 
 V2_GROUPS = {
     "core": ("id", "traceId", "startTime", "endTime", "projectId", "parentObservationId", "type"),
-    "basic": ("name", "level", "statusMessage", "version", "environment"),
+    "basic": (
+        "name",
+        "level",
+        "statusMessage",
+        "version",
+        "environment",
+        "bookmarked",
+        "public",
+        "userId",
+        "sessionId",
+        "isRootObservation",
+    ),
     "time": ("completionStartTime", "createdAt", "updatedAt"),
     "io": ("input", "output"),
     "metadata": ("metadata",),
@@ -193,16 +204,32 @@ V2_GROUPS = {
     "usage": ("usageDetails", "costDetails", "totalCost", "usagePricingTierName"),
     "prompt": ("promptId", "promptName", "promptVersion"),
     "metrics": ("latency", "timeToFirstToken"),
+    "trace_context": ("tags", "release", "traceName"),
 }
+V2_TRACE_GROUPS = {"basic", "trace_context"}  # the groups that need the observation's trace
 _METADATA_PREVIEW = 200
 
 
 def observation_v2_view(
-    row: dict[str, Any], project_id: str, groups: set[str], expand_metadata: set[str]
+    row: dict[str, Any],
+    project_id: str,
+    groups: set[str],
+    expand_metadata: set[str],
+    trace_row: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The v2 shape: only the requested field groups; input/output as raw JSON text; long
-    metadata values cut to 200 characters unless their key is in `expand_metadata`."""
+    metadata values cut to 200 characters unless their key is in `expand_metadata`; user,
+    session, tags and the like from the observation's trace (`trace_row`)."""
     view = observation_view(row, project_id)
+    trace = from_row("trace", trace_row) if trace_row else {}
+    view.update(
+        userId=trace.get("userId"), sessionId=trace.get("sessionId"),
+        public=bool(trace.get("public", False)),
+        bookmarked=bool(trace_row.get("bookmarked", False)) if trace_row else False,
+        isRootObservation=view["parentObservationId"] is None,
+        tags=trace.get("tags", []), release=trace.get("release"),
+        traceName=trace.get("name") or None,
+    )  # fmt: skip
     view["providedModelName"] = view["model"]
     view["internalModelId"] = view["modelId"]
     view["input"], view["output"] = row.get("input"), row.get("output")

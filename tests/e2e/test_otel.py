@@ -74,9 +74,16 @@ async def test_sdk5_observe_generation_and_propagated_attributes(stack: Stack) -
     [score] = scored["scores"]
     assert (score["value"], score["comment"], score["dataType"]) == (1.0, "yes", "NUMERIC")
 
-    page = sdk.api.observations.get_many(trace_id=seen["trace_id"], fields="core,basic,usage")
+    fields = "core,basic,usage,trace_context"
+    page = sdk.api.observations.get_many(trace_id=seen["trace_id"], fields=fields)
     assert sorted(o.type for o in page.data) == ["GENERATION", "SPAN"]
     assert page.meta.cursor is None
+    span = next(o for o in page.data if o.type == "SPAN")
+    assert (span.user_id, span.session_id, span.trace_name) == ("user-1", "session-1", "answer")
+    assert span.is_root_observation is True and span.tags == ["e2e"]
+    by_user = sdk.api.observations.get_many(user_id="user-1", trace_id=seen["trace_id"])
+    assert len(by_user.data) == 2
+    assert sdk.api.observations.get_many(user_id="nobody", trace_id=seen["trace_id"]).data == []
 
 
 SDK3_SCRIPT = """

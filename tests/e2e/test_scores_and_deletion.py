@@ -114,3 +114,22 @@ async def test_deleting_a_trace_removes_its_events_from_the_event_log(stack: Sta
         (await client.delete(f"/api/public/traces/{deleted}")).raise_for_status()
         await eventually(lambda: logged(deleted), lambda count: count == 0)
         assert await logged(kept) == 1
+
+
+async def test_score_lists_filter_by_the_user_of_the_scored_trace(stack: Stack) -> None:
+    user = f"user-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        mine, other = await traced(client), await traced(client)
+        trace = {"id": f"{mine}-user", "type": "trace-create", "timestamp": "2026-11-22T10:00:00Z",
+                 "body": {"id": mine, "userId": user}}  # fmt: skip
+        (await client.post("/api/public/ingestion", json={"batch": [trace]})).raise_for_status()
+        for trace_id in (mine, other):
+            score = {"traceId": trace_id, "name": "by-user", "value": 1}
+            (await client.post("/api/public/scores", json=score)).raise_for_status()
+
+        async def of_user() -> list[dict[str, Any]]:
+            response = await client.get("/api/public/v2/scores", params={"userId": user})
+            return response.json()["data"]  # type: ignore[no-any-return]
+
+        [score] = await eventually(of_user, lambda found: len(found) == 1)
+    assert score["traceId"] == mine

@@ -23,7 +23,8 @@ from services.gateway.errors import ApiError, JsonResponse
 
 _TRACE_FILTERS = ("userId", "name", "sessionId", "release", "version", "tags", "environment")
 _OBSERVATION_FILTERS = (
-    "name", "userId", "type", "traceId", "level", "parentObservationId", "environment", "version",
+    "name", "userId", "sessionId", "type", "traceId", "level", "parentObservationId",
+    "environment", "version",
 )  # fmt: skip
 _V2_MAX_LIMIT = 1000
 
