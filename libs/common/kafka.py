@@ -43,6 +43,9 @@ class KafkaCluster:
 
     bootstrap_servers: str
     namespace: str = ""
+    # Replicas of the topics `ensure_topics` creates: 1 for a single local broker, 3 in
+    # production, where a send then waits for min(2, replicas) in-sync copies (acks=all).
+    replication_factor: int = 1
 
     def topic(self, topic: Topic) -> str:
         return f"{self.namespace}{topic.value}"
@@ -58,10 +61,13 @@ class KafkaClientSettings:
 
     kafka_bootstrap_servers: str = env("KAFKA_BOOTSTRAP_SERVERS")
     kafka_namespace: str = env("KAFKA_NAMESPACE", "")
+    kafka_replication_factor: int = env("KAFKA_REPLICATION_FACTOR", 1)
 
     @property
     def kafka(self) -> KafkaCluster:
-        return KafkaCluster(self.kafka_bootstrap_servers, self.kafka_namespace)
+        return KafkaCluster(
+            self.kafka_bootstrap_servers, self.kafka_namespace, self.kafka_replication_factor
+        )
 
 
 def dlq_topic(topic: str) -> str:
@@ -96,7 +102,12 @@ async def ensure_topics(cluster: KafkaCluster, partitions: Mapping[Topic, int]) 
         wanted = {**{dlq_topic(t): 1 for t in named}, **named}
         existing = set(await admin.list_topics())
         new = [
-            NewTopic(name, num_partitions=count, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=count,
+                replication_factor=cluster.replication_factor,
+                topic_configs={"min.insync.replicas": str(min(2, cluster.replication_factor))},
+            )
             for name, count in wanted.items()
             if name not in existing
         ]

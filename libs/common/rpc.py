@@ -128,6 +128,13 @@ def make_server(bindings: Iterable[Binding], host: str, port: int) -> GrpcServer
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            # Clients hold one connection per address; recycling it every few minutes makes
+            # them reconnect through the Kubernetes Service, so new replicas get a share of
+            # the calls. In-flight calls get the grace period to finish.
+            ("grpc.max_connection_age_ms", 300_000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
+            # Accept the clients' 30 s keepalive pings (the default minimum is 5 minutes).
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
         ],
     )
     names: list[str] = []

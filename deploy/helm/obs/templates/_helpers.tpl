@@ -51,6 +51,8 @@ Argument: (dict "root" $ "name" <service> "svc" <merged service values>).
   value: {{ $root.Values.log.format | quote }}
 - name: KAFKA_BOOTSTRAP_SERVERS
   value: {{ $root.Values.kafka.bootstrapServers | quote }}
+- name: KAFKA_REPLICATION_FACTOR
+  value: {{ $root.Values.kafka.replicationFactor | quote }}
 - name: S3_ENDPOINT_URL
   value: {{ $root.Values.s3.endpointUrl | quote }}
 - name: S3_REGION
