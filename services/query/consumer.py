@@ -44,7 +44,7 @@ def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
         # A message holds one request's events of one trace (up to a few hundred); 150 ms of
         # lingering makes inserts of thousands of rows under load, which ClickHouse wants
         # (fewer parts, fewer merges), and keeps an idle stack's visibility well under 1 s.
-        max_records=500,
+        max_records=200,
         linger_ms=150,
     )
 
