@@ -1,11 +1,13 @@
 """The ClickHouse connection, embedded (chDB) or remote (clickhouse-driver, native protocol).
 
 Both sides bind `{name:Type}` parameters server-side, so every statement is written once and runs
-unchanged on either. Calls run in a worker thread (both clients block) under a lock: a chDB session
-keeps query parameters as per-connection state, so concurrent use would mix them up.
+unchanged on either. Calls run in a worker thread (both clients block). A chDB session keeps query
+parameters as per-connection state, so each session serves one call at a time; a few sessions on
+the same data let reads run beside the writer's inserts and beside each other.
 """
 
 import asyncio
+import queue
 import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -29,16 +31,23 @@ class ClickHouse(Protocol):
 
 
 class EmbeddedClickHouse:
+    SESSIONS = 4
+
     def __init__(self, path: str) -> None:
         from chdb import session
 
-        self._session = session.Session(path)
-        self._lock = threading.Lock()
+        self._all = [session.Session(path) for _ in range(self.SESSIONS)]
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for each in self._all:
+            self._idle.put(each)
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         text_params = {k: _param_text(v) for k, v in (params or {}).items()}
-        with self._lock:
-            result = self._session.query(sql, fmt, params=text_params)
+        chosen = self._idle.get()  # blocks this worker thread until a session is free
+        try:
+            result = chosen.query(sql, fmt, params=text_params)
+        finally:
+            self._idle.put(chosen)
         return bytes(result.bytes())
 
     async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -58,7 +67,8 @@ class EmbeddedClickHouse:
         await asyncio.to_thread(self._run, sql, "CSV", None)
 
     def close(self) -> None:
-        self._session.close()
+        for each in self._all:
+            each.close()
 
 
 class RemoteClickHouse:

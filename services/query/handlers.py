@@ -1,5 +1,6 @@
 """QueryServicer: reads over ClickHouse, answered as the public API's JSON documents."""
 
+import asyncio
 import base64
 from datetime import UTC
 from typing import Any
@@ -54,17 +55,16 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.GetTraceRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.GetTraceResponse:
         project_id = scope_from(context).project_id
-        row = await self._store.trace(project_id, request.trace_id)
+        # Three lookups at once (the store runs them on separate sessions).
+        row, observation_rows, score_rows = await asyncio.gather(
+            self._store.trace(project_id, request.trace_id),
+            self._store.observations_of(project_id, request.trace_id),
+            self._store.scores_of(project_id, request.trace_id),
+        )
         if row is None:
             raise NotFound(f"Trace {request.trace_id} not found within authorized project")
-        observations = [
-            observation_view(o, project_id)
-            for o in await self._store.observations_of(project_id, request.trace_id)
-        ]
-        scores = [
-            score_view(s, project_id)
-            for s in await self._store.scores_of(project_id, request.trace_id)
-        ]
+        observations = [observation_view(o, project_id) for o in observation_rows]
+        scores = [score_view(s, project_id) for s in score_rows]
         document = full_trace_view(row, project_id, observations, scores)
         return query_pb2.GetTraceResponse(trace_json=orjson.dumps(document))
 
@@ -113,9 +113,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             limit = request.cursor.limit
             offset = _decode_cursor(request.cursor.cursor)
             rows, more = await self._store.window(
-                "observation", project_id, where, "start_time DESC, id DESC", limit, offset,
-                selective=any(f.key == "traceId" for f in request.filters),
-            )  # fmt: skip
+                "observation", project_id, where, "start_time DESC, id DESC", limit, offset
+            )
             groups = set(request.fields) or {"core", "basic"}
             expand = set(request.expand_metadata)
             traces: dict[str, dict[str, Any]] = {}

@@ -1,6 +1,7 @@
 """TraceStore: the only module that reads or writes ClickHouse. Every statement takes the project
 id as a bound parameter; reads deduplicate with FINAL (ReplacingMergeTree keeps one row per id)."""
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -62,13 +63,15 @@ class TraceStore:
         """One page of entities matching `where`, and how many match in all."""
         params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
         condition = f"project_id = {{project_id:String}} AND {where.sql()}"
-        rows = await self._ch.select(
-            f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition} ORDER BY {order}"
-            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
-            params,
-        )
-        [count] = await self._ch.select(
-            f"SELECT count() AS total FROM {TABLES[kind]} FINAL WHERE {condition}", params
+        rows, [count] = await asyncio.gather(
+            self._ch.select(
+                f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition} ORDER BY {order}"
+                " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+                params,
+            ),
+            self._ch.select(
+                f"SELECT count() AS total FROM {TABLES[kind]} FINAL WHERE {condition}", params
+            ),
         )
         return rows, int(count["total"])
 
@@ -80,20 +83,11 @@ class TraceStore:
         order: str,
         limit: int,
         offset: int,
-        *,
-        selective: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """One page for cursor lists, and whether more follow: one query, no count. A
-        `selective` filter (a trace id) matches few rows: those are deduplicated directly
-        instead of through FINAL."""
+        """One page for cursor lists, and whether more follow: one query, no count."""
         params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
-        source = (
-            f"({_newest(TABLES[kind], where.sql())})"
-            if selective
-            else f"{TABLES[kind]} FINAL WHERE project_id = {{project_id:String}} AND {where.sql()}"
-        )
         rows = await self._ch.select(
-            f"SELECT * FROM {source} ORDER BY {order}"
+            f"SELECT * FROM ({_newest(TABLES[kind], where.sql())}) ORDER BY {order}"
             " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
             params,
         )
@@ -104,18 +98,21 @@ class TraceStore:
     ) -> dict[str, dict[str, Any]]:
         """Per trace: observation ids, first start, last end and total cost; and score ids."""
         params = {"project_id": project_id, "ids": trace_ids}
-        observations = await self._ch.select(
-            "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
-            " max(coalesce(end_time, start_time)) AS last_end,"
-            " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
-            f" FROM ({_newest('observations', 'trace_id IN {ids:Array(String)}')})"
-            " GROUP BY trace_id",
-            params,
-        )
-        scores = await self._ch.select(
-            "SELECT trace_id, groupArray(id) AS ids"
-            f" FROM ({_newest('scores', 'trace_id IN {ids:Array(String)}')}) GROUP BY trace_id",
-            params,
+        observations, scores = await asyncio.gather(
+            self._ch.select(
+                "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
+                " max(coalesce(end_time, start_time)) AS last_end,"
+                " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
+                f" FROM ({_newest('observations', 'trace_id IN {ids:Array(String)}')})"
+                " GROUP BY trace_id",
+                params,
+            ),
+            self._ch.select(
+                "SELECT trace_id, groupArray(id) AS ids"
+                f" FROM ({_newest('scores', 'trace_id IN {ids:Array(String)}')})"
+                " GROUP BY trace_id",
+                params,
+            ),
         )
         rollups: dict[str, dict[str, Any]] = {t: {} for t in trace_ids}
         for row in observations:
@@ -174,13 +171,11 @@ class TraceStore:
 
 
 def _newest(table: str, condition: str) -> str:
-    """The newest version of each row of the project matching `condition`, deleted ones left
-    out. For lookups by id or trace id this beats FINAL, which merges whole key ranges: the
-    skip indexes find the few granules and `LIMIT 1 BY id` keeps each row's newest version."""
-    return (
-        f"SELECT * FROM (SELECT * FROM {table} WHERE project_id = {{project_id:String}}"
-        f" AND {condition} ORDER BY id, event_ts DESC LIMIT 1 BY id) WHERE is_deleted = 0"
-    )
+    """The current version of each row of the project matching `condition`; FINAL leaves out
+    rows whose newest version is a tombstone. Lookups stay cheap because FINAL merges only the
+    granules the condition selects: traces are sorted by id, observations by trace, and the
+    skip indexes (id, trace id) narrow the rest."""
+    return f"SELECT * FROM {table} FINAL WHERE project_id = {{project_id:String}} AND {condition}"
 
 
 _TOMBSTONES = (

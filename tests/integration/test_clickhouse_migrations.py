@@ -27,3 +27,30 @@ async def test_parameters_bind_server_side(tmp_path: Path) -> None:
     finally:
         clickhouse.close()
     assert rows == [{"name": "x'); DROP", "n": 42}]
+
+
+async def test_observations_move_to_the_trace_sorted_table_with_their_data(tmp_path: Path) -> None:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    migrations = load_migrations(MIGRATIONS / "clickhouse")
+    try:
+        await migrate(ClickHouseTarget(clickhouse), [m for m in migrations if m.version < 4])
+        await clickhouse.execute(
+            "INSERT INTO observations (project_id, id, trace_id, type, name, start_time,"
+            " created_at, updated_at, event_ts) VALUES ('p', 'o1', 't1', 'SPAN', 'kept',"
+            " now64(3), now64(3), now64(3), now64(3))"
+        )
+        # A rerun of the last migration (as after a crash) must leave the same result.
+        last = [m for m in migrations if m.version == 4]
+        await migrate(ClickHouseTarget(clickhouse), last)
+        for statement in last[0].statements():
+            await clickhouse.execute(statement)
+        rows = await clickhouse.select("SELECT id, name FROM observations")
+        [table] = await clickhouse.select(
+            "SELECT sorting_key FROM system.tables WHERE name = 'observations'"
+        )
+        leftovers = await clickhouse.select("SHOW TABLES LIKE 'observations_by_trace'")
+    finally:
+        clickhouse.close()
+    assert rows == [{"id": "o1", "name": "kept"}]
+    assert table["sorting_key"] == "project_id, toDate(start_time), trace_id, id"
+    assert leftovers == []
