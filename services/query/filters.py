@@ -4,7 +4,10 @@ allow-listed columns reach SQL; values are always parameters. Pure."""
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from libs.common.errors import InvalidArgument
+from services.query.rows import parse_time
 
 # Public filter name -> (column, ClickHouse type); repeated values mean "any of" (tags: "all of").
 # A `trace.` column is one of the trace an observation or score belongs to.
@@ -87,3 +90,113 @@ def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
     if name not in allowed or direction.lower() not in ("asc", "desc"):
         raise InvalidArgument("orderBy must be <field>.<asc|desc> on a sortable field")
     return f"{allowed[name]} {direction.upper()}, id {direction.upper()}"
+
+
+# The `filter` parameter: a JSON array of {type, column, operator, value, key?} conditions, which
+# replaces the query-parameter filters when given. Column name -> SQL column (`trace.` as above).
+TRACE_FILTER_COLUMNS = {
+    "id": "id", "name": "name", "timestamp": "timestamp", "userId": "user_id",
+    "sessionId": "session_id", "release": "release", "version": "version",
+    "environment": "environment", "tags": "tags", "metadata": "metadata", "public": "public",
+    "bookmarked": "bookmarked",
+}  # fmt: skip
+OBSERVATION_FILTER_COLUMNS = {
+    "id": "id", "type": "type", "name": "name", "traceId": "trace_id", "startTime": "start_time",
+    "endTime": "end_time", "environment": "environment", "level": "level",
+    "statusMessage": "status_message", "version": "version",
+    "parentObservationId": "parent_observation_id", "providedModelName": "provided_model_name",
+    "promptName": "prompt_name", "metadata": "metadata", "totalCost": "total_cost",
+    "userId": "trace.user_id", "sessionId": "trace.session_id", "traceName": "trace.name",
+    "traceTags": "trace.tags",
+}  # fmt: skip
+SCORE_FILTER_COLUMNS = {
+    "id": "id", "name": "name", "timestamp": "timestamp", "source": "source",
+    "dataType": "data_type", "value": "value", "stringValue": "string_value",
+    "environment": "environment", "traceId": "trace_id", "observationId": "observation_id",
+    "sessionId": "session_id", "configId": "config_id", "metadata": "metadata",
+    "userId": "trace.user_id",
+}  # fmt: skip
+_COMPARISONS = {">", "<", ">=", "<="}
+_STRING_OPERATORS = {
+    "=": "{column} = {value}",
+    "contains": "positionUTF8({column}, {value}) > 0",
+    "does not contain": "positionUTF8({column}, {value}) = 0",
+    "starts with": "startsWith({column}, {value})",
+    "ends with": "endsWith({column}, {value})",
+}
+
+
+def json_filters(where: Where, columns: dict[str, str], raw: str) -> None:
+    """Adds the conditions of a `filter` parameter; 400 for anything it cannot express."""
+    try:
+        conditions = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument("Invalid filter: not valid JSON") from exc
+    if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
+        raise InvalidArgument("Invalid filter: expected a JSON array of condition objects")
+    for index, condition in enumerate(conditions):
+        column = columns.get(str(condition.get("column")))
+        if column is None:
+            raise InvalidArgument(f"Invalid filter: unknown column {condition.get('column')!r}")
+        sql, params = _json_condition(column.removeprefix("trace."), condition, f"j{index}")
+        if column.startswith("trace."):
+            sql = (
+                "trace_id IN (SELECT id FROM traces FINAL"
+                f" WHERE project_id = {{project_id:String}} AND {sql})"
+            )
+        where.add(sql, **params)
+
+
+def _json_condition(
+    column: str, condition: dict[str, Any], name: str
+) -> tuple[str, dict[str, Any]]:
+    kind, operator, value = condition.get("type"), condition.get("operator"), condition.get("value")
+    problem = f"Invalid filter: {kind!r} with operator {operator!r} on {condition.get('column')!r}"
+    if kind == "null" and operator in ("is null", "is not null"):
+        return f"{column} {operator.upper()}", {}
+    if kind in ("stringObject", "numberObject"):
+        key = condition.get("key")
+        if not isinstance(key, str) or column != "metadata":
+            raise InvalidArgument(f"{problem}: needs a metadata key")
+        # Metadata values are stored as JSON text: compare their decoded form.
+        column, extra = f"JSONExtract(metadata[{{{name}k:String}}], 'String')", {f"{name}k": key}
+        if kind == "numberObject":
+            column = f"toFloat64OrNull(metadata[{{{name}k:String}}])"
+        kind = "string" if kind == "stringObject" else "number"
+    else:
+        extra = {}
+    if kind == "datetime" and operator in _COMPARISONS:
+        try:
+            moment = parse_time(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise InvalidArgument(f"{problem}: value must be an ISO 8601 timestamp")
+        return f"{column} {operator} {{{name}:DateTime64(3, 'UTC')}}", {name: moment}
+    if kind == "string" and operator in _STRING_OPERATORS and isinstance(value, str):
+        sql = _STRING_OPERATORS[operator].format(column=column, value=f"{{{name}:String}}")
+        return sql, {name: value, **extra}
+    if kind == "number" and (operator in _COMPARISONS or operator == "=") and _is_number(value):
+        return f"{column} {operator} {{{name}:Float64}}", {name: float(value), **extra}
+    if kind in ("stringOptions", "categoryOptions") and operator in ("any of", "none of"):
+        negation = "NOT " if operator == "none of" else ""
+        return f"{column} {negation}IN {{{name}:Array(String)}}", {name: _strings(value, problem)}
+    if kind == "arrayOptions" and operator in ("any of", "none of", "all of"):
+        function = "hasAll" if operator == "all of" else "hasAny"
+        negation = "NOT " if operator == "none of" else ""
+        return f"{negation}{function}({column}, {{{name}:Array(String)}})", {
+            name: _strings(value, problem)
+        }
+    if kind == "boolean" and operator in ("=", "<>") and isinstance(value, bool):
+        return f"{column} {operator} {{{name}:Bool}}", {name: value}
+    raise InvalidArgument(problem)
+
+
+def _strings(value: Any, problem: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{problem}: value must be an array of strings")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -14,12 +14,16 @@ from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import scope_from
 from services.query.deletions import DeletionNotices
 from services.query.filters import (
+    OBSERVATION_FILTER_COLUMNS,
     OBSERVATION_FILTERS,
+    SCORE_FILTER_COLUMNS,
     SCORE_FILTERS,
+    TRACE_FILTER_COLUMNS,
     TRACE_FILTERS,
     TRACE_ORDER,
     Where,
     equality_filters,
+    json_filters,
     order_by,
 )
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
@@ -73,11 +77,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.ListTracesResponse:
         project_id = scope_from(context).project_id
         where = Where()
-        given = {f.key: list(f.values) for f in request.filters}
-        for index, tag in enumerate(given.pop("tags", [])):
-            where.add(f"has(tags, {{tag{index}:String}})", **{f"tag{index}": tag})
-        equality_filters(where, TRACE_FILTERS, given)
-        _time_range(where, "timestamp", request.time_range)
+        if request.filter_json:  # takes precedence over the query-parameter filters
+            json_filters(where, TRACE_FILTER_COLUMNS, request.filter_json)
+        else:
+            given = {f.key: list(f.values) for f in request.filters}
+            for index, tag in enumerate(given.pop("tags", [])):
+                where.add(f"has(tags, {{tag{index}:String}})", **{f"tag{index}": tag})
+            equality_filters(where, TRACE_FILTERS, given)
+            _time_range(where, "timestamp", request.time_range)
         page, limit = request.page.page, request.page.limit
         order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
         groups = set(request.fields) or TRACE_GROUPS
@@ -105,10 +112,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.ListObservationsResponse:
         project_id = scope_from(context).project_id
         where = Where()
-        equality_filters(
-            where, OBSERVATION_FILTERS, {f.key: list(f.values) for f in request.filters}
-        )
-        _time_range(where, "start_time", request.time_range)
+        if request.filter_json:  # takes precedence over the query-parameter filters
+            json_filters(where, OBSERVATION_FILTER_COLUMNS, request.filter_json)
+        else:
+            given = {f.key: list(f.values) for f in request.filters}
+            equality_filters(where, OBSERVATION_FILTERS, given)
+            _time_range(where, "start_time", request.time_range)
         if request.HasField("cursor"):
             limit = request.cursor.limit
             offset = _decode_cursor(request.cursor.cursor)
@@ -203,8 +212,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.ListScoresResponse:
         project_id = scope_from(context).project_id
         where = Where()
-        equality_filters(where, SCORE_FILTERS, {f.key: list(f.values) for f in request.filters})
-        _time_range(where, "timestamp", request.time_range)
+        if request.filter_json:  # takes precedence over the query-parameter filters
+            json_filters(where, SCORE_FILTER_COLUMNS, request.filter_json)
+        else:
+            equality_filters(where, SCORE_FILTERS, {f.key: list(f.values) for f in request.filters})
+            _time_range(where, "timestamp", request.time_range)
         order = "timestamp DESC, id DESC"
         if request.HasField("cursor"):
             limit, offset = request.cursor.limit, _decode_cursor(request.cursor.cursor)

@@ -221,3 +221,38 @@ async def test_a_generation_without_usage_is_counted_with_its_models_tokenizer(
     assert counted["usageDetails"] == {"input": 9, "output": 1, "total": 10}
     assert counted["calculatedTotalCost"] == pytest.approx(9 * 2.5e-6 + 1 * 1e-5)
     assert failed["usageDetails"] == {} and failed["calculatedTotalCost"] is None
+
+
+async def test_the_filter_parameter_selects_traces_and_observations(stack: Stack) -> None:
+    trace_id = uuid.uuid4().hex
+    body = batch(trace_id)
+    body["batch"][0]["body"]["sessionId"] = f"session-{trace_id}"
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        await client.post("/api/public/ingestion", json=body)
+        await eventually(lambda: read_trace(client, trace_id), complete)
+
+        async def listed(path: str, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            mine = {"type": "string", "column": "sessionId", "operator": "=",
+                    "value": f"session-{trace_id}"}  # fmt: skip
+            params = {"filter": json.dumps([mine, *conditions])}
+            response = await client.get(path, params=params)
+            assert response.status_code == 200, response.text
+            return response.json()["data"]  # type: ignore[no-any-return]
+
+        tagged = await listed("/api/public/traces", [
+            {"type": "arrayOptions", "column": "tags", "operator": "all of", "value": ["a", "b"]},
+            {"type": "stringObject", "column": "metadata", "key": "a", "operator": "contains",
+             "value": "x"},
+        ])  # fmt: skip
+        untagged = await listed("/api/public/traces", [
+            {"type": "arrayOptions", "column": "tags", "operator": "none of", "value": ["a"]},
+        ])  # fmt: skip
+        generations = await listed("/api/public/v2/observations", [
+            {"type": "stringOptions", "column": "type", "operator": "any of",
+             "value": ["GENERATION"]},
+            {"type": "number", "column": "totalCost", "operator": ">", "value": 0},
+        ])  # fmt: skip
+        bad = await client.get("/api/public/traces", params={"filter": '[{"column": "color"}]'})
+    assert [t["id"] for t in tagged] == [trace_id] and untagged == []
+    assert [o["id"] for o in generations] == [f"{trace_id}-gen"]
+    assert bad.status_code == 400 and "color" in bad.json()["message"]

@@ -67,6 +67,7 @@ async def list_scores_v2(request: Request, scope: ProjectScope) -> Response:
         page=common_pb2.PageRequest(page=page, limit=limit),
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         filters=filters,
+        filter_json=request.query_params.get("filter", ""),
     )
     reply = await state_of(request).backends.query.ListScores(
         message, **backend_options(request, scope)

@@ -45,6 +45,7 @@ async def list_traces(request: Request, scope: ProjectScope) -> Response:
         filters=_filters(request, _TRACE_FILTERS),
         order_by=request.query_params.get("orderBy", ""),
         fields=query_csv(request, "fields"),
+        filter_json=request.query_params.get("filter", ""),
     )
     reply = await state_of(request).backends.query.ListTraces(
         message, **backend_options(request, scope)
@@ -87,6 +88,7 @@ async def list_observations(request: Request, scope: ProjectScope) -> Response:
         page=common_pb2.PageRequest(page=page, limit=limit),
         time_range=query_time_range(request, "fromStartTime", "toStartTime"),
         filters=_filters(request, _OBSERVATION_FILTERS),
+        filter_json=request.query_params.get("filter", ""),
     )
     reply = await state_of(request).backends.query.ListObservations(
         message, **backend_options(request, scope)
@@ -106,6 +108,7 @@ async def list_observations_v2(request: Request, scope: ProjectScope) -> Respons
         filters=_filters(request, _OBSERVATION_FILTERS),
         fields=query_csv(request, "fields"),
         expand_metadata=query_csv(request, "expandMetadata"),
+        filter_json=request.query_params.get("filter", ""),
     )
     reply = await state_of(request).backends.query.ListObservations(
         message, **backend_options(request, scope)
