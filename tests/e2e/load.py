@@ -16,6 +16,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.e2e.conftest import Stack
 from tests.support.devenv import ROOT
+from tests.support.eventually import eventually
 
 SPANS = 100
 
@@ -76,3 +77,13 @@ async def send_all(client: httpx.AsyncClient, exports: list[bytes]) -> int:
 async def stored_observations(client: httpx.AsyncClient) -> int:
     response = await client.get("/api/public/observations", params={"limit": 1})
     return int(response.json()["meta"]["totalItems"]) if response.status_code == 200 else -1
+
+
+async def stored_after(client: httpx.AsyncClient, exports: int) -> tuple[int, int]:
+    """(observations, traces) the project holds once the writer has caught up with `exports`
+    acknowledged exports: exactly (exports x SPANS, exports) when nothing was lost or doubled."""
+    observations = await eventually(
+        lambda: stored_observations(client), lambda n: n >= exports * SPANS, timeout=180
+    )
+    traces = (await client.get("/api/public/traces", params={"limit": 1})).json()
+    return observations, int(traces["meta"]["totalItems"])

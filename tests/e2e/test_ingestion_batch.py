@@ -170,13 +170,19 @@ async def test_another_projects_key_cannot_read_the_trace(stack: Stack) -> None:
     assert [p["id"] for p in projects] == [other]
 
 
-async def test_trace_lists_return_only_the_field_groups_asked_for(stack: Stack) -> None:
+async def session_trace(client: httpx.AsyncClient) -> str:
+    """The batch's trace, in a session of its own (`session-<trace id>`), once readable."""
     trace_id = uuid.uuid4().hex
     body = batch(trace_id)
     body["batch"][0]["body"]["sessionId"] = f"session-{trace_id}"
+    await client.post("/api/public/ingestion", json=body)
+    await eventually(lambda: read_trace(client, trace_id), complete)
+    return trace_id
+
+
+async def test_trace_lists_return_only_the_field_groups_asked_for(stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
-        await client.post("/api/public/ingestion", json=body)
-        await eventually(lambda: read_trace(client, trace_id), complete)
+        trace_id = await session_trace(client)
 
         async def listed(fields: str) -> dict[str, Any]:
             params = {"sessionId": f"session-{trace_id}", "fields": fields}
@@ -224,12 +230,8 @@ async def test_a_generation_without_usage_is_counted_with_its_models_tokenizer(
 
 
 async def test_the_filter_parameter_selects_traces_and_observations(stack: Stack) -> None:
-    trace_id = uuid.uuid4().hex
-    body = batch(trace_id)
-    body["batch"][0]["body"]["sessionId"] = f"session-{trace_id}"
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
-        await client.post("/api/public/ingestion", json=body)
-        await eventually(lambda: read_trace(client, trace_id), complete)
+        trace_id = await session_trace(client)
 
         async def listed(path: str, conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
             mine = {"type": "string", "column": "sessionId", "operator": "=",

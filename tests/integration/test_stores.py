@@ -39,14 +39,19 @@ async def test_headless_init_is_idempotent_and_keys_resolve_by_secret_hash(pg_ds
     assert stored_secrets == 0 and keys == 1
 
 
-async def test_event_log_bucket_is_created_once() -> None:
-    cfg = IngestionConfig(
-        s3_bucket=unique("it-bucket").replace("_", "-"),
+def s3_config(bucket_prefix: str) -> IngestionConfig:
+    """The local S3 with a bucket of this test's own."""
+    return IngestionConfig(
+        s3_bucket=unique(bucket_prefix).replace("_", "-"),
         kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
         s3_endpoint_url=ENV["S3_ENDPOINT_URL"],
         s3_access_key=ENV["S3_ACCESS_KEY"],
         s3_secret_key=ENV["S3_SECRET_KEY"],
     )
+
+
+async def test_event_log_bucket_is_created_once() -> None:
+    cfg = s3_config("it-bucket")
     async with AsyncExitStack() as stack:
         s3 = await open_s3(cfg, stack)
         log = EventLog(s3, cfg.s3_bucket)
@@ -58,13 +63,7 @@ async def test_event_log_bucket_is_created_once() -> None:
 
 
 async def test_event_log_deletes_exactly_the_objects_of_the_deleted_traces() -> None:
-    cfg = IngestionConfig(
-        s3_bucket=unique("it-log").replace("_", "-"),
-        kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
-        s3_endpoint_url=ENV["S3_ENDPOINT_URL"],
-        s3_access_key=ENV["S3_ACCESS_KEY"],
-        s3_secret_key=ENV["S3_SECRET_KEY"],
-    )
+    cfg = s3_config("it-log")
     now = datetime.now(UTC)
     async with AsyncExitStack() as stack:
         log = EventLog(await open_s3(cfg, stack), cfg.s3_bucket)
