@@ -93,29 +93,46 @@ def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
 
 
 # The `filter` parameter: a JSON array of {type, column, operator, value, key?} conditions, which
-# replaces the query-parameter filters when given. Column name -> SQL column (`trace.` as above).
+# replaces the query-parameter filters when given. Column name -> (SQL column, its kind); a
+# `trace.` column is one of the observation's or score's trace, as above.
 TRACE_FILTER_COLUMNS = {
-    "id": "id", "name": "name", "timestamp": "timestamp", "userId": "user_id",
-    "sessionId": "session_id", "release": "release", "version": "version",
-    "environment": "environment", "tags": "tags", "metadata": "metadata", "public": "public",
-    "bookmarked": "bookmarked",
+    "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
+    "userId": ("user_id", "string"), "sessionId": ("session_id", "string"),
+    "release": ("release", "string"), "version": ("version", "string"),
+    "environment": ("environment", "string"), "tags": ("tags", "array"),
+    "metadata": ("metadata", "object"), "public": ("public", "boolean"),
+    "bookmarked": ("bookmarked", "boolean"),
 }  # fmt: skip
 OBSERVATION_FILTER_COLUMNS = {
-    "id": "id", "type": "type", "name": "name", "traceId": "trace_id", "startTime": "start_time",
-    "endTime": "end_time", "environment": "environment", "level": "level",
-    "statusMessage": "status_message", "version": "version",
-    "parentObservationId": "parent_observation_id", "providedModelName": "provided_model_name",
-    "promptName": "prompt_name", "metadata": "metadata", "totalCost": "total_cost",
-    "userId": "trace.user_id", "sessionId": "trace.session_id", "traceName": "trace.name",
-    "traceTags": "trace.tags",
+    "id": ("id", "string"), "type": ("type", "string"), "name": ("name", "string"),
+    "traceId": ("trace_id", "string"), "startTime": ("start_time", "datetime"),
+    "endTime": ("end_time", "datetime"), "environment": ("environment", "string"),
+    "level": ("level", "string"), "statusMessage": ("status_message", "string"),
+    "version": ("version", "string"), "parentObservationId": ("parent_observation_id", "string"),
+    "providedModelName": ("provided_model_name", "string"),
+    "promptName": ("prompt_name", "string"), "metadata": ("metadata", "object"),
+    "totalCost": ("total_cost", "number"), "userId": ("trace.user_id", "string"),
+    "sessionId": ("trace.session_id", "string"), "traceName": ("trace.name", "string"),
+    "traceTags": ("trace.tags", "array"),
 }  # fmt: skip
 SCORE_FILTER_COLUMNS = {
-    "id": "id", "name": "name", "timestamp": "timestamp", "source": "source",
-    "dataType": "data_type", "value": "value", "stringValue": "string_value",
-    "environment": "environment", "traceId": "trace_id", "observationId": "observation_id",
-    "sessionId": "session_id", "configId": "config_id", "metadata": "metadata",
-    "userId": "trace.user_id",
+    "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
+    "source": ("source", "string"), "dataType": ("data_type", "string"),
+    "value": ("value", "number"), "stringValue": ("string_value", "string"),
+    "environment": ("environment", "string"), "traceId": ("trace_id", "string"),
+    "observationId": ("observation_id", "string"), "sessionId": ("session_id", "string"),
+    "configId": ("config_id", "string"), "metadata": ("metadata", "object"),
+    "userId": ("trace.user_id", "string"),
 }  # fmt: skip
+# Which condition types each kind of column takes ("null" fits every one).
+_TYPES_OF = {
+    "string": {"string", "stringOptions", "categoryOptions"},
+    "datetime": {"datetime"},
+    "number": {"number"},
+    "array": {"arrayOptions"},
+    "object": {"stringObject", "numberObject"},
+    "boolean": {"boolean"},
+}
 _COMPARISONS = {">", "<", ">=", "<="}
 _STRING_OPERATORS = {
     "=": "{column} = {value}",
@@ -126,7 +143,7 @@ _STRING_OPERATORS = {
 }
 
 
-def json_filters(where: Where, columns: dict[str, str], raw: str) -> None:
+def json_filters(where: Where, columns: dict[str, tuple[str, str]], raw: str) -> None:
     """Adds the conditions of a `filter` parameter; 400 for anything it cannot express."""
     try:
         conditions = orjson.loads(raw)
@@ -135,9 +152,13 @@ def json_filters(where: Where, columns: dict[str, str], raw: str) -> None:
     if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
         raise InvalidArgument("Invalid filter: expected a JSON array of condition objects")
     for index, condition in enumerate(conditions):
-        column = columns.get(str(condition.get("column")))
-        if column is None:
-            raise InvalidArgument(f"Invalid filter: unknown column {condition.get('column')!r}")
+        name, kind = str(condition.get("column")), condition.get("type")
+        if name not in columns:
+            raise InvalidArgument(f"Invalid filter: unknown column {name!r}")
+        column, column_kind = columns[name]
+        if kind != "null" and kind not in _TYPES_OF[column_kind]:
+            message = f"Invalid filter: {name!r} is a {column_kind} column, not {kind!r}"
+            raise InvalidArgument(message)
         sql, params = _json_condition(column.removeprefix("trace."), condition, f"j{index}")
         if column.startswith("trace."):
             sql = (
@@ -156,7 +177,7 @@ def _json_condition(
         return f"{column} {operator.upper()}", {}
     if kind in ("stringObject", "numberObject"):
         key = condition.get("key")
-        if not isinstance(key, str) or column != "metadata":
+        if not isinstance(key, str):
             raise InvalidArgument(f"{problem}: needs a metadata key")
         # Metadata values are stored as JSON text: compare their decoded form.
         column, extra = f"JSONExtract(metadata[{{{name}k:String}}], 'String')", {f"{name}k": key}

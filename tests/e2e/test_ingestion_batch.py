@@ -11,6 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from services.query.filters import (
+    OBSERVATION_FILTER_COLUMNS,
+    SCORE_FILTER_COLUMNS,
+    TRACE_FILTER_COLUMNS,
+)
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
@@ -258,3 +263,39 @@ async def test_the_filter_parameter_selects_traces_and_observations(stack: Stack
     assert [t["id"] for t in tagged] == [trace_id] and untagged == []
     assert [o["id"] for o in generations] == [f"{trace_id}-gen"]
     assert bad.status_code == 400 and "color" in bad.json()["message"]
+
+
+SAMPLE_CONDITIONS = {
+    "string": [{"type": "string", "operator": "contains", "value": "x"},
+               {"type": "stringOptions", "operator": "none of", "value": ["x"]}],
+    "datetime": [{"type": "datetime", "operator": "<", "value": "2030-01-01T00:00:00Z"}],
+    "number": [{"type": "number", "operator": ">=", "value": 0}],
+    "array": [{"type": "arrayOptions", "operator": "any of", "value": ["x"]}],
+    "object": [{"type": "stringObject", "key": "k", "operator": "starts with", "value": "x"},
+               {"type": "numberObject", "key": "k", "operator": "<", "value": 1}],
+    "boolean": [{"type": "boolean", "operator": "=", "value": True}],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "columns"),
+    [
+        ("/api/public/traces", TRACE_FILTER_COLUMNS),
+        ("/api/public/observations", OBSERVATION_FILTER_COLUMNS),
+        ("/api/public/v2/observations", OBSERVATION_FILTER_COLUMNS),
+        ("/api/public/v2/scores", SCORE_FILTER_COLUMNS),
+    ],
+)
+async def test_every_filter_column_and_condition_type_runs(
+    stack: Stack, path: str, columns: dict[str, tuple[str, str]]
+) -> None:
+    failures = []
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        for column, (_, kind) in columns.items():
+            null = {"type": "null", "operator": "is not null"}
+            for condition in [*SAMPLE_CONDITIONS[kind], null]:
+                conditions = json.dumps([{**condition, "column": column}])
+                response = await client.get(path, params={"filter": conditions})
+                if response.status_code != 200:
+                    failures.append((column, condition, response.status_code, response.text))
+    assert failures == []

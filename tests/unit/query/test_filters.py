@@ -83,6 +83,9 @@ def test_a_filter_on_a_trace_column_goes_through_the_trace() -> None:
         [{"type": "string", "column": "name", "operator": "~", "value": "x"}],
         [{"type": "datetime", "column": "startTime", "operator": ">", "value": "yesterday"}],
         [{"type": "stringObject", "column": "name", "operator": "=", "value": "x"}],
+        [{"type": "datetime", "column": "name", "operator": ">", "value": "2026-11-01T00:00:00Z"}],
+        [{"type": "number", "column": "traceTags", "operator": ">", "value": 1}],
+        [{"type": "stringObject", "column": "metadata", "operator": "=", "value": "x"}],
     ],
 )
 def test_filters_it_cannot_express_are_refused(conditions: object) -> None:
