@@ -19,8 +19,9 @@ class TraceStore:
         self, kind: str, project_id: str, ids: list[str], trace_ids: list[str] | None = None
     ) -> list[dict[str, Any]]:
         """Current rows of these entities, for merging new events into them. `trace_ids`, when
-        known, narrows the search: thousands of ids make the id bloom filter match nearly every
-        granule, while a batch's few trace ids skip most of them."""
+        known, narrows the search to those traces' ranges (observations are sorted by trace):
+        a batch's thousands of ids alone would make the id bloom filter pass nearly every
+        granule."""
         params: dict[str, Any] = {"project_id": project_id, "ids": ids}
         condition = "id IN {ids:Array(String)}"
         if trace_ids is not None:
