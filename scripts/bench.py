@@ -32,6 +32,7 @@ from tests.support.devenv import ROOT, dev_env
 ENV = dev_env()
 GATEWAY = f"http://127.0.0.1:{ENV['GATEWAY_HTTP_PORT']}"
 AUTH = (ENV["LANGFUSE_INIT_PROJECT_PUBLIC_KEY"], ENV["LANGFUSE_INIT_PROJECT_SECRET_KEY"])
+BASIC_AUTH = "Basic " + base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
 WRK_SECONDS = 10
 SAMPLES = 1000
 INGEST_SECONDS = float(os.environ.get("BENCH_INGEST_SECONDS", "60"))
@@ -57,10 +58,9 @@ def cold_start() -> list[Row]:
 
 def wrk(path: str, connections: int) -> tuple[float, float]:
     """Requests/s and p99 latency (ms) of GET `path` under wrk."""
-    token = base64.b64encode(f"{AUTH[0]}:{AUTH[1]}".encode()).decode()
     out = subprocess.run(
         ["wrk", "-t2", f"-c{connections}", f"-d{WRK_SECONDS}s", "--latency",
-         "-H", f"Authorization: Basic {token}", f"{GATEWAY}{path}"],
+         "-H", f"Authorization: {BASIC_AUTH}", f"{GATEWAY}{path}"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     if "Non-2xx" in out:
@@ -236,7 +236,7 @@ async def send_for(load: Load, seconds: float, rate: float = 0) -> int:
     sent = 0
     deadline = time.perf_counter() + seconds
     interval = SENDERS * SPANS_PER_EXPORT / rate if rate else 0.0
-    headers = {"Authorization": aiohttp.BasicAuth(*AUTH).encode()}
+    headers = {"Authorization": BASIC_AUTH}
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(GATEWAY, headers=headers, timeout=timeout) as session:
 
