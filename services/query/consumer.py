@@ -6,7 +6,7 @@ between insert and commit changes nothing."""
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -14,6 +14,7 @@ import orjson
 from libs.common.event_batches import decode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
+from libs.common.timestamps import from_timestamp
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
 from services.query.rows import Change, from_row, merge, to_row, usage_with_total
@@ -32,8 +33,6 @@ _CREATES = {
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE,
     events_pb2.EVENT_TYPE_SCORE_CREATE,
 }
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
@@ -104,9 +103,7 @@ class EventWriter:
 
 
 def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -> Change:
-    # Not Timestamp.ToDatetime: it is pure Python, and this runs for every event.
-    stamp = event.event_time
-    event_time = _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    event_time = from_timestamp(event.event_time)
     # Observations: body.startTime ?? envelope time. Traces: body.timestamp ?? envelope time.
     # Scores: always the envelope time on /ingestion.
     time_field = "startTime" if kind == "observation" else "timestamp"
