@@ -9,92 +9,10 @@ import orjson
 from libs.common.errors import InvalidArgument
 from services.query.rows import parse_time
 
-# Public filter name -> (column, ClickHouse type); repeated values mean "any of" (tags: "all of").
-# A `trace.` column is one of the trace an observation or score belongs to.
-TRACE_FILTERS = {
-    "userId": ("user_id", "String"),
-    "name": ("name", "String"),
-    "sessionId": ("session_id", "String"),
-    "release": ("release", "String"),
-    "version": ("version", "String"),
-    "environment": ("environment", "String"),
-}
-OBSERVATION_FILTERS = {
-    "name": ("name", "String"),
-    "type": ("type", "String"),
-    "traceId": ("trace_id", "String"),
-    "level": ("level", "String"),
-    "parentObservationId": ("parent_observation_id", "String"),
-    "environment": ("environment", "String"),
-    "version": ("version", "String"),
-    "userId": ("trace.user_id", "String"),
-    "sessionId": ("trace.session_id", "String"),
-}
-SCORE_FILTERS = {
-    "name": ("name", "String"),
-    "source": ("source", "String"),
-    "dataType": ("data_type", "String"),
-    "environment": ("environment", "String"),
-    "configId": ("config_id", "String"),
-    "queueId": ("queue_id", "String"),
-    "traceId": ("trace_id", "String"),
-    "observationId": ("observation_id", "String"),
-    "sessionId": ("session_id", "String"),
-    "datasetRunId": ("dataset_run_id", "String"),
-    "id": ("id", "String"),
-    "userId": ("trace.user_id", "String"),
-}
-TRACE_ORDER = {
-    "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
-    "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",
-    "sessionId": "session_id",
-}  # fmt: skip
-
-
-@dataclass
-class Where:
-    """Conditions joined with AND, and their parameters."""
-
-    conditions: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, condition: str, **params: Any) -> None:
-        self.conditions.append(condition)
-        self.params.update(params)
-
-    def sql(self) -> str:
-        return " AND ".join(self.conditions) if self.conditions else "1"
-
-
-def equality_filters(
-    where: Where, allowed: dict[str, tuple[str, str]], given: dict[str, list[str]]
-) -> None:
-    for index, (name, values) in enumerate(sorted(given.items())):
-        if name not in allowed:
-            raise InvalidArgument(f"Unknown filter: {name}")
-        column, kind = allowed[name]
-        condition = f"{column.removeprefix('trace.')} IN {{f{index}:Array({kind})}}"
-        if column.startswith("trace."):
-            condition = (
-                "trace_id IN (SELECT id FROM traces FINAL"
-                f" WHERE project_id = {{project_id:String}} AND {condition})"
-            )
-        where.add(condition, **{f"f{index}": values})
-
-
-def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
-    """`field.asc|desc` (Langfuse's orderBy) as an ORDER BY clause; the id breaks ties."""
-    if not raw:
-        return default
-    name, _, direction = raw.partition(".")
-    if name not in allowed or direction.lower() not in ("asc", "desc"):
-        raise InvalidArgument("orderBy must be <field>.<asc|desc> on a sortable field")
-    return f"{allowed[name]} {direction.upper()}, id {direction.upper()}"
-
-
-# The `filter` parameter: a JSON array of {type, column, operator, value, key?} conditions, which
-# replaces the query-parameter filters when given. Column name -> (SQL column, its kind); a
-# `trace.` column is one of the observation's or score's trace, as above.
+# Public column name -> (SQL column, its kind), one map per entity for both kinds of filters:
+# query parameters (`string` columns; repeated values mean "any of", and for `array` columns such
+# as tags "all of") and the `filter` parameter (every kind). A `trace.` column is one of the trace
+# an observation or score belongs to.
 TRACE_FILTER_COLUMNS = {
     "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
     "userId": ("user_id", "string"), "sessionId": ("session_id", "string"),
@@ -121,7 +39,8 @@ SCORE_FILTER_COLUMNS = {
     "value": ("value", "number"), "stringValue": ("string_value", "string"),
     "environment": ("environment", "string"), "traceId": ("trace_id", "string"),
     "observationId": ("observation_id", "string"), "sessionId": ("session_id", "string"),
-    "configId": ("config_id", "string"), "metadata": ("metadata", "object"),
+    "configId": ("config_id", "string"), "queueId": ("queue_id", "string"),
+    "datasetRunId": ("dataset_run_id", "string"), "metadata": ("metadata", "object"),
     "userId": ("trace.user_id", "string"),
 }  # fmt: skip
 # Which condition types each kind of column takes ("null" fits every one).
@@ -133,6 +52,51 @@ _TYPES_OF = {
     "object": {"stringObject", "numberObject"},
     "boolean": {"boolean"},
 }
+TRACE_ORDER = {
+    "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
+    "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",
+    "sessionId": "session_id",
+}  # fmt: skip
+
+
+@dataclass
+class Where:
+    """Conditions joined with AND, and their parameters."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, condition: str, **params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.update(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) if self.conditions else "1"
+
+
+def equality_filters(
+    where: Where, columns: dict[str, tuple[str, str]], given: dict[str, list[str]]
+) -> None:
+    """The query-parameter filters: a value of a text column, or all values of an array column."""
+    for index, (name, values) in enumerate(sorted(given.items())):
+        column, kind = columns.get(name, ("", ""))
+        if kind not in ("string", "array"):
+            raise InvalidArgument(f"Unknown filter: {name}")
+        bare, value = column.removeprefix("trace."), f"{{f{index}:Array(String)}}"
+        condition = f"hasAll({bare}, {value})" if kind == "array" else f"{bare} IN {value}"
+        where.add(_through_trace(column, condition), **{f"f{index}": values})
+
+
+def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
+    """`field.asc|desc` (Langfuse's orderBy) as an ORDER BY clause; the id breaks ties."""
+    if not raw:
+        return default
+    name, _, direction = raw.partition(".")
+    if name not in allowed or direction.lower() not in ("asc", "desc"):
+        raise InvalidArgument("orderBy must be <field>.<asc|desc> on a sortable field")
+    return f"{allowed[name]} {direction.upper()}, id {direction.upper()}"
+
+
 _COMPARISONS = {">", "<", ">=", "<="}
 _STRING_OPERATORS = {
     "=": "{column} = {value}",
@@ -160,12 +124,18 @@ def json_filters(where: Where, columns: dict[str, tuple[str, str]], raw: str) ->
             message = f"Invalid filter: {name!r} is a {column_kind} column, not {kind!r}"
             raise InvalidArgument(message)
         sql, params = _json_condition(column.removeprefix("trace."), condition, f"j{index}")
-        if column.startswith("trace."):
-            sql = (
-                "trace_id IN (SELECT id FROM traces FINAL"
-                f" WHERE project_id = {{project_id:String}} AND {sql})"
-            )
-        where.add(sql, **params)
+        where.add(_through_trace(column, sql), **params)
+
+
+def _through_trace(column: str, condition: str) -> str:
+    """`condition`, written on the bare column; on a `trace.` column, the rows whose trace meets
+    it."""
+    if not column.startswith("trace."):
+        return condition
+    return (
+        "trace_id IN (SELECT id FROM traces FINAL"
+        f" WHERE project_id = {{project_id:String}} AND {condition})"
+    )
 
 
 def _json_condition(

@@ -15,11 +15,8 @@ from libs.common.scope import scope_from
 from services.query.deletions import DeletionNotices
 from services.query.filters import (
     OBSERVATION_FILTER_COLUMNS,
-    OBSERVATION_FILTERS,
     SCORE_FILTER_COLUMNS,
-    SCORE_FILTERS,
     TRACE_FILTER_COLUMNS,
-    TRACE_FILTERS,
     TRACE_ORDER,
     Where,
     equality_filters,
@@ -76,15 +73,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListTracesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListTracesResponse:
         project_id = scope_from(context).project_id
-        where = Where()
-        if request.filter_json:  # takes precedence over the query-parameter filters
-            json_filters(where, TRACE_FILTER_COLUMNS, request.filter_json)
-        else:
-            given = {f.key: list(f.values) for f in request.filters}
-            for index, tag in enumerate(given.pop("tags", [])):
-                where.add(f"has(tags, {{tag{index}:String}})", **{f"tag{index}": tag})
-            equality_filters(where, TRACE_FILTERS, given)
-            _time_range(where, "timestamp", request.time_range)
+        where = _where(request, TRACE_FILTER_COLUMNS, "timestamp")
         page, limit = request.page.page, request.page.limit
         order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
         groups = set(request.fields) or TRACE_GROUPS
@@ -111,13 +100,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListObservationsRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListObservationsResponse:
         project_id = scope_from(context).project_id
-        where = Where()
-        if request.filter_json:  # takes precedence over the query-parameter filters
-            json_filters(where, OBSERVATION_FILTER_COLUMNS, request.filter_json)
-        else:
-            given = {f.key: list(f.values) for f in request.filters}
-            equality_filters(where, OBSERVATION_FILTERS, given)
-            _time_range(where, "start_time", request.time_range)
+        where = _where(request, OBSERVATION_FILTER_COLUMNS, "start_time")
         if request.HasField("cursor"):
             limit = request.cursor.limit
             offset = _decode_cursor(request.cursor.cursor)
@@ -211,12 +194,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListScoresRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListScoresResponse:
         project_id = scope_from(context).project_id
-        where = Where()
-        if request.filter_json:  # takes precedence over the query-parameter filters
-            json_filters(where, SCORE_FILTER_COLUMNS, request.filter_json)
-        else:
-            equality_filters(where, SCORE_FILTERS, {f.key: list(f.values) for f in request.filters})
-            _time_range(where, "timestamp", request.time_range)
+        where = _where(request, SCORE_FILTER_COLUMNS, "timestamp")
         order = "timestamp DESC, id DESC"
         if request.HasField("cursor"):
             limit, offset = request.cursor.limit, _decode_cursor(request.cursor.cursor)
@@ -309,6 +287,24 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     async def _entries(self, project_id: str) -> list[dict[str, Any]]:
         """The project's models first, then the built-in ones."""
         return [*await self._models.entries(project_id), *self._catalogs.default_entries]
+
+
+def _where(
+    request: query_pb2.ListTracesRequest
+    | query_pb2.ListObservationsRequest
+    | query_pb2.ListScoresRequest,
+    columns: dict[str, tuple[str, str]],
+    time_column: str,
+) -> Where:
+    """A list request's filters: its `filter` parameter when given (which, as in Langfuse,
+    replaces the others), else its query-parameter filters and time range."""
+    where = Where()
+    if request.filter_json:
+        json_filters(where, columns, request.filter_json)
+    else:
+        equality_filters(where, columns, {f.key: list(f.values) for f in request.filters})
+        _time_range(where, time_column, request.time_range)
+    return where
 
 
 def _time_range(where: Where, column: str, time_range: query_pb2.TimeRange) -> None:

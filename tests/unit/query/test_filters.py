@@ -8,7 +8,7 @@ import pytest
 from libs.common.errors import InvalidArgument
 from services.query.filters import (
     OBSERVATION_FILTER_COLUMNS,
-    OBSERVATION_FILTERS,
+    TRACE_FILTER_COLUMNS,
     Where,
     equality_filters,
     json_filters,
@@ -17,14 +17,14 @@ from services.query.filters import (
 
 def test_own_columns_are_compared_directly_with_bound_values() -> None:
     where = Where()
-    equality_filters(where, OBSERVATION_FILTERS, {"type": ["SPAN", "GENERATION"]})
+    equality_filters(where, OBSERVATION_FILTER_COLUMNS, {"type": ["SPAN", "GENERATION"]})
     assert where.sql() == "type IN {f0:Array(String)}"
     assert where.params == {"f0": ["SPAN", "GENERATION"]}
 
 
 def test_a_user_filter_on_observations_selects_the_users_traces() -> None:
     where = Where()
-    equality_filters(where, OBSERVATION_FILTERS, {"userId": ["u1"]})
+    equality_filters(where, OBSERVATION_FILTER_COLUMNS, {"userId": ["u1"]})
     assert where.sql() == (
         "trace_id IN (SELECT id FROM traces FINAL WHERE project_id = {project_id:String}"
         " AND user_id IN {f0:Array(String)})"
@@ -34,7 +34,7 @@ def test_a_user_filter_on_observations_selects_the_users_traces() -> None:
 
 def test_unknown_filters_are_refused() -> None:
     with pytest.raises(InvalidArgument):
-        equality_filters(Where(), OBSERVATION_FILTERS, {"color": ["red"]})
+        equality_filters(Where(), OBSERVATION_FILTER_COLUMNS, {"color": ["red"]})
 
 
 def json_where(conditions: object) -> Where:
@@ -92,3 +92,15 @@ def test_filters_it_cannot_express_are_refused(conditions: object) -> None:
     raw = conditions if isinstance(conditions, str) else orjson.dumps(conditions).decode()
     with pytest.raises(InvalidArgument):
         json_filters(Where(), OBSERVATION_FILTER_COLUMNS, raw)
+
+
+def test_repeated_tags_must_all_be_present() -> None:
+    where = Where()
+    equality_filters(where, TRACE_FILTER_COLUMNS, {"tags": ["a", "b"]})
+    assert where.sql() == "hasAll(tags, {f0:Array(String)})"
+    assert where.params == {"f0": ["a", "b"]}
+
+
+def test_only_text_and_array_columns_take_query_parameter_filters() -> None:
+    with pytest.raises(InvalidArgument):
+        equality_filters(Where(), TRACE_FILTER_COLUMNS, {"timestamp": ["2026-11-01"]})
