@@ -143,8 +143,7 @@ def _priced(catalog: Catalog, kind: str, state: dict[str, Any]) -> Priced | None
             model.tokenizer_id, model.tokenizer_config, state.get("input"), state.get("output")
         )
     return price(
-        catalog,
-        model_name,
+        model,
         usage,
         state.get("costDetails") or {},
         state.get("modelParameters"),

@@ -67,14 +67,13 @@ class Catalog:
 
 
 def price(
-    catalog: Catalog,
-    model_name: str | None,
+    model: Model | None,
     usage: dict[str, int],
     provided_cost: dict[str, float],
     model_parameters: dict[str, Any] | None,
     metadata: dict[str, Any] | None,
 ) -> Priced:
-    model = catalog.match(model_name) if model_name else None
+    """Cost of `usage` with the matched model (`Catalog.match`), unless the client gave one."""
     model_id = model.id if model else None
     if provided_cost:
         cost = dict(provided_cost)
