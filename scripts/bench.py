@@ -154,9 +154,10 @@ def otlp_template(spans: int = SPANS_PER_EXPORT) -> bytes:
     return request.SerializeToString()
 
 
-def fresh_export(template: bytes) -> tuple[str, bytes]:
-    """(trace id, gzipped export) with new trace and span ids: cheap enough for the load loop."""
-    trace_id = os.urandom(16)
+def fresh_export(template: bytes, trace_id: bytes | None = None) -> tuple[str, bytes]:
+    """(trace id, gzipped export) with new span ids and a new trace id unless one is given:
+    cheap enough for the load loop."""
+    trace_id = trace_id or os.urandom(16)
     raw = template.replace(_TRACE_MARK, trace_id).replace(_SPAN_MARK, os.urandom(6))
     return trace_id.hex(), gzip.compress(raw, compresslevel=1)
 
@@ -412,16 +413,14 @@ def query_rss_mib() -> float:
 async def big_trace_rows(spans: int = 50_000) -> list[Row]:
     """One trace of 50,000 observations: the writer's memory stays bounded by its batch size
     (ConsumerSettings.max_records), not by the trace, and the trace reads back whole."""
-    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
-    template = otlp_template()
+    load, template = otlp_load(), otlp_template()
     trace_id = os.urandom(16)
     before = query_rss_mib()
     peak = before
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         for _ in range(spans // SPANS_PER_EXPORT):
-            raw = template.replace(_TRACE_MARK, trace_id).replace(_SPAN_MARK, os.urandom(6))
-            (await client.post("/api/public/otel/v1/traces", content=gzip.compress(raw, 1),
-                               headers=headers)).raise_for_status()  # fmt: skip
+            _, body = fresh_export(template, trace_id)
+            (await client.post(load.path, content=body, headers=load.headers)).raise_for_status()
             peak = max(peak, query_rss_mib())
         read, cursor = 0, ""
         while read < spans:
