@@ -33,7 +33,7 @@ class TraceStore:
         self, table: str, condition: str, params: dict[str, Any], order: str = "id"
     ) -> list[dict[str, Any]]:
         return await self._ch.select(
-            f"SELECT * FROM ({_newest(table, condition)}) ORDER BY {order}", params
+            f"SELECT * FROM {_current(table, condition)} ORDER BY {order}", params
         )
 
     async def insert(self, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -63,16 +63,14 @@ class TraceStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of entities matching `where`, and how many match in all."""
         params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
-        condition = f"project_id = {{project_id:String}} AND {where.sql()}"
+        source = _current(TABLES[kind], where.sql())
         rows, [count] = await asyncio.gather(
             self._ch.select(
-                f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition} ORDER BY {order}"
+                f"SELECT * FROM {source} ORDER BY {order}"
                 " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
                 params,
             ),
-            self._ch.select(
-                f"SELECT count() AS total FROM {TABLES[kind]} FINAL WHERE {condition}", params
-            ),
+            self._ch.select(f"SELECT count() AS total FROM {source}", params),
         )
         return rows, int(count["total"])
 
@@ -88,7 +86,7 @@ class TraceStore:
         """One page for cursor lists, and whether more follow: one query, no count."""
         params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
         rows = await self._ch.select(
-            f"SELECT * FROM ({_newest(TABLES[kind], where.sql())}) ORDER BY {order}"
+            f"SELECT * FROM {_current(TABLES[kind], where.sql())} ORDER BY {order}"
             " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
             params,
         )
@@ -104,13 +102,13 @@ class TraceStore:
                 "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
                 " max(coalesce(end_time, start_time)) AS last_end,"
                 " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
-                f" FROM ({_newest('observations', 'trace_id IN {ids:Array(String)}')})"
+                f" FROM {_current('observations', 'trace_id IN {ids:Array(String)}')}"
                 " GROUP BY trace_id",
                 params,
             ),
             self._ch.select(
                 "SELECT trace_id, groupArray(id) AS ids"
-                f" FROM ({_newest('scores', 'trace_id IN {ids:Array(String)}')})"
+                f" FROM {_current('scores', 'trace_id IN {ids:Array(String)}')}"
                 " GROUP BY trace_id",
                 params,
             ),
@@ -134,7 +132,6 @@ class TraceStore:
         if environments:
             where.add("environment IN {environments:Array(String)}", environments=environments)
         params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
-        condition = f"project_id = {{project_id:String}} AND {where.sql()}"
         having = []
         if since is not None:
             having.append("created_at >= {since:DateTime64(3, 'UTC')}")
@@ -145,7 +142,7 @@ class TraceStore:
         having_sql = f" HAVING {' AND '.join(having)}" if having else ""
         grouped = (
             "SELECT session_id AS id, min(timestamp) AS created_at, any(environment) AS environment"
-            f" FROM traces FINAL WHERE {condition} GROUP BY session_id{having_sql}"
+            f" FROM {_current('traces', where.sql())} GROUP BY session_id{having_sql}"
         )
         rows = await self._ch.select(
             f"{grouped} ORDER BY created_at DESC, id"
@@ -171,12 +168,12 @@ class TraceStore:
         await self._ch.execute(_TOMBSTONES.format(table="scores", column="id"), params)
 
 
-def _newest(table: str, condition: str) -> str:
-    """The current version of each row of the project matching `condition`; FINAL leaves out
-    rows whose newest version is a tombstone. Lookups stay cheap because FINAL merges only the
-    granules the condition selects: traces are sorted by id, observations by trace, and the
-    skip indexes (id, trace id) narrow the rest."""
-    return f"SELECT * FROM {table} FINAL WHERE project_id = {{project_id:String}} AND {condition}"
+def _current(table: str, condition: str) -> str:
+    """The FROM and WHERE of every read: the current version of each of the project's rows
+    matching `condition`; FINAL leaves out rows whose newest version is a tombstone. Lookups
+    stay cheap because FINAL merges only the granules the condition selects: traces are sorted
+    by id, observations by trace, and the skip indexes (id, trace id) narrow the rest."""
+    return f"{table} FINAL WHERE project_id = {{project_id:String}} AND {condition}"
 
 
 _TOMBSTONES = (
