@@ -22,28 +22,85 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from libs.common.gen.obs.common.v1 import common_pb2 as obs_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18obs/evals/v1/evals.proto\x12\x0cobs.evals.v1\x1a\x1aobs/common/v1/common.proto\"*\n\x15GetScoreConfigRequest\x12\x11\n\tconfig_id\x18\x01 \x01(\t\"-\n\x16GetScoreConfigResponse\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"C\n\x17ListScoreConfigsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\"W\n\x18ListScoreConfigsResponse\x12\x14\n\x0c\x63onfigs_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\"/\n\x18\x43reateScoreConfigRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"0\n\x19\x43reateScoreConfigResponse\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\x32\xb4\x02\n\x0c\x45valsService\x12[\n\x0eGetScoreConfig\x12#.obs.evals.v1.GetScoreConfigRequest\x1a$.obs.evals.v1.GetScoreConfigResponse\x12\x61\n\x10ListScoreConfigs\x12%.obs.evals.v1.ListScoreConfigsRequest\x1a&.obs.evals.v1.ListScoreConfigsResponse\x12\x64\n\x11\x43reateScoreConfig\x12&.obs.evals.v1.CreateScoreConfigRequest\x1a\'.obs.evals.v1.CreateScoreConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18obs/evals/v1/evals.proto\x12\x0cobs.evals.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aobs/common/v1/common.proto\"*\n\x15GetScoreConfigRequest\x12\x11\n\tconfig_id\x18\x01 \x01(\t\"-\n\x16GetScoreConfigResponse\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"C\n\x17ListScoreConfigsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\"W\n\x18ListScoreConfigsResponse\x12\x14\n\x0c\x63onfigs_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\"-\n\x18\x43reateScoreConfigRequest\x12\x11\n\tbody_json\x18\x01 \x01(\x0c\"0\n\x19\x43reateScoreConfigResponse\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\"@\n\x18UpdateScoreConfigRequest\x12\x11\n\tconfig_id\x18\x01 \x01(\t\x12\x11\n\tbody_json\x18\x02 \x01(\x0c\"0\n\x19UpdateScoreConfigResponse\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\x0c\")\n\x14UpsertDatasetRequest\x12\x11\n\tbody_json\x18\x01 \x01(\x0c\"-\n\x15UpsertDatasetResponse\x12\x14\n\x0c\x64\x61taset_json\x18\x01 \x01(\x0c\")\n\x11GetDatasetRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x01 \x01(\t\"*\n\x12GetDatasetResponse\x12\x14\n\x0c\x64\x61taset_json\x18\x01 \x01(\x0c\"?\n\x13ListDatasetsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\"T\n\x14ListDatasetsResponse\x12\x15\n\rdatasets_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\",\n\x14\x44\x65leteDatasetRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteDatasetResponse\"-\n\x18UpsertDatasetItemRequest\x12\x11\n\tbody_json\x18\x01 \x01(\x0c\".\n\x19UpsertDatasetItemResponse\x12\x11\n\titem_json\x18\x01 \x01(\x0c\"(\n\x15GetDatasetItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"+\n\x16GetDatasetItemResponse\x12\x11\n\titem_json\x18\x01 \x01(\x0c\"\xbe\x01\n\x17ListDatasetItemsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x02 \x01(\t\x12\x17\n\x0fsource_trace_id\x18\x03 \x01(\t\x12\x1d\n\x15source_observation_id\x18\x04 \x01(\t\x12+\n\x07version\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x18ListDatasetItemsResponse\x12\x12\n\nitems_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\"+\n\x18\x44\x65leteDatasetItemRequest\x12\x0f\n\x07item_id\x18\x01 \x01(\t\"\x1b\n\x19\x44\x65leteDatasetItemResponse\"0\n\x1b\x43reateDatasetRunItemRequest\x12\x11\n\tbody_json\x18\x01 \x01(\x0c\"5\n\x1c\x43reateDatasetRunItemResponse\x12\x15\n\rrun_item_json\x18\x01 \x01(\x0c\"l\n\x1aListDatasetRunItemsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x10\n\x08run_name\x18\x03 \x01(\t\"\\\n\x1bListDatasetRunItemsResponse\x12\x16\n\x0erun_items_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\"X\n\x16ListDatasetRunsRequest\x12(\n\x04page\x18\x01 \x01(\x0b\x32\x1a.obs.common.v1.PageRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x02 \x01(\t\"S\n\x17ListDatasetRunsResponse\x12\x11\n\truns_json\x18\x01 \x03(\x0c\x12%\n\x04meta\x18\x02 \x01(\x0b\x32\x17.obs.common.v1.PageMeta\">\n\x14GetDatasetRunRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\")\n\x15GetDatasetRunResponse\x12\x10\n\x08run_json\x18\x01 \x01(\x0c\"A\n\x17\x44\x65leteDatasetRunRequest\x12\x14\n\x0c\x64\x61taset_name\x18\x01 \x01(\t\x12\x10\n\x08run_name\x18\x02 \x01(\t\"\x1a\n\x18\x44\x65leteDatasetRunResponse2\xfa\x0c\n\x0c\x45valsService\x12[\n\x0eGetScoreConfig\x12#.obs.evals.v1.GetScoreConfigRequest\x1a$.obs.evals.v1.GetScoreConfigResponse\x12\x61\n\x10ListScoreConfigs\x12%.obs.evals.v1.ListScoreConfigsRequest\x1a&.obs.evals.v1.ListScoreConfigsResponse\x12\x64\n\x11\x43reateScoreConfig\x12&.obs.evals.v1.CreateScoreConfigRequest\x1a\'.obs.evals.v1.CreateScoreConfigResponse\x12\x64\n\x11UpdateScoreConfig\x12&.obs.evals.v1.UpdateScoreConfigRequest\x1a\'.obs.evals.v1.UpdateScoreConfigResponse\x12X\n\rUpsertDataset\x12\".obs.evals.v1.UpsertDatasetRequest\x1a#.obs.evals.v1.UpsertDatasetResponse\x12O\n\nGetDataset\x12\x1f.obs.evals.v1.GetDatasetRequest\x1a .obs.evals.v1.GetDatasetResponse\x12U\n\x0cListDatasets\x12!.obs.evals.v1.ListDatasetsRequest\x1a\".obs.evals.v1.ListDatasetsResponse\x12X\n\rDeleteDataset\x12\".obs.evals.v1.DeleteDatasetRequest\x1a#.obs.evals.v1.DeleteDatasetResponse\x12\x64\n\x11UpsertDatasetItem\x12&.obs.evals.v1.UpsertDatasetItemRequest\x1a\'.obs.evals.v1.UpsertDatasetItemResponse\x12[\n\x0eGetDatasetItem\x12#.obs.evals.v1.GetDatasetItemRequest\x1a$.obs.evals.v1.GetDatasetItemResponse\x12\x61\n\x10ListDatasetItems\x12%.obs.evals.v1.ListDatasetItemsRequest\x1a&.obs.evals.v1.ListDatasetItemsResponse\x12\x64\n\x11\x44\x65leteDatasetItem\x12&.obs.evals.v1.DeleteDatasetItemRequest\x1a\'.obs.evals.v1.DeleteDatasetItemResponse\x12m\n\x14\x43reateDatasetRunItem\x12).obs.evals.v1.CreateDatasetRunItemRequest\x1a*.obs.evals.v1.CreateDatasetRunItemResponse\x12j\n\x13ListDatasetRunItems\x12(.obs.evals.v1.ListDatasetRunItemsRequest\x1a).obs.evals.v1.ListDatasetRunItemsResponse\x12^\n\x0fListDatasetRuns\x12$.obs.evals.v1.ListDatasetRunsRequest\x1a%.obs.evals.v1.ListDatasetRunsResponse\x12X\n\rGetDatasetRun\x12\".obs.evals.v1.GetDatasetRunRequest\x1a#.obs.evals.v1.GetDatasetRunResponse\x12\x61\n\x10\x44\x65leteDatasetRun\x12%.obs.evals.v1.DeleteDatasetRunRequest\x1a&.obs.evals.v1.DeleteDatasetRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'obs.evals.v1.evals_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSCORECONFIGREQUEST']._serialized_start=70
-  _globals['_GETSCORECONFIGREQUEST']._serialized_end=112
-  _globals['_GETSCORECONFIGRESPONSE']._serialized_start=114
-  _globals['_GETSCORECONFIGRESPONSE']._serialized_end=159
-  _globals['_LISTSCORECONFIGSREQUEST']._serialized_start=161
-  _globals['_LISTSCORECONFIGSREQUEST']._serialized_end=228
-  _globals['_LISTSCORECONFIGSRESPONSE']._serialized_start=230
-  _globals['_LISTSCORECONFIGSRESPONSE']._serialized_end=317
-  _globals['_CREATESCORECONFIGREQUEST']._serialized_start=319
-  _globals['_CREATESCORECONFIGREQUEST']._serialized_end=366
-  _globals['_CREATESCORECONFIGRESPONSE']._serialized_start=368
-  _globals['_CREATESCORECONFIGRESPONSE']._serialized_end=416
-  _globals['_EVALSSERVICE']._serialized_start=419
-  _globals['_EVALSSERVICE']._serialized_end=727
+  _globals['_GETSCORECONFIGREQUEST']._serialized_start=103
+  _globals['_GETSCORECONFIGREQUEST']._serialized_end=145
+  _globals['_GETSCORECONFIGRESPONSE']._serialized_start=147
+  _globals['_GETSCORECONFIGRESPONSE']._serialized_end=192
+  _globals['_LISTSCORECONFIGSREQUEST']._serialized_start=194
+  _globals['_LISTSCORECONFIGSREQUEST']._serialized_end=261
+  _globals['_LISTSCORECONFIGSRESPONSE']._serialized_start=263
+  _globals['_LISTSCORECONFIGSRESPONSE']._serialized_end=350
+  _globals['_CREATESCORECONFIGREQUEST']._serialized_start=352
+  _globals['_CREATESCORECONFIGREQUEST']._serialized_end=397
+  _globals['_CREATESCORECONFIGRESPONSE']._serialized_start=399
+  _globals['_CREATESCORECONFIGRESPONSE']._serialized_end=447
+  _globals['_UPDATESCORECONFIGREQUEST']._serialized_start=449
+  _globals['_UPDATESCORECONFIGREQUEST']._serialized_end=513
+  _globals['_UPDATESCORECONFIGRESPONSE']._serialized_start=515
+  _globals['_UPDATESCORECONFIGRESPONSE']._serialized_end=563
+  _globals['_UPSERTDATASETREQUEST']._serialized_start=565
+  _globals['_UPSERTDATASETREQUEST']._serialized_end=606
+  _globals['_UPSERTDATASETRESPONSE']._serialized_start=608
+  _globals['_UPSERTDATASETRESPONSE']._serialized_end=653
+  _globals['_GETDATASETREQUEST']._serialized_start=655
+  _globals['_GETDATASETREQUEST']._serialized_end=696
+  _globals['_GETDATASETRESPONSE']._serialized_start=698
+  _globals['_GETDATASETRESPONSE']._serialized_end=740
+  _globals['_LISTDATASETSREQUEST']._serialized_start=742
+  _globals['_LISTDATASETSREQUEST']._serialized_end=805
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=807
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=891
+  _globals['_DELETEDATASETREQUEST']._serialized_start=893
+  _globals['_DELETEDATASETREQUEST']._serialized_end=937
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=939
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=962
+  _globals['_UPSERTDATASETITEMREQUEST']._serialized_start=964
+  _globals['_UPSERTDATASETITEMREQUEST']._serialized_end=1009
+  _globals['_UPSERTDATASETITEMRESPONSE']._serialized_start=1011
+  _globals['_UPSERTDATASETITEMRESPONSE']._serialized_end=1057
+  _globals['_GETDATASETITEMREQUEST']._serialized_start=1059
+  _globals['_GETDATASETITEMREQUEST']._serialized_end=1099
+  _globals['_GETDATASETITEMRESPONSE']._serialized_start=1101
+  _globals['_GETDATASETITEMRESPONSE']._serialized_end=1144
+  _globals['_LISTDATASETITEMSREQUEST']._serialized_start=1147
+  _globals['_LISTDATASETITEMSREQUEST']._serialized_end=1337
+  _globals['_LISTDATASETITEMSRESPONSE']._serialized_start=1339
+  _globals['_LISTDATASETITEMSRESPONSE']._serialized_end=1424
+  _globals['_DELETEDATASETITEMREQUEST']._serialized_start=1426
+  _globals['_DELETEDATASETITEMREQUEST']._serialized_end=1469
+  _globals['_DELETEDATASETITEMRESPONSE']._serialized_start=1471
+  _globals['_DELETEDATASETITEMRESPONSE']._serialized_end=1498
+  _globals['_CREATEDATASETRUNITEMREQUEST']._serialized_start=1500
+  _globals['_CREATEDATASETRUNITEMREQUEST']._serialized_end=1548
+  _globals['_CREATEDATASETRUNITEMRESPONSE']._serialized_start=1550
+  _globals['_CREATEDATASETRUNITEMRESPONSE']._serialized_end=1603
+  _globals['_LISTDATASETRUNITEMSREQUEST']._serialized_start=1605
+  _globals['_LISTDATASETRUNITEMSREQUEST']._serialized_end=1713
+  _globals['_LISTDATASETRUNITEMSRESPONSE']._serialized_start=1715
+  _globals['_LISTDATASETRUNITEMSRESPONSE']._serialized_end=1807
+  _globals['_LISTDATASETRUNSREQUEST']._serialized_start=1809
+  _globals['_LISTDATASETRUNSREQUEST']._serialized_end=1897
+  _globals['_LISTDATASETRUNSRESPONSE']._serialized_start=1899
+  _globals['_LISTDATASETRUNSRESPONSE']._serialized_end=1982
+  _globals['_GETDATASETRUNREQUEST']._serialized_start=1984
+  _globals['_GETDATASETRUNREQUEST']._serialized_end=2046
+  _globals['_GETDATASETRUNRESPONSE']._serialized_start=2048
+  _globals['_GETDATASETRUNRESPONSE']._serialized_end=2089
+  _globals['_DELETEDATASETRUNREQUEST']._serialized_start=2091
+  _globals['_DELETEDATASETRUNREQUEST']._serialized_end=2156
+  _globals['_DELETEDATASETRUNRESPONSE']._serialized_start=2158
+  _globals['_DELETEDATASETRUNRESPONSE']._serialized_end=2184
+  _globals['_EVALSSERVICE']._serialized_start=2187
+  _globals['_EVALSSERVICE']._serialized_end=3845
 # @@protoc_insertion_point(module_scope)

@@ -26,9 +26,11 @@ if _version_not_supported:
 
 
 class EvalsServiceStub:
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     def __init__(self, channel):
@@ -52,16 +54,89 @@ class EvalsServiceStub:
                 request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigRequest.SerializeToString,
                 response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigResponse.FromString,
                 _registered_method=True)
+        self.UpdateScoreConfig = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpdateScoreConfig',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigResponse.FromString,
+                _registered_method=True)
+        self.UpsertDataset = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpsertDataset',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetResponse.FromString,
+                _registered_method=True)
+        self.GetDataset = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetDataset',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetResponse.FromString,
+                _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListDatasets',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteDataset',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
+        self.UpsertDatasetItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpsertDatasetItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemResponse.FromString,
+                _registered_method=True)
+        self.GetDatasetItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetDatasetItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemResponse.FromString,
+                _registered_method=True)
+        self.ListDatasetItems = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListDatasetItems',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsResponse.FromString,
+                _registered_method=True)
+        self.DeleteDatasetItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteDatasetItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemResponse.FromString,
+                _registered_method=True)
+        self.CreateDatasetRunItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateDatasetRunItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemResponse.FromString,
+                _registered_method=True)
+        self.ListDatasetRunItems = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListDatasetRunItems',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsResponse.FromString,
+                _registered_method=True)
+        self.ListDatasetRuns = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListDatasetRuns',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsResponse.FromString,
+                _registered_method=True)
+        self.GetDatasetRun = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetDatasetRun',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunResponse.FromString,
+                _registered_method=True)
+        self.DeleteDatasetRun = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteDatasetRun',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.FromString,
+                _registered_method=True)
 
 
 class EvalsServiceServicer:
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     def GetScoreConfig(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Score configs.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -73,6 +148,92 @@ class EvalsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateScoreConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateScoreConfig(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertDataset(self, request, context):
+        """Datasets (upsert by name) and their items (upsert by id, versioned by time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDataset(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertDatasetItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasetItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDatasetItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateDatasetRunItem(self, request, context):
+        """Dataset runs (= experiments) and their items.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasetRunItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasetRuns(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetRun(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDatasetRun(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +257,76 @@ def add_EvalsServiceServicer_to_server(servicer, server):
                     request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigRequest.FromString,
                     response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigResponse.SerializeToString,
             ),
+            'UpdateScoreConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateScoreConfig,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigResponse.SerializeToString,
+            ),
+            'UpsertDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertDataset,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetResponse.SerializeToString,
+            ),
+            'GetDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataset,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetResponse.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'UpsertDatasetItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertDatasetItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemResponse.SerializeToString,
+            ),
+            'GetDatasetItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemResponse.SerializeToString,
+            ),
+            'ListDatasetItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasetItems,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsResponse.SerializeToString,
+            ),
+            'DeleteDatasetItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDatasetItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemResponse.SerializeToString,
+            ),
+            'CreateDatasetRunItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDatasetRunItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemResponse.SerializeToString,
+            ),
+            'ListDatasetRunItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasetRunItems,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsResponse.SerializeToString,
+            ),
+            'ListDatasetRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasetRuns,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsResponse.SerializeToString,
+            ),
+            'GetDatasetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetRun,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunResponse.SerializeToString,
+            ),
+            'DeleteDatasetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDatasetRun,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'obs.evals.v1.EvalsService', rpc_method_handlers)
@@ -105,9 +336,11 @@ def add_EvalsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class EvalsService:
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     @staticmethod
@@ -181,6 +414,384 @@ class EvalsService:
             '/obs.evals.v1.EvalsService/CreateScoreConfig',
             obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigRequest.SerializeToString,
             obs_dot_evals_dot_v1_dot_evals__pb2.CreateScoreConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateScoreConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpdateScoreConfig',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateScoreConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpsertDataset',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetDataset',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListDatasets',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteDataset',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertDatasetItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpsertDatasetItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertDatasetItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetDatasetItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasetItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListDatasetItems',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDatasetItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteDatasetItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDatasetRunItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateDatasetRunItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateDatasetRunItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasetRunItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListDatasetRunItems',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasetRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListDatasetRuns',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListDatasetRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetDatasetRun',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetDatasetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDatasetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteDatasetRun',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

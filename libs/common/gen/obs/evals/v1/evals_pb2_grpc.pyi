@@ -27,9 +27,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class EvalsServiceStub:
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     @_typing.overload
@@ -37,25 +39,63 @@ class EvalsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> EvalsServiceAsyncStub: ...
     GetScoreConfig: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetScoreConfigRequest, _evals_pb2.GetScoreConfigResponse]
+    """Score configs."""
     ListScoreConfigs: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListScoreConfigsRequest, _evals_pb2.ListScoreConfigsResponse]
     CreateScoreConfig: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateScoreConfigRequest, _evals_pb2.CreateScoreConfigResponse]
+    UpdateScoreConfig: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpdateScoreConfigRequest, _evals_pb2.UpdateScoreConfigResponse]
+    UpsertDataset: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpsertDatasetRequest, _evals_pb2.UpsertDatasetResponse]
+    """Datasets (upsert by name) and their items (upsert by id, versioned by time)."""
+    GetDataset: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRequest, _evals_pb2.GetDatasetResponse]
+    ListDatasets: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetsRequest, _evals_pb2.ListDatasetsResponse]
+    DeleteDataset: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRequest, _evals_pb2.DeleteDatasetResponse]
+    UpsertDatasetItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpsertDatasetItemRequest, _evals_pb2.UpsertDatasetItemResponse]
+    GetDatasetItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetItemRequest, _evals_pb2.GetDatasetItemResponse]
+    ListDatasetItems: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetItemsRequest, _evals_pb2.ListDatasetItemsResponse]
+    DeleteDatasetItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetItemRequest, _evals_pb2.DeleteDatasetItemResponse]
+    CreateDatasetRunItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateDatasetRunItemRequest, _evals_pb2.CreateDatasetRunItemResponse]
+    """Dataset runs (= experiments) and their items."""
+    ListDatasetRunItems: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunItemsRequest, _evals_pb2.ListDatasetRunItemsResponse]
+    ListDatasetRuns: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunsRequest, _evals_pb2.ListDatasetRunsResponse]
+    GetDatasetRun: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRunRequest, _evals_pb2.GetDatasetRunResponse]
+    DeleteDatasetRun: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRunRequest, _evals_pb2.DeleteDatasetRunResponse]
 
 @_typing.type_check_only
 class EvalsServiceAsyncStub(EvalsServiceStub):
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetScoreConfig: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetScoreConfigRequest, _evals_pb2.GetScoreConfigResponse]  # type: ignore[assignment]
+    """Score configs."""
     ListScoreConfigs: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListScoreConfigsRequest, _evals_pb2.ListScoreConfigsResponse]  # type: ignore[assignment]
     CreateScoreConfig: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateScoreConfigRequest, _evals_pb2.CreateScoreConfigResponse]  # type: ignore[assignment]
+    UpdateScoreConfig: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpdateScoreConfigRequest, _evals_pb2.UpdateScoreConfigResponse]  # type: ignore[assignment]
+    UpsertDataset: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpsertDatasetRequest, _evals_pb2.UpsertDatasetResponse]  # type: ignore[assignment]
+    """Datasets (upsert by name) and their items (upsert by id, versioned by time)."""
+    GetDataset: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRequest, _evals_pb2.GetDatasetResponse]  # type: ignore[assignment]
+    ListDatasets: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetsRequest, _evals_pb2.ListDatasetsResponse]  # type: ignore[assignment]
+    DeleteDataset: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRequest, _evals_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
+    UpsertDatasetItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpsertDatasetItemRequest, _evals_pb2.UpsertDatasetItemResponse]  # type: ignore[assignment]
+    GetDatasetItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetItemRequest, _evals_pb2.GetDatasetItemResponse]  # type: ignore[assignment]
+    ListDatasetItems: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetItemsRequest, _evals_pb2.ListDatasetItemsResponse]  # type: ignore[assignment]
+    DeleteDatasetItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetItemRequest, _evals_pb2.DeleteDatasetItemResponse]  # type: ignore[assignment]
+    CreateDatasetRunItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateDatasetRunItemRequest, _evals_pb2.CreateDatasetRunItemResponse]  # type: ignore[assignment]
+    """Dataset runs (= experiments) and their items."""
+    ListDatasetRunItems: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunItemsRequest, _evals_pb2.ListDatasetRunItemsResponse]  # type: ignore[assignment]
+    ListDatasetRuns: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunsRequest, _evals_pb2.ListDatasetRunsResponse]  # type: ignore[assignment]
+    GetDatasetRun: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRunRequest, _evals_pb2.GetDatasetRunResponse]  # type: ignore[assignment]
+    DeleteDatasetRun: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRunRequest, _evals_pb2.DeleteDatasetRunResponse]  # type: ignore[assignment]
 
 class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Score configs, datasets, experiments, annotation queues and LLM-as-a-judge. This first contract
-    holds score configs, which score validation needs; the evals issues grow it.
-    The project scope travels in call metadata (see libs/common/scope.py).
+    """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
+    queues and LLM-as-a-judge). Entities travel as Langfuse-shaped JSON documents (`*_json`), the
+    public API's shape, since their input, output and metadata are arbitrary JSON; request bodies
+    (`body_json`) are the public API's bodies, validated here.
+    The project scope travels in call metadata (see libs/common/scope.py), never in the message.
     """
 
     @_abc_1.abstractmethod
@@ -63,7 +103,8 @@ class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _evals_pb2.GetScoreConfigRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_evals_pb2.GetScoreConfigResponse, _abc.Awaitable[_evals_pb2.GetScoreConfigResponse]]: ...
+    ) -> _typing.Union[_evals_pb2.GetScoreConfigResponse, _abc.Awaitable[_evals_pb2.GetScoreConfigResponse]]:
+        """Score configs."""
 
     @_abc_1.abstractmethod
     def ListScoreConfigs(
@@ -78,5 +119,105 @@ class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _evals_pb2.CreateScoreConfigRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_evals_pb2.CreateScoreConfigResponse, _abc.Awaitable[_evals_pb2.CreateScoreConfigResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateScoreConfig(
+        self,
+        request: _evals_pb2.UpdateScoreConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpdateScoreConfigResponse, _abc.Awaitable[_evals_pb2.UpdateScoreConfigResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpsertDataset(
+        self,
+        request: _evals_pb2.UpsertDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpsertDatasetResponse, _abc.Awaitable[_evals_pb2.UpsertDatasetResponse]]:
+        """Datasets (upsert by name) and their items (upsert by id, versioned by time)."""
+
+    @_abc_1.abstractmethod
+    def GetDataset(
+        self,
+        request: _evals_pb2.GetDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetDatasetResponse, _abc.Awaitable[_evals_pb2.GetDatasetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDatasets(
+        self,
+        request: _evals_pb2.ListDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListDatasetsResponse, _abc.Awaitable[_evals_pb2.ListDatasetsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteDataset(
+        self,
+        request: _evals_pb2.DeleteDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteDatasetResponse, _abc.Awaitable[_evals_pb2.DeleteDatasetResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpsertDatasetItem(
+        self,
+        request: _evals_pb2.UpsertDatasetItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpsertDatasetItemResponse, _abc.Awaitable[_evals_pb2.UpsertDatasetItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDatasetItem(
+        self,
+        request: _evals_pb2.GetDatasetItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetDatasetItemResponse, _abc.Awaitable[_evals_pb2.GetDatasetItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDatasetItems(
+        self,
+        request: _evals_pb2.ListDatasetItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListDatasetItemsResponse, _abc.Awaitable[_evals_pb2.ListDatasetItemsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteDatasetItem(
+        self,
+        request: _evals_pb2.DeleteDatasetItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteDatasetItemResponse, _abc.Awaitable[_evals_pb2.DeleteDatasetItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateDatasetRunItem(
+        self,
+        request: _evals_pb2.CreateDatasetRunItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateDatasetRunItemResponse, _abc.Awaitable[_evals_pb2.CreateDatasetRunItemResponse]]:
+        """Dataset runs (= experiments) and their items."""
+
+    @_abc_1.abstractmethod
+    def ListDatasetRunItems(
+        self,
+        request: _evals_pb2.ListDatasetRunItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListDatasetRunItemsResponse, _abc.Awaitable[_evals_pb2.ListDatasetRunItemsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDatasetRuns(
+        self,
+        request: _evals_pb2.ListDatasetRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListDatasetRunsResponse, _abc.Awaitable[_evals_pb2.ListDatasetRunsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDatasetRun(
+        self,
+        request: _evals_pb2.GetDatasetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetDatasetRunResponse, _abc.Awaitable[_evals_pb2.GetDatasetRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteDatasetRun(
+        self,
+        request: _evals_pb2.DeleteDatasetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteDatasetRunResponse, _abc.Awaitable[_evals_pb2.DeleteDatasetRunResponse]]: ...
 
 def add_EvalsServiceServicer_to_server(servicer: EvalsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
