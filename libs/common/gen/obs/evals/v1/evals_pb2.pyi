@@ -716,3 +716,206 @@ class DeleteDatasetRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteDatasetRunResponse: _TypeAlias = DeleteDatasetRunResponse  # noqa: Y015
+
+@_typing.final
+class ListExperimentsRequest(_message.Message):
+    """Bounds are on the items' start times: from_start_time is required (Langfuse's fromStartTime)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    FROM_START_TIME_FIELD_NUMBER: _builtins.int
+    TO_START_TIME_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    NAMES_FIELD_NUMBER: _builtins.int
+    DATASET_IDS_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    SCORE_LIMIT_FIELD_NUMBER: _builtins.int
+    FILTER_JSON_FIELD_NUMBER: _builtins.int
+    score_limit: _builtins.int
+    filter_json: _builtins.str
+    """The `filter` query parameter: a JSON array of conditions on id, name and datasetId."""
+    @_builtins.property
+    def cursor(self) -> _common_pb2.CursorRequest: ...
+    @_builtins.property
+    def from_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def to_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def dataset_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field groups: core, metadata, scores."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _common_pb2.CursorRequest | None = ...,
+        from_start_time: _timestamp_pb2.Timestamp | None = ...,
+        to_start_time: _timestamp_pb2.Timestamp | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+        dataset_ids: _abc.Iterable[_builtins.str] | None = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        score_limit: _builtins.int = ...,
+        filter_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "from_start_time", b"from_start_time", "to_start_time", b"to_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "dataset_ids", b"dataset_ids", "fields", b"fields", "filter_json", b"filter_json", "from_start_time", b"from_start_time", "ids", b"ids", "names", b"names", "score_limit", b"score_limit", "to_start_time", b"to_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsRequest: _TypeAlias = ListExperimentsRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPERIMENTS_JSON_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def experiments_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def meta(self) -> _common_pb2.CursorMeta: ...
+    def __init__(
+        self,
+        *,
+        experiments_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        meta: _common_pb2.CursorMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["experiments_json", b"experiments_json", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentsResponse: _TypeAlias = ListExperimentsResponse  # noqa: Y015
+
+@_typing.final
+class ListExperimentItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURSOR_FIELD_NUMBER: _builtins.int
+    FROM_START_TIME_FIELD_NUMBER: _builtins.int
+    TO_START_TIME_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_IDS_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_NAMES_FIELD_NUMBER: _builtins.int
+    EXPERIMENT_ITEM_IDS_FIELD_NUMBER: _builtins.int
+    DATASET_IDS_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    SCORE_LIMIT_FIELD_NUMBER: _builtins.int
+    FILTER_JSON_FIELD_NUMBER: _builtins.int
+    score_limit: _builtins.int
+    filter_json: _builtins.str
+    """Conditions on experimentId, experimentName, experimentItemId and datasetId."""
+    @_builtins.property
+    def cursor(self) -> _common_pb2.CursorRequest: ...
+    @_builtins.property
+    def from_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def to_start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def experiment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def experiment_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def experiment_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def dataset_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Field groups: core, dataset, io, metadata, itemMetadata, experimentMetadata, scores."""
+
+    def __init__(
+        self,
+        *,
+        cursor: _common_pb2.CursorRequest | None = ...,
+        from_start_time: _timestamp_pb2.Timestamp | None = ...,
+        to_start_time: _timestamp_pb2.Timestamp | None = ...,
+        experiment_ids: _abc.Iterable[_builtins.str] | None = ...,
+        experiment_names: _abc.Iterable[_builtins.str] | None = ...,
+        experiment_item_ids: _abc.Iterable[_builtins.str] | None = ...,
+        dataset_ids: _abc.Iterable[_builtins.str] | None = ...,
+        fields: _abc.Iterable[_builtins.str] | None = ...,
+        score_limit: _builtins.int = ...,
+        filter_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "from_start_time", b"from_start_time", "to_start_time", b"to_start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "dataset_ids", b"dataset_ids", "experiment_ids", b"experiment_ids", "experiment_item_ids", b"experiment_item_ids", "experiment_names", b"experiment_names", "fields", b"fields", "filter_json", b"filter_json", "from_start_time", b"from_start_time", "score_limit", b"score_limit", "to_start_time", b"to_start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentItemsRequest: _TypeAlias = ListExperimentItemsRequest  # noqa: Y015
+
+@_typing.final
+class ListExperimentItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_JSON_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def meta(self) -> _common_pb2.CursorMeta: ...
+    def __init__(
+        self,
+        *,
+        items_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        meta: _common_pb2.CursorMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items_json", b"items_json", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListExperimentItemsResponse: _TypeAlias = ListExperimentItemsResponse  # noqa: Y015
+
+@_typing.final
+class GetRunResultsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """The run's (experiment's) id."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunResultsRequest: _TypeAlias = GetRunResultsRequest  # noqa: Y015
+
+@_typing.final
+class GetRunResultsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_JSON_FIELD_NUMBER: _builtins.int
+    results_json: _builtins.bytes
+    """{runId, runName, datasetId, itemCount, avgLatency, totalCost, avgTotalCost, scores: {name:
+    mean}, runScores: [ScoreV3], items: [{id, datasetItemId, traceId, observationId, latency,
+    totalCost, scores: [ScoreV3]}]}
+    """
+    def __init__(
+        self,
+        *,
+        results_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results_json", b"results_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunResultsResponse: _TypeAlias = GetRunResultsResponse  # noqa: Y015

@@ -124,6 +124,21 @@ class EvalsServiceStub:
                 request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.SerializeToString,
                 response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.FromString,
                 _registered_method=True)
+        self.ListExperiments = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListExperiments',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsResponse.FromString,
+                _registered_method=True)
+        self.ListExperimentItems = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListExperimentItems',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsResponse.FromString,
+                _registered_method=True)
+        self.GetRunResults = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetRunResults',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.FromString,
+                _registered_method=True)
 
 
 class EvalsServiceServicer:
@@ -239,6 +254,28 @@ class EvalsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListExperiments(self, request, context):
+        """Experiments: dataset runs and runs on local data, with the items the SDKs' spans and run items
+        recorded, as GET /experiments and /experiment-items list them (newest activity first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperimentItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRunResults(self, request, context):
+        """A run's results: each item with its trace's latency, total cost and scores, and the run's
+        aggregates (item count, mean latency, total cost, mean of each numeric score).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -326,6 +363,21 @@ def add_EvalsServiceServicer_to_server(servicer, server):
                     servicer.DeleteDatasetRun,
                     request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.FromString,
                     response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.SerializeToString,
+            ),
+            'ListExperiments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperiments,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsResponse.SerializeToString,
+            ),
+            'ListExperimentItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperimentItems,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsResponse.SerializeToString,
+            ),
+            'GetRunResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRunResults,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -792,6 +844,87 @@ class EvalsService:
             '/obs.evals.v1.EvalsService/DeleteDatasetRun',
             obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunRequest.SerializeToString,
             obs_dot_evals_dot_v1_dot_evals__pb2.DeleteDatasetRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperiments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListExperiments',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperimentItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListExperimentItems',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListExperimentItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRunResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetRunResults',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

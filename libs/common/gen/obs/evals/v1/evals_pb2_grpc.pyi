@@ -58,6 +58,15 @@ class EvalsServiceStub:
     ListDatasetRuns: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunsRequest, _evals_pb2.ListDatasetRunsResponse]
     GetDatasetRun: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRunRequest, _evals_pb2.GetDatasetRunResponse]
     DeleteDatasetRun: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRunRequest, _evals_pb2.DeleteDatasetRunResponse]
+    ListExperiments: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListExperimentsRequest, _evals_pb2.ListExperimentsResponse]
+    """Experiments: dataset runs and runs on local data, with the items the SDKs' spans and run items
+    recorded, as GET /experiments and /experiment-items list them (newest activity first).
+    """
+    ListExperimentItems: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListExperimentItemsRequest, _evals_pb2.ListExperimentItemsResponse]
+    GetRunResults: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetRunResultsRequest, _evals_pb2.GetRunResultsResponse]
+    """A run's results: each item with its trace's latency, total cost and scores, and the run's
+    aggregates (item count, mean latency, total cost, mean of each numeric score).
+    """
 
 @_typing.type_check_only
 class EvalsServiceAsyncStub(EvalsServiceStub):
@@ -89,6 +98,15 @@ class EvalsServiceAsyncStub(EvalsServiceStub):
     ListDatasetRuns: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListDatasetRunsRequest, _evals_pb2.ListDatasetRunsResponse]  # type: ignore[assignment]
     GetDatasetRun: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetDatasetRunRequest, _evals_pb2.GetDatasetRunResponse]  # type: ignore[assignment]
     DeleteDatasetRun: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteDatasetRunRequest, _evals_pb2.DeleteDatasetRunResponse]  # type: ignore[assignment]
+    ListExperiments: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListExperimentsRequest, _evals_pb2.ListExperimentsResponse]  # type: ignore[assignment]
+    """Experiments: dataset runs and runs on local data, with the items the SDKs' spans and run items
+    recorded, as GET /experiments and /experiment-items list them (newest activity first).
+    """
+    ListExperimentItems: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListExperimentItemsRequest, _evals_pb2.ListExperimentItemsResponse]  # type: ignore[assignment]
+    GetRunResults: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetRunResultsRequest, _evals_pb2.GetRunResultsResponse]  # type: ignore[assignment]
+    """A run's results: each item with its trace's latency, total cost and scores, and the run's
+    aggregates (item count, mean latency, total cost, mean of each numeric score).
+    """
 
 class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
@@ -219,5 +237,32 @@ class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _evals_pb2.DeleteDatasetRunRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_evals_pb2.DeleteDatasetRunResponse, _abc.Awaitable[_evals_pb2.DeleteDatasetRunResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListExperiments(
+        self,
+        request: _evals_pb2.ListExperimentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListExperimentsResponse, _abc.Awaitable[_evals_pb2.ListExperimentsResponse]]:
+        """Experiments: dataset runs and runs on local data, with the items the SDKs' spans and run items
+        recorded, as GET /experiments and /experiment-items list them (newest activity first).
+        """
+
+    @_abc_1.abstractmethod
+    def ListExperimentItems(
+        self,
+        request: _evals_pb2.ListExperimentItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListExperimentItemsResponse, _abc.Awaitable[_evals_pb2.ListExperimentItemsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetRunResults(
+        self,
+        request: _evals_pb2.GetRunResultsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetRunResultsResponse, _abc.Awaitable[_evals_pb2.GetRunResultsResponse]]:
+        """A run's results: each item with its trace's latency, total cost and scores, and the run's
+        aggregates (item count, mean latency, total cost, mean of each numeric score).
+        """
 
 def add_EvalsServiceServicer_to_server(servicer: EvalsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

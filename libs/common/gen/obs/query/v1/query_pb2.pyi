@@ -708,3 +708,78 @@ class DeleteModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteModelResponse: _TypeAlias = DeleteModelResponse  # noqa: Y015
+
+@_typing.final
+class GetTraceMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACE_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def trace_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        trace_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["trace_ids", b"trace_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTraceMetricsRequest: _TypeAlias = GetTraceMetricsRequest  # noqa: Y015
+
+@_typing.final
+class TraceMetrics(_message.Message):
+    """One trace's numbers; latency in seconds (first observation start to last end), cost in USD."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    LATENCY_FIELD_NUMBER: _builtins.int
+    TOTAL_COST_FIELD_NUMBER: _builtins.int
+    SCORES_JSON_FIELD_NUMBER: _builtins.int
+    trace_id: _builtins.str
+    latency: _builtins.float
+    total_cost: _builtins.float
+    @_builtins.property
+    def scores_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """The trace's scores (its observations' included) as ScoreV3 documents."""
+
+    def __init__(
+        self,
+        *,
+        trace_id: _builtins.str = ...,
+        latency: _builtins.float = ...,
+        total_cost: _builtins.float = ...,
+        scores_json: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency", "scores_json", b"scores_json", "total_cost", b"total_cost", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TraceMetrics: _TypeAlias = TraceMetrics  # noqa: Y015
+
+@_typing.final
+class GetTraceMetricsResponse(_message.Message):
+    """Traces that are not stored (yet) are left out."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRACES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def traces(self) -> _containers.RepeatedCompositeFieldContainer[Global___TraceMetrics]: ...
+    def __init__(
+        self,
+        *,
+        traces: _abc.Iterable[Global___TraceMetrics] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["traces", b"traces"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTraceMetricsResponse: _TypeAlias = GetTraceMetricsResponse  # noqa: Y015

@@ -108,6 +108,11 @@ class QueryServiceStub:
                 request_serializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteModelResponse.FromString,
                 _registered_method=True)
+        self.GetTraceMetrics = channel.unary_unary(
+                '/obs.query.v1.QueryService/GetTraceMetrics',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -202,6 +207,13 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTraceMetrics(self, request, context):
+        """Latency, total cost and scores of each of these traces: the numbers of experiment results.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +286,11 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.DeleteModel,
                     request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteModelRequest.FromString,
                     response_serializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'GetTraceMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTraceMetrics,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -658,6 +675,33 @@ class QueryService:
             '/obs.query.v1.QueryService/DeleteModel',
             obs_dot_query_dot_v1_dot_query__pb2.DeleteModelRequest.SerializeToString,
             obs_dot_query_dot_v1_dot_query__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTraceMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/GetTraceMetrics',
+            obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,8 @@ class QueryServiceStub:
     GetModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetModelRequest, _query_pb2.GetModelResponse]
     CreateModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.CreateModelRequest, _query_pb2.CreateModelResponse]
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]
+    GetTraceMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetTraceMetricsRequest, _query_pb2.GetTraceMetricsResponse]
+    """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -77,6 +79,8 @@ class QueryServiceAsyncStub(QueryServiceStub):
     GetModel: _aio.UnaryUnaryMultiCallable[_query_pb2.GetModelRequest, _query_pb2.GetModelResponse]  # type: ignore[assignment]
     CreateModel: _aio.UnaryUnaryMultiCallable[_query_pb2.CreateModelRequest, _query_pb2.CreateModelResponse]  # type: ignore[assignment]
     DeleteModel: _aio.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]  # type: ignore[assignment]
+    GetTraceMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetTraceMetricsRequest, _query_pb2.GetTraceMetricsResponse]  # type: ignore[assignment]
+    """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every read of traces, observations, sessions and scores, plus model definitions for cost.
@@ -183,5 +187,13 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_pb2.DeleteModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.DeleteModelResponse, _abc.Awaitable[_query_pb2.DeleteModelResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetTraceMetrics(
+        self,
+        request: _query_pb2.GetTraceMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.GetTraceMetricsResponse, _abc.Awaitable[_query_pb2.GetTraceMetricsResponse]]:
+        """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
