@@ -23,6 +23,7 @@ from services.query.filters import (
     json_filters,
     order_by,
 )
+from services.query.metrics import trace_metrics
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
 from services.query.store import TraceStore
 from services.query.views import (
@@ -283,6 +284,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             )
         self._catalogs.forget(scope.project_id)
         return query_pb2.DeleteModelResponse()
+
+    async def GetTraceMetrics(  # noqa: N802
+        self, request: query_pb2.GetTraceMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetTraceMetricsResponse:
+        project_id = scope_from(context).project_id
+        traces = await trace_metrics(self._store, project_id, list(request.trace_ids))
+        return query_pb2.GetTraceMetricsResponse(traces=traces)
 
     async def _entries(self, project_id: str) -> list[dict[str, Any]]:
         """The project's models first, then the built-in ones."""

@@ -58,6 +58,12 @@ class TraceStore:
         params = {"project_id": project_id, "trace_id": trace_id}
         return await self._latest("scores", "trace_id = {trace_id:String}", params, "timestamp, id")
 
+    async def scores_of_traces(self, project_id: str, trace_ids: list[str]) -> list[dict[str, Any]]:
+        params = {"project_id": project_id, "ids": trace_ids}
+        return await self._latest(
+            "scores", "trace_id IN {ids:Array(String)}", params, "trace_id, timestamp, id"
+        )
+
     async def page_of(
         self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
