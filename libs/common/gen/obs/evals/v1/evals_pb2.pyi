@@ -224,15 +224,21 @@ class GetDatasetRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DATASET_NAME_FIELD_NUMBER: _builtins.int
+    LEGACY_V1_FIELD_NUMBER: _builtins.int
     dataset_name: _builtins.str
+    legacy_v1: _builtins.bool
+    """Langfuse's legacy v1 shape (GET /datasets/{name}): adds `items` (the active ones) and `runs`
+    (run names).
+    """
     def __init__(
         self,
         *,
         dataset_name: _builtins.str = ...,
+        legacy_v1: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_name", b"dataset_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset_name", b"dataset_name", "legacy_v1", b"legacy_v1"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -262,16 +268,20 @@ class ListDatasetsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_FIELD_NUMBER: _builtins.int
+    LEGACY_V1_FIELD_NUMBER: _builtins.int
+    legacy_v1: _builtins.bool
+    """Langfuse's legacy v1 shape (GET /datasets): adds `items` (item ids) and `runs` (run names)."""
     @_builtins.property
     def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
         self,
         *,
         page: _common_pb2.PageRequest | None = ...,
+        legacy_v1: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legacy_v1", b"legacy_v1", "page", b"page"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
