@@ -1,12 +1,15 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import GrpcServiceSettings
+from libs.common.config import GrpcServiceSettings, env
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvalsConfig(GrpcServiceSettings):
     database_url: str
+    # The query service (`host:port`), read without the prefix like the gateway's: evals asks it
+    # for what lives in ClickHouse (an observation's trace) and never reads ClickHouse itself.
+    query_addr: str = env("QUERY_ADDR")
     grpc_port: int = 50054
 
 
