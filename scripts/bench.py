@@ -96,7 +96,7 @@ async def prompts_service_rows() -> list[Row]:
     metadata = ProjectScope(ENV["LANGFUSE_INIT_PROJECT_ID"]).metadata()
     name = f"bench-{uuid.uuid4().hex[:8]}"
     get = prompts_pb2.GetPromptRequest(name=name, resolve=True)
-    async with make_channel(ENV["PROMPTS_ADDR"]) as channel:
+    async with make_channel(ENV["PROMPTS_ADDR"], token=ENV["INTERNAL_AUTH_TOKEN"]) as channel:
         stub = prompts_pb2_grpc.PromptsServiceStub(channel)
         for text in ("one", "two"):
             create = prompts_pb2.CreatePromptRequest(name=name, text=text, labels=["production"])

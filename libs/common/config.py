@@ -27,10 +27,32 @@ def env(name: str, default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"env": name})
 
 
+# Shorter secrets are refused at start: the token is all that stands between a pod of the
+# cluster and every project's data.
+MIN_INTERNAL_TOKEN_LENGTH = 16
+
+
+# Not slotted, so a service config can combine it with the other settings.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class InternalAuthSettings:
+    """The secret every service presents to, and requires from, its gRPC peers (libs/common/rpc.py).
+    One value shared by all services of a deployment."""
+
+    internal_auth_token: str = env("INTERNAL_AUTH_TOKEN")
+
+    def __post_init__(self) -> None:
+        if len(self.internal_auth_token) < MIN_INTERNAL_TOKEN_LENGTH:
+            raise ConfigError(
+                f"invalid configuration: INTERNAL_AUTH_TOKEN must be at least "
+                f"{MIN_INTERNAL_TOKEN_LENGTH} characters"
+            )
+
+
 # Not slotted, so a service config can combine it with KafkaClientSettings.
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class GrpcServiceSettings:
-    """What every gRPC backend's config has, read with that service's prefix."""
+class GrpcServiceSettings(InternalAuthSettings):
+    """What every gRPC backend's config has, read with that service's prefix (the internal token
+    without one)."""
 
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50051

@@ -1,12 +1,19 @@
 """gRPC plumbing shared by the backend services: server bootstrap and client channels.
 
 A server gets the standard health service (one status per service name plus the overall ""),
-reflection, one interceptor that maps domain errors to status codes and binds log context, a
-deadline on every handler, and a graceful drain: on stop it reports NOT_SERVING, refuses new calls
-and lets in-flight ones finish within the grace period.
+reflection, one interceptor that authenticates internal callers, maps domain errors to status codes
+and binds log context, a deadline on every handler, and a graceful drain: on stop it reports
+NOT_SERVING, refuses new calls and lets in-flight ones finish within the grace period.
+
+Internal authentication: every call but health and reflection must carry the deployment's shared
+secret (INTERNAL_AUTH_TOKEN, see libs/common/config.py) in `x-obs-internal-token` metadata, checked
+in constant time; without it the call is UNAUTHENTICATED and no handler runs, so project scope in
+metadata is only trusted from the services themselves. `make_channel` attaches the token to every
+call. Health and reflection stay open for Kubernetes probes and `make health`.
 """
 
 import asyncio
+import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +39,21 @@ _STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
+INTERNAL_TOKEN_KEY = "x-obs-internal-token"
+# Services any caller may use: the standard health checks and reflection (descriptors only).
+_OPEN_SERVICES = (
+    f"/{health.SERVICE_NAME}/",
+    f"/{reflection.SERVICE_NAME}/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+# A refusal must be a handler of the same kind as the one it replaces.
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
 # Handlers without a client deadline still end: a stuck store call must not pin a worker forever.
 DEFAULT_DEADLINE_SECONDS = 30.0
 
@@ -44,8 +66,23 @@ def status_for(exc: errors.DomainError) -> grpc.StatusCode:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Binds request/project ids to the log context, bounds the handler by the call's deadline,
-    maps DomainError to its status code, and records latency per method and code."""
+    """Refuses calls without the internal token (health and reflection excepted), binds
+    request/project ids to the log context, bounds the handler by the call's deadline, maps
+    DomainError to its status code, and records latency per method and code."""
+
+    def __init__(self, token: str) -> None:
+        # An empty token would match calls that carry none.
+        if not token:
+            raise ValueError("the internal auth token must not be empty")
+        self._token = token.encode()
+
+    def _authenticated(self, method: str, metadata: dict[str, Any]) -> bool:
+        if method.startswith(_OPEN_SERVICES):
+            return True
+        given = metadata.get(INTERNAL_TOKEN_KEY, "")
+        if not isinstance(given, str):
+            return False
+        return hmac.compare_digest(given.encode(), self._token)
 
     async def intercept_service(
         self,
@@ -53,11 +90,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
-        inner = handler.unary_unary
         method: str = details.method
         metadata = dict(details.invocation_metadata or ())
+        if not self._authenticated(method, metadata):
+            log.warning("rpc_unauthenticated", rpc=method)
+            return _refusal(handler)
+        if handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -91,6 +133,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
+def _refusal(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A handler of the same kind that answers UNAUTHENTICATED without running the real one."""
+
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal authentication required")
+
+    make = _HANDLER_KINDS[(handler.request_streaming, handler.response_streaming)]
+    return make(
+        refuse,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 # (generated add_XServicer_to_server, the servicer, the service's full proto name)
 Binding = tuple[Callable[[Any, grpc.aio.Server], None], object, str]
 
@@ -122,9 +178,10 @@ class GrpcServer:
         await self.server.stop(grace_seconds)
 
 
-def make_server(bindings: Iterable[Binding], host: str, port: int) -> GrpcServer:
+def make_server(bindings: Iterable[Binding], host: str, port: int, *, token: str) -> GrpcServer:
+    """A server whose calls (health and reflection excepted) must carry `token`."""
     server = grpc.aio.server(
-        interceptors=[ServerInterceptor()],
+        interceptors=[ServerInterceptor(token)],
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -165,10 +222,35 @@ _SERVICE_CONFIG = """{
 }"""
 
 
-def make_channel(address: str) -> grpc.aio.Channel:
-    """A client channel to a peer service; callers pass a `timeout` on every call."""
+class _AttachToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds the internal token to the metadata of every call made on a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Awaitable[Any]],
+        details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        metadata[INTERNAL_TOKEN_KEY] = self._token
+        return await continuation(details._replace(metadata=metadata), request)
+
+
+def make_channel(address: str, *, token: str) -> grpc.aio.Channel:
+    """A client channel to a peer service that presents the internal `token` on every call
+    (INTERNAL_AUTH_TOKEN); callers pass a `timeout` on every call."""
+    if not token:
+        raise ValueError("the internal auth token must not be empty")
+    return _channel(address, [_AttachToken(token)])
+
+
+def _channel(address: str, interceptors: list[grpc.aio.ClientInterceptor]) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         address,
+        interceptors=interceptors,
         options=[
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
@@ -180,8 +262,9 @@ def make_channel(address: str) -> grpc.aio.Channel:
 
 
 async def check_health(address: str, timeout: float = 2.0) -> str:
-    """The overall health status name of the server at `address` ("UNREACHABLE" if none)."""
-    async with make_channel(address) as channel:
+    """The overall health status name of the server at `address` ("UNREACHABLE" if none).
+    Health needs no token, so this works from any process (probes, `make health`)."""
+    async with _channel(address, []) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)

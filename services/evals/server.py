@@ -23,7 +23,7 @@ async def run(cfg: EvalsConfig) -> None:
     try:
         servicer = EvalsServicer(pool)
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
-        server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
+        server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
         await server.serve(stop, cfg.drain_seconds)
     finally:
         await pool.close()

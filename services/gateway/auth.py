@@ -2,14 +2,17 @@
 
 Basic `public:secret` finds the key by the hash of its secret (Langfuse does the same; a mismatched
 public key is tolerated). Bearer `public` alone grants score creation only. Results are cached
-in-process for a short time, so a burst of SDK requests costs one database lookup.
+in-process for a short time, so a burst of SDK requests costs one database lookup. Successes and
+failures live in separate bounded caches: a flood of made-up credentials fills only the failure
+cache (and costs one lookup per distinct header every few seconds), never evicting a valid key.
 """
 
 import base64
-import binascii
 import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import structlog
 
@@ -22,9 +25,38 @@ log = structlog.get_logger()
 
 _HINT = ". Confirm that you've configured the correct host."
 ORG_KEY_MESSAGE = "Project ID not found for API token. Are you using an organization key?"
-# A failed lookup is cached briefly too, so a flood of bad credentials cannot flood the database.
+# A failed lookup is cached briefly too, so retries of a bad credential cannot flood the database.
 _NEGATIVE_CACHE_SECONDS = 5.0
 _MAX_CACHED = 10_000
+
+V = TypeVar("V")
+
+
+class ExpiringLru(Generic[V]):
+    """At most `size` entries, each valid until its deadline; the least recently used goes first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, now: float) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] < now:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: str, value: V, until: float) -> None:
+        self._entries[key] = (until, value)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,28 +76,32 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, store: ProjectStore, salt: str, cache_seconds: float) -> None:
+    def __init__(
+        self, store: ProjectStore, salt: str, cache_seconds: float, max_cached: int = _MAX_CACHED
+    ) -> None:
         self._store = store
         self._salt = salt
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal | ApiError]] = {}
+        self.successes: ExpiringLru[Principal] = ExpiringLru(max_cached)
+        self.failures: ExpiringLru[ApiError] = ExpiringLru(max_cached)
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
             raise ApiError(401, "No authorization header" + _HINT)
         cache_key = hashlib.sha256(header.encode()).hexdigest()
         now = time.monotonic()
-        cached = self._cache.get(cache_key)
-        if cached is None or cached[0] < now:
-            result = await self._resolve(header)
-            ttl = _NEGATIVE_CACHE_SECONDS if isinstance(result, ApiError) else self._cache_seconds
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            cached = (now + ttl, result)
-            self._cache[cache_key] = cached
-        if isinstance(cached[1], ApiError):
-            raise cached[1]
-        return cached[1]
+        principal = self.successes.get(cache_key, now)
+        if principal is not None:
+            return principal
+        failure = self.failures.get(cache_key, now)
+        if failure is not None:
+            raise failure
+        result = await self._resolve(header)
+        if isinstance(result, ApiError):
+            self.failures.put(cache_key, result, now + _NEGATIVE_CACHE_SECONDS)
+            raise result
+        self.successes.put(cache_key, result, now + self._cache_seconds)
+        return result
 
     async def _resolve(self, header: str) -> Principal | ApiError:
         kind, _, credentials = header.strip().partition(" ")
@@ -83,7 +119,8 @@ class Authenticator:
     async def _basic(self, credentials: str) -> Principal | ApiError:
         try:
             decoded = base64.b64decode(credentials, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        # binascii.Error and UnicodeDecodeError, and the ValueError of non-ASCII input.
+        except ValueError:
             return ApiError(401, "Invalid authorization header" + _HINT)
         public_key, sep, secret_key = decoded.partition(":")
         if not sep or not public_key or not secret_key:

@@ -24,8 +24,10 @@ class Backends:
             await channel.close()
 
 
-def connect(ingestion: str, query: str, prompts: str, evals: str) -> Backends:
-    channels = tuple(make_channel(address) for address in (ingestion, query, prompts, evals))
+def connect(ingestion: str, query: str, prompts: str, evals: str, *, token: str) -> Backends:
+    """Channels to the four backends, presenting the internal `token` on every call."""
+    addresses = (ingestion, query, prompts, evals)
+    channels = tuple(make_channel(address, token=token) for address in addresses)
     return Backends(
         ingestion=ingestion_pb2_grpc.IngestionServiceStub(channels[0]),
         query=query_pb2_grpc.QueryServiceStub(channels[1]),

@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import env
+from libs.common.config import InternalAuthSettings, env
 from libs.common.kafka import KafkaClientSettings
 
 
@@ -18,11 +18,12 @@ class InitSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayConfig(KafkaClientSettings):
+class GatewayConfig(KafkaClientSettings, InternalAuthSettings):
     database_url: str
     # Server-side key for hashing API secrets; changing it invalidates every stored key.
     api_key_salt: str
-    # The gateway's own Redis keys: the prompt response cache and its generation tokens.
+    # The gateway's own Redis keys: the prompt response cache and its generation tokens, and the
+    # rate limits' buckets.
     redis_url: str
     ingestion_addr: str = env("INGESTION_ADDR")
     query_addr: str = env("QUERY_ADDR")
@@ -37,6 +38,13 @@ class GatewayConfig(KafkaClientSettings):
     # balancers stop routing here first.
     drain_seconds: float = 5.0
     backend_timeout_seconds: float = 30.0
+    # Per-project token buckets in Redis (services/gateway/ratelimit.py): requests per second and
+    # burst, one pair for ingestion (/ingestion, /otel, POST /scores), one for every other
+    # authenticated route. A rate of 0 turns that limit off.
+    rate_limit_ingestion_per_second: float = 1000.0
+    rate_limit_ingestion_burst: int = 2000
+    rate_limit_api_per_second: float = 500.0
+    rate_limit_api_burst: int = 1000
 
 
 def load_gateway_config() -> GatewayConfig:

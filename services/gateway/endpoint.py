@@ -14,6 +14,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.errors import ApiError
+from services.gateway.ratelimit import bucket_of, too_many_requests
 from services.gateway.state import GatewayState
 
 Handler = Callable[[Request, ProjectScope], Awaitable[Response]]
@@ -27,13 +28,17 @@ def state_of(request: Request) -> GatewayState:
 def endpoint(
     handler: Handler, *, scores_only: bool = False
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wraps a project route: authenticates the key and passes its project scope on.
-    `scores_only` routes also accept a Bearer public key (score creation)."""
+    """Wraps a project route: authenticates the key, applies the project's rate limit and passes
+    its project scope on. `scores_only` routes also accept a Bearer public key (score creation)."""
 
     async def authenticated(request: Request) -> Response:
         state = state_of(request)
         principal = await state.authenticator.authenticate(request.headers.get("authorization"))
-        return await handler(request, principal.project_scope(scores_only=scores_only))
+        scope = principal.project_scope(scores_only=scores_only)
+        retry_after = await state.rate_limiter.retry_after(scope.project_id, bucket_of(request))
+        if retry_after is not None:
+            return too_many_requests(retry_after)
+        return await handler(request, scope)
 
     return authenticated
 

@@ -26,6 +26,7 @@ from services.gateway.config import GatewayConfig, load_init_settings
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
+from services.gateway.ratelimit import REDIS_TIMEOUT_SECONDS, RateLimiter, limits
 from services.gateway.routes import all_routes
 from services.gateway.routes.prompts import PromptChangeListener
 from services.gateway.state import GatewayState
@@ -64,13 +65,24 @@ async def run(cfg: GatewayConfig) -> None:
         stack.push_async_callback(pool.close)
         cache_client = redis.from_url(cfg.redis_url)
         stack.push_async_callback(cache_client.aclose)
+        # Its own client with short timeouts: a stalled Redis must not stall every request.
+        limiter_client = redis.from_url(
+            cfg.redis_url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        stack.push_async_callback(limiter_client.aclose)
         producer = make_producer(cfg.kafka, client_id="gateway")
         await producer.start()
         stack.push_async_callback(producer.stop)
         store = ProjectStore(pool)
         await apply_init(store, load_init_settings(), cfg.api_key_salt)
         backends = clients.connect(
-            cfg.ingestion_addr, cfg.query_addr, cfg.prompts_addr, cfg.evals_addr
+            cfg.ingestion_addr,
+            cfg.query_addr,
+            cfg.prompts_addr,
+            cfg.evals_addr,
+            token=cfg.internal_auth_token,
         )
         stack.push_async_callback(backends.close)
         state = GatewayState(
@@ -80,6 +92,7 @@ async def run(cfg: GatewayConfig) -> None:
             backend_timeout=cfg.backend_timeout_seconds,
             version=VERSION,
             prompt_cache=GenerationCache(cache_client, "gateway.prompts"),
+            rate_limiter=RateLimiter(limiter_client, limits(cfg)),
         )
         # Prompt writes made without this gateway (another service over gRPC) reach its cache
         # through the change topic.

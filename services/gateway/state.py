@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from libs.common.gencache import GenerationCache
 from services.gateway.auth import Authenticator
 from services.gateway.clients import Backends
+from services.gateway.ratelimit import RateLimiter
 from services.gateway.store import ProjectStore
 
 
@@ -17,5 +18,6 @@ class GatewayState:
     version: str
     # Prompt responses by project; see routes/prompts.py for how it stays fresh.
     prompt_cache: GenerationCache
+    rate_limiter: RateLimiter
     # Set on SIGTERM: /ready then fails so traffic drains away before the server stops.
     draining: bool = field(default=False)

@@ -28,7 +28,12 @@ async def run(cfg: IngestionConfig) -> None:
         stack.push_async_callback(producer.stop)
         servicer = IngestionServicer(event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS))
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
-        server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
+        server = make_server(
+            [(add, servicer, SERVICE_NAME)],
+            cfg.grpc_host,
+            cfg.grpc_port,
+            token=cfg.internal_auth_token,
+        )
         cleaner = BatchConsumer(
             cleaner_settings(cfg.kafka), decode_notice, EventLogCleaner(event_log).handle, producer
         )

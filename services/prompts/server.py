@@ -39,7 +39,12 @@ async def run(cfg: PromptsConfig) -> None:
         cache = GenerationCache(client, "prompts")
         servicer = PromptsServicer(PromptStore(pool), cache, producer, cfg.kafka)
         add = prompts_pb2_grpc.add_PromptsServiceServicer_to_server
-        server = make_server([(add, servicer, SERVICE_NAME)], cfg.grpc_host, cfg.grpc_port)
+        server = make_server(
+            [(add, servicer, SERVICE_NAME)],
+            cfg.grpc_host,
+            cfg.grpc_port,
+            token=cfg.internal_auth_token,
+        )
         listener = BatchConsumer(
             listener_settings(cfg.kafka, "prompts"),
             decode_change,

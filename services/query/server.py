@@ -42,7 +42,7 @@ async def run(cfg: QueryConfig) -> None:
     deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
     servicer = QueryServicer(store, models, catalogs, deletions)
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
-    server = make_server([binding], cfg.grpc_host, cfg.grpc_port)
+    server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
     writer = BatchConsumer(
         writer_settings(cfg.kafka), decode_events, EventWriter(store, catalogs).write, producer
     )

@@ -4,6 +4,7 @@ ports, with their own databases, chDB directory and bucket, on the engines of sc
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -71,6 +72,9 @@ def stack_env(tmp: Path) -> dict[str, str]:
             "LOG_LEVEL": "WARNING",
             # Topics and groups of its own, so a running dev stack never takes this stack's events.
             "KAFKA_NAMESPACE": f"e2e{run_id}.",
+            # A secret of its own, so no other stack's services are accepted; dev.env puts
+            # every listener on loopback.
+            "INTERNAL_AUTH_TOKEN": secrets.token_urlsafe(24),
             "GATEWAY_HTTP_PORT": str(ports["gateway"]),
             "GATEWAY_DRAIN_SECONDS": "1",
             "GATEWAY_DATABASE_URL": f"{pg}/e2e_{run_id}_gateway",
@@ -90,6 +94,7 @@ def stack_env(tmp: Path) -> dict[str, str]:
     for name in ("ingestion", "query", "prompts", "evals"):
         env[f"{name.upper()}_GRPC_PORT"] = str(ports[name])
         env[f"{name.upper()}_ADDR"] = f"127.0.0.1:{ports[name]}"
+    env["INGESTION_EVALS_ADDR"] = env["EVALS_ADDR"]
     for name in SERVICES:
         env[f"{name.upper()}_METRICS_PORT"] = "0"
     return env

@@ -133,7 +133,9 @@ async def test_composition_is_checked_on_create_and_resolved_on_read(stack: Stac
 async def test_internal_services_compile_prompts_over_grpc(stack: Stack) -> None:
     name = f"grpc/{uuid.uuid4().hex[:8]}"
     metadata = ProjectScope(PROJECT_ID).metadata()
-    async with make_channel(stack.env["PROMPTS_ADDR"]) as channel:
+    async with make_channel(
+        stack.env["PROMPTS_ADDR"], token=stack.env["INTERNAL_AUTH_TOKEN"]
+    ) as channel:
         stub = prompts_pb2_grpc.PromptsServiceStub(channel)
         created = await stub.CreatePrompt(
             prompts_pb2.CreatePromptRequest(

@@ -44,6 +44,7 @@ def s3_config(bucket_prefix: str) -> IngestionConfig:
     return IngestionConfig(
         s3_bucket=unique(bucket_prefix).replace("_", "-"),
         kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
+        internal_auth_token=ENV["INTERNAL_AUTH_TOKEN"],
         s3_endpoint_url=ENV["S3_ENDPOINT_URL"],
         s3_access_key=ENV["S3_ACCESS_KEY"],
         s3_secret_key=ENV["S3_SECRET_KEY"],

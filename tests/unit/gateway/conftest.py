@@ -4,10 +4,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import redis.asyncio as redis
 
 from services.gateway import clients
 from services.gateway.auth import Authenticator
 from services.gateway.keys import hash_secret
+from services.gateway.ratelimit import RateLimiter
 from services.gateway.server import build_app
 from services.gateway.state import GatewayState
 from services.gateway.store import ApiKey, KeyScope, Project
@@ -42,7 +44,9 @@ def prompts_stub() -> RecordingPromptsStub:
 async def state(
     store: InMemoryProjectStore, prompts_stub: RecordingPromptsStub
 ) -> AsyncIterator[GatewayState]:
-    connected = clients.connect("127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1")
+    connected = clients.connect(
+        "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", "127.0.0.1:1", token="unit-internal-token"
+    )
     backends = dataclasses.replace(connected, prompts=prompts_stub)  # type: ignore[arg-type]
     yield GatewayState(
         store=store,  # type: ignore[arg-type]
@@ -51,6 +55,8 @@ async def state(
         backend_timeout=1.0,
         version="9.9.9",
         prompt_cache=NoCache(),  # type: ignore[arg-type]
+        # No limits: the rate limit's own tests use the real Redis (tests/integration).
+        rate_limiter=RateLimiter(redis.Redis(), {}),
     )
     await backends.close()
 

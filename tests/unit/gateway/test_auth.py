@@ -1,8 +1,11 @@
 import httpx
+import pytest
 
+from services.gateway.auth import Authenticator, ExpiringLru
+from services.gateway.errors import ApiError
 from services.gateway.state import GatewayState
 from tests.support.fakes import InMemoryProjectStore
-from tests.unit.gateway.conftest import basic
+from tests.unit.gateway.conftest import SALT, basic
 
 HINT = ". Confirm that you've configured the correct host."
 
@@ -69,3 +72,47 @@ async def test_failed_lookups_are_cached_too(
     for _ in range(5):
         await client.get("/api/public/projects", headers=basic("pk-1", "bad"))
     assert store.lookups == 1
+
+
+async def test_non_ascii_credentials_are_401_not_500(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/public/projects", headers={"Authorization": "Basic é".encode("latin-1")}
+    )
+    assert response.status_code == 401
+
+
+async def test_a_flood_of_bad_credentials_cannot_evict_a_valid_key(
+    store: InMemoryProjectStore,
+) -> None:
+    auth = Authenticator(store, SALT, cache_seconds=30, max_cached=100)  # type: ignore[arg-type]
+    valid = basic("pk-1", "sk-1")["Authorization"]
+    await auth.authenticate(valid)
+    for n in range(1_000):
+        with pytest.raises(ApiError):
+            await auth.authenticate(basic("pk-1", f"guess-{n}")["Authorization"])
+    lookups = store.lookups
+    assert (await auth.authenticate(valid)).key.project_id == "p1"
+    assert store.lookups == lookups, "the valid key is still cached"
+    # Both caches stay within their bound however many distinct headers arrive.
+    assert len(auth.failures) == 100 and len(auth.successes) == 1
+
+
+async def test_a_repeated_bad_credential_costs_one_lookup(store: InMemoryProjectStore) -> None:
+    auth = Authenticator(store, SALT, cache_seconds=30)  # type: ignore[arg-type]
+    for _ in range(50):
+        with pytest.raises(ApiError) as raised:
+            await auth.authenticate(basic("pk-1", "wrong")["Authorization"])
+        assert raised.value.status == 401
+    assert store.lookups == 1
+
+
+def test_the_cache_evicts_the_least_recently_used_and_expires_entries() -> None:
+    cache: ExpiringLru[str] = ExpiringLru(2)
+    cache.put("a", "A", until=10)
+    cache.put("b", "B", until=10)
+    assert cache.get("a", now=0) == "A"  # "b" is now the least recently used
+    cache.put("c", "C", until=10)
+    assert cache.get("b", now=0) is None
+    assert cache.get("a", now=0) == "A"
+    assert cache.get("c", now=11) is None
+    assert len(cache) == 1
