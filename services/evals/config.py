@@ -7,6 +7,8 @@ from libs.common.config import GrpcServiceSettings, env
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EvalsConfig(GrpcServiceSettings):
     database_url: str
+    # Score-config cache generations: the same Redis as INGESTION_REDIS_URL.
+    redis_url: str
     # The query service (`host:port`), read without the prefix like the gateway's: evals asks it
     # for what lives in ClickHouse (an observation's trace) and never reads ClickHouse itself.
     query_addr: str = env("QUERY_ADDR")
