@@ -2,7 +2,16 @@
 
 from starlette.routing import Route
 
-from services.gateway.routes import health, ingestion, models, projects, prompts, scores, traces
+from services.gateway.routes import (
+    health,
+    ingestion,
+    models,
+    projects,
+    prompts,
+    score_configs,
+    scores,
+    traces,
+)
 
 
 def all_routes() -> list[Route]:
@@ -14,4 +23,5 @@ def all_routes() -> list[Route]:
         *traces.ROUTES,
         *scores.ROUTES,
         *models.ROUTES,
+        *score_configs.ROUTES,
     ]
