@@ -2,10 +2,11 @@ from dataclasses import dataclass
 
 from libs.common import config
 from libs.common.config import GrpcServiceSettings, env
+from libs.common.kafka import KafkaClientSettings
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EvalsConfig(GrpcServiceSettings):
+class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     database_url: str
     # Score-config cache generations: the same Redis as INGESTION_REDIS_URL.
     redis_url: str

@@ -8,6 +8,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
 from libs.common.gencache import GenerationCache
 from libs.common.scope import scope_from
+from services.evals.results import ExperimentReads
 from services.evals.score_configs import ScoreConfigStore, new_config
 
 
@@ -15,10 +16,17 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
     """Score configs, datasets and evaluators. The RPCs arrive with the evals issues; until then
     the generated base answers UNIMPLEMENTED, which the gateway maps to 501."""
 
-    def __init__(self, pool: asyncpg.Pool, *, score_config_generations: GenerationCache) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        score_config_generations: GenerationCache,
+        experiments: ExperimentReads,
+    ) -> None:
         self._pool = pool
         self._score_configs = ScoreConfigStore(pool)
         self._score_config_generations = score_config_generations
+        self._experiments = experiments
 
     # Score configs. Every change starts a new cache generation of its project before it is
     # answered, so no ingestion replica checks a score against the config as it was before.
@@ -68,6 +76,24 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
             raise NotFound("Score config not found within authorized project")
         await self._score_configs_changed(scope.project_id)
         return evals_pb2.UpdateScoreConfigResponse(config_json=orjson.dumps(document))
+
+    # Experiments and run results (services/evals/results.py).
+
+    async def ListExperiments(  # noqa: N802
+        self, request: evals_pb2.ListExperimentsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListExperimentsResponse:
+        return await self._experiments.list_experiments(scope_from(context), request)
+
+    async def ListExperimentItems(  # noqa: N802
+        self, request: evals_pb2.ListExperimentItemsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListExperimentItemsResponse:
+        return await self._experiments.list_items(scope_from(context), request)
+
+    async def GetRunResults(  # noqa: N802
+        self, request: evals_pb2.GetRunResultsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetRunResultsResponse:
+        results = await self._experiments.run_results(scope_from(context), request.run_id)
+        return evals_pb2.GetRunResultsResponse(results_json=orjson.dumps(results))
 
     async def _score_configs_changed(self, project_id: str) -> None:
         try:

@@ -1,18 +1,24 @@
-"""Composition root of the evals service: PostgreSQL and gRPC."""
+"""Composition root of the evals service: PostgreSQL, gRPC, and the Kafka consumer that learns
+experiments from spans."""
 
+import asyncio
 from pathlib import Path
 
 import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
+from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
+from libs.common.kafka import BatchConsumer, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
-from libs.common.rpc import make_server
+from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.evals.config import EvalsConfig
+from services.evals.consumer import ExperimentWriter, consumer_settings, decode_items
 from services.evals.handlers import EvalsServicer
+from services.evals.results import ExperimentReads
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
@@ -23,12 +29,29 @@ async def run(cfg: EvalsConfig) -> None:
     serve_metrics(cfg.metrics_port)
     pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
     client = redis.from_url(cfg.redis_url)
+    query_channel = make_channel(cfg.query_addr, token=cfg.internal_auth_token)
+    producer = make_producer(cfg.kafka, client_id="evals")
     try:
-        servicer = EvalsServicer(pool, score_config_generations=score_config_generations(client))
+        experiments = ExperimentReads(pool, QueryServiceStub(query_channel))
+        servicer = EvalsServicer(
+            pool,
+            score_config_generations=score_config_generations(client),
+            experiments=experiments,
+        )
+        # Spans with experiment attributes become runs and run items; the producer takes its
+        # dead letters.
+        await producer.start()
+        experiment_consumer = BatchConsumer(
+            consumer_settings(cfg.kafka), decode_items, ExperimentWriter(pool).write, producer
+        )
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
-        await server.serve(stop, cfg.drain_seconds)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(server.serve(stop, cfg.drain_seconds))
+            tasks.create_task(experiment_consumer.run(stop))
     finally:
+        await producer.stop()
+        await query_channel.close()
         await client.aclose()
         await pool.close()
 

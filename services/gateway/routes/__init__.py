@@ -3,6 +3,7 @@
 from starlette.routing import Route
 
 from services.gateway.routes import (
+    experiments,
     health,
     ingestion,
     models,
@@ -24,4 +25,5 @@ def all_routes() -> list[Route]:
         *scores.ROUTES,
         *models.ROUTES,
         *score_configs.ROUTES,
+        *experiments.ROUTES,
     ]
