@@ -16,6 +16,8 @@ from enum import StrEnum
 
 import redis.asyncio as redis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +28,7 @@ from services.gateway.errors import error_response
 log = structlog.get_logger()
 
 # A limiter's Redis that does not answer at once is treated as down: requests wait this long at
-# most before going through unlimited.
+# most (and are not retried) before going through unlimited.
 REDIS_TIMEOUT_SECONDS = 0.25
 
 # KEYS[1]: the bucket; ARGV: per second, burst. Returns {1, "0"} when a token was taken, else
@@ -52,6 +54,17 @@ if taken == 1 then
 end
 return {0, tostring((1 - tokens) / rate)}
 """
+
+
+def connect(url: str) -> redis.Redis:
+    """The limiter's own client: short timeouts and no retries (redis-py's default retries would
+    hold every request for seconds while Redis is down)."""
+    return redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+    )
 
 
 class Bucket(StrEnum):

@@ -20,13 +20,12 @@ from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.prompt_changes import decode_change, listener_settings
-from services.gateway import clients
+from services.gateway import clients, ratelimit
 from services.gateway.auth import Authenticator
 from services.gateway.config import GatewayConfig, load_init_settings
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
-from services.gateway.ratelimit import REDIS_TIMEOUT_SECONDS, RateLimiter, limits
 from services.gateway.routes import all_routes
 from services.gateway.routes.prompts import PromptChangeListener
 from services.gateway.state import GatewayState
@@ -65,12 +64,7 @@ async def run(cfg: GatewayConfig) -> None:
         stack.push_async_callback(pool.close)
         cache_client = redis.from_url(cfg.redis_url)
         stack.push_async_callback(cache_client.aclose)
-        # Its own client with short timeouts: a stalled Redis must not stall every request.
-        limiter_client = redis.from_url(
-            cfg.redis_url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        )
+        limiter_client = ratelimit.connect(cfg.redis_url)
         stack.push_async_callback(limiter_client.aclose)
         producer = make_producer(cfg.kafka, client_id="gateway")
         await producer.start()
@@ -92,7 +86,7 @@ async def run(cfg: GatewayConfig) -> None:
             backend_timeout=cfg.backend_timeout_seconds,
             version=VERSION,
             prompt_cache=GenerationCache(cache_client, "gateway.prompts"),
-            rate_limiter=RateLimiter(limiter_client, limits(cfg)),
+            rate_limiter=ratelimit.RateLimiter(limiter_client, ratelimit.limits(cfg)),
         )
         # Prompt writes made without this gateway (another service over gRPC) reach its cache
         # through the change topic.
