@@ -33,6 +33,10 @@ class GatewayConfig(KafkaClientSettings, InternalAuthSettings):
     http_port: int = 3000
     metrics_port: int = 0
     max_body_bytes: int = 5 * 1024 * 1024
+    # Slow clients: a connection must send its request headers within this many seconds (of
+    # connecting, or of its previous response) and the body within body_timeout_seconds of them.
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 60.0
     auth_cache_seconds: float = 30.0
     # After SIGTERM, /ready fails for this long before the server stops accepting, so load
     # balancers stop routing here first.

@@ -45,9 +45,18 @@ def endpoint(
 
 async def read_json(request: Request) -> Any:
     try:
-        return orjson.loads(await request.body())
+        body = orjson.loads(await request.body())
+        # orjson writes at most 254 levels of nesting (and reads 1024): a deeper body is refused
+        # here rather than failing where it is written again.
+        orjson.dumps(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "Invalid request data: the body is not valid JSON") from exc
+    except orjson.JSONEncodeError as exc:
+        raise ApiError(400, "Invalid request data: the body is nested too deeply") from exc
+    return body
+
+
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 def query_int(request: Request, name: str, default: int | None = None) -> int | None:
@@ -55,9 +64,12 @@ def query_int(request: Request, name: str, default: int | None = None) -> int | 
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ApiError(400, f"Invalid request data: {name} must be an integer") from exc
+    if not _INT32_MIN <= value <= _INT32_MAX:  # the range of the int32 fields they travel in
+        raise ApiError(400, f"Invalid request data: {name} is out of range")
+    return value
 
 
 def page_params(request: Request, default_limit: int) -> tuple[int, int]:
@@ -98,7 +110,12 @@ def query_time(request: Request, name: str) -> Timestamp | None:
     except ValueError as exc:
         raise ApiError(400, f"Invalid request data: {name} must be an ISO 8601 timestamp") from exc
     stamp = Timestamp()
-    stamp.FromDatetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    try:
+        if parsed.year < 1000:
+            raise ValueError("before the year 1000")
+        stamp.FromDatetime(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:  # OverflowError: 9999-12-31T23:00-05:00
+        raise ApiError(400, f"Invalid request data: {name} is out of range") from exc
     return stamp
 
 

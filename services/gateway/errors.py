@@ -17,6 +17,7 @@ ERROR_NAMES = {
     403: "ForbiddenError",
     404: "LangfuseNotFoundError",
     405: "MethodNotAllowedError",
+    408: "RequestTimeoutError",
     409: "LangfuseConflictError",
     413: "PayloadTooLargeError",
     429: "TooManyRequestsError",
@@ -33,7 +34,8 @@ _GRPC_TO_HTTP = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ALREADY_EXISTS: 409,
     grpc.StatusCode.FAILED_PRECONDITION: 409,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    # The one limit backends enforce themselves: sizes (decompressed bodies and the like).
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 503,
@@ -48,10 +50,11 @@ class JsonResponse(JSONResponse):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 class BodyTooLarge(ApiError):
@@ -59,14 +62,23 @@ class BodyTooLarge(ApiError):
         super().__init__(413, f"Request body exceeds {max_bytes} bytes")
 
 
-def error_response(status: int, message: str) -> Response:
+class BodyTimeout(ApiError):
+    """The body did not arrive in time; the connection is closed after the answer, since the
+    rest of the body may still be on its way."""
+
+    def __init__(self, seconds: float) -> None:
+        message = f"The request body did not arrive within {seconds:g} seconds"
+        super().__init__(408, message, headers={"Connection": "close"})
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     name = ERROR_NAMES.get(status, ERROR_NAMES[500])
-    return JsonResponse({"message": message, "error": name}, status_code=status)
+    return JsonResponse({"message": message, "error": name}, status_code=status, headers=headers)
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:
@@ -81,6 +93,11 @@ async def on_rpc_error(request: Request, exc: Exception) -> Response:
     if status == 500:
         log.error("backend_error", code=exc.code().name, details=exc.details())
         return error_response(500, "Internal Server Error")
+    if status == 503:
+        # gRPC's own UNAVAILABLE details name the peer's address ("failed to connect to all
+        # addresses; last error: ... ipv4:10.0.3.7:50052 ..."): logged, never shown.
+        log.warning("backend_unavailable", code=exc.code().name, details=exc.details())
+        return error_response(503, "A backend service is unavailable, please retry")
     return error_response(status, exc.details() or ERROR_NAMES[status])
 
 

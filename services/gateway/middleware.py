@@ -1,5 +1,7 @@
-"""ASGI middleware: request context and metrics, and the request-body size limit."""
+"""ASGI middleware: request context and metrics, and the request body's size and time limits."""
 
+import asyncio
+import re
 import time
 import uuid
 
@@ -7,7 +9,11 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.metrics import HTTP_SECONDS
-from services.gateway.errors import BodyTooLarge, error_response
+from services.gateway.errors import BodyTimeout, BodyTooLarge, error_response
+
+# A client's request id is kept when it is short printable ASCII: it goes into log lines and gRPC
+# metadata, which take nothing else. Anything else is replaced by a new id.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
 class RequestContext:
@@ -21,8 +27,8 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        request_id = headers.get(b"x-request-id", b"").decode() or uuid.uuid4().hex
+        given = dict(scope["headers"]).get(b"x-request-id", b"")
+        request_id = given.decode() if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         started = time.perf_counter()
@@ -43,12 +49,16 @@ class RequestContext:
 
 
 class BodyLimit:
-    """Answers 413 before parsing when Content-Length is over the limit, and stops reading a
-    chunked body (no Content-Length, as the JS OTLP exporter sends) once it passes the limit."""
+    """Bounds the request body. Size: 413 before parsing when Content-Length is over the limit,
+    and reading a chunked body (no Content-Length, as the JS OTLP exporter sends) stops once it
+    passes the limit. Time: the whole body must arrive within `timeout_seconds` of the request's
+    headers, else 408 and the connection is closed (a client trickling its body would otherwise
+    hold a handler forever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float = 60.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,16 +68,26 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await error_response(413, BodyTooLarge(self.max_bytes).message)(scope, receive, send)
             return
+        deadline = asyncio.get_running_loop().time() + self.timeout_seconds
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.timeout_seconds) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                complete = not message.get("more_body", False)
             return message
 
-        # A handler reading past the limit raises BodyTooLarge: the ApiError handler answers 413.
+        # A handler reading past a limit raises BodyTooLarge or BodyTimeout: the ApiError handler
+        # answers 413 or 408.
         await self.app(scope, limited_receive, send)

@@ -26,6 +26,8 @@ from services.gateway.config import GatewayConfig, load_init_settings
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
+from services.gateway.protocol import header_deadline_protocol
+from services.gateway.readiness import BackendReadiness
 from services.gateway.routes import all_routes
 from services.gateway.routes.prompts import PromptChangeListener
 from services.gateway.state import GatewayState
@@ -36,16 +38,19 @@ log = structlog.get_logger()
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 
 
-def build_app(state: GatewayState, max_body_bytes: int) -> Starlette:
+def build_app(
+    state: GatewayState, max_body_bytes: int, body_timeout_seconds: float = 60.0
+) -> Starlette:
     app = Starlette(
         routes=all_routes(),
         middleware=[
             Middleware(RequestContext),
-            Middleware(BodyLimit, max_bytes=max_body_bytes),
+            Middleware(BodyLimit, max_bytes=max_body_bytes, timeout_seconds=body_timeout_seconds),
         ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     app.state.gateway = state
+    app.state.readiness = BackendReadiness(state.backends)
     return app
 
 
@@ -98,9 +103,10 @@ async def run(cfg: GatewayConfig) -> None:
         )
         server = _Server(
             uvicorn.Config(
-                build_app(state, cfg.max_body_bytes),
+                build_app(state, cfg.max_body_bytes, cfg.body_timeout_seconds),
                 host=cfg.http_host,
                 port=cfg.http_port,
+                http=header_deadline_protocol(cfg.header_timeout_seconds),
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=30,

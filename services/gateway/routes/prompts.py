@@ -248,8 +248,8 @@ def _name(raw_segments: list[str]) -> str:
 
 
 def _int_segment(raw: str) -> int:
-    if not raw.isdigit():
-        raise ApiError(400, "Invalid request data: version must be an integer")
+    if not raw.isascii() or not raw.isdigit() or int(raw) >= 2**31:  # an int32 field
+        raise ApiError(400, "Invalid request data: version must be a positive 32-bit integer")
     return int(raw)
 
 

@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -8,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from services.gateway.errors import EXCEPTION_HANDLERS
-from services.gateway.middleware import BodyLimit
+from services.gateway.middleware import BodyLimit, RequestContext
 
 LIMIT = 1000
 
@@ -17,10 +18,20 @@ async def echo_length(request: Request) -> Response:
     return Response(str(len(await request.body())))
 
 
-def app() -> Starlette:
+async def request_id(request: Request) -> Response:
+    return Response(request.state.request_id)
+
+
+def app(body_timeout: float = 60.0) -> Starlette:
     return Starlette(
-        routes=[Route("/echo", echo_length, methods=["POST"])],
-        middleware=[Middleware(BodyLimit, max_bytes=LIMIT)],
+        routes=[
+            Route("/echo", echo_length, methods=["POST"]),
+            Route("/id", request_id, methods=["GET"]),
+        ],
+        middleware=[
+            Middleware(RequestContext),
+            Middleware(BodyLimit, max_bytes=LIMIT, timeout_seconds=body_timeout),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
 
@@ -30,10 +41,22 @@ async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
         yield b"y" * size
 
 
-async def post(content: bytes | AsyncIterator[bytes]) -> httpx.Response:
-    transport = httpx.ASGITransport(app=app())
+async def stalled_body() -> AsyncIterator[bytes]:
+    """A client that sends a first chunk and then nothing, never ending its body."""
+    yield b"y"
+    await asyncio.Event().wait()
+
+
+async def post(content: bytes | AsyncIterator[bytes], body_timeout: float = 60.0) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app(body_timeout))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         return await client.post("/echo", content=content)
+
+
+async def get_request_id(value: bytes) -> str:
+    transport = httpx.ASGITransport(app=app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        return (await client.get("/id", headers={b"x-request-id": value})).text
 
 
 async def test_bodies_within_the_limit_pass_whole() -> None:
@@ -45,3 +68,21 @@ async def test_a_chunked_body_over_the_limit_is_413_json() -> None:
     response = await post(chunks(3, LIMIT // 2))
     assert response.status_code == 413
     assert response.json()["error"] == "PayloadTooLargeError"
+
+
+async def test_a_body_that_never_completes_is_408_and_the_connection_closes() -> None:
+    response = await post(stalled_body(), body_timeout=0.05)
+    assert response.status_code == 408
+    assert response.json()["error"] == "RequestTimeoutError"
+    assert response.headers["connection"] == "close"
+
+
+async def test_a_printable_ascii_request_id_is_kept() -> None:
+    assert await get_request_id(b"req-123_ABC") == "req-123_ABC"
+
+
+async def test_a_request_id_that_cannot_travel_in_logs_and_grpc_metadata_is_replaced() -> None:
+    for bad in ("é".encode("latin-1"), "é".encode(), b"a b", b"x" * 129):
+        replaced = await get_request_id(bad)
+        assert replaced != bad.decode("latin-1")
+        assert len(replaced) == 32 and replaced.isalnum()

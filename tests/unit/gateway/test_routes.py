@@ -20,10 +20,18 @@ async def test_health_fails_when_asked_and_the_database_is_down(
     assert response.status_code == 503
 
 
-async def test_ready_fails_once_draining(client: httpx.AsyncClient, state: GatewayState) -> None:
-    assert (await client.get("/api/public/ready")).status_code == 200
+async def test_ready_fails_while_backends_are_unreachable_and_once_draining(
+    client: httpx.AsyncClient, state: GatewayState
+) -> None:
+    # The unit tests' backends sit at 127.0.0.1:1, where nothing listens (a running stack's
+    # /ready answering 200 is tested end to end).
+    response = await client.get("/api/public/ready")
+    assert response.status_code == 503
+    assert response.json()["status"] == "Backend not serving: ingestion, query, prompts, evals"
+    assert "127.0.0.1" not in response.text
     state.draining = True
-    assert (await client.get("/api/public/ready")).status_code == 503
+    response = await client.get("/api/public/ready")
+    assert (response.status_code, response.json()["status"]) == (503, "Draining")
 
 
 async def test_projects_has_the_shape_the_sdks_parse(client: httpx.AsyncClient) -> None:
