@@ -84,6 +84,8 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
     ) -> prompts_pb2.ListPromptsResponse:
         project_id = scope_from(context).project_id
         page, limit = request.page.page or 1, request.page.limit or 10
+        if page < 1 or not 1 <= limit <= 100:
+            raise InvalidArgument("page must be ≥ 1 and limit between 1 and 100")
         where = ListFilter(
             name=request.name or None,
             label=request.label or None,

@@ -2,10 +2,11 @@
 the transaction, so concurrent creates get versions 1, 2, 3... with no gap or duplicate, and a
 label always sits on exactly one version of a name."""
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 import orjson
@@ -20,6 +21,8 @@ _COLUMNS = (
 )
 
 Finder = Callable[[Reference], Awaitable[PromptVersion | None]]
+P = ParamSpec("P")
+R = TypeVar("R")
 # Checks a draft version inside the create transaction, given a finder over the same snapshot.
 Validator = Callable[[PromptVersion, Finder], Awaitable[None]]
 
@@ -44,10 +47,25 @@ class ListFilter:
     to_updated_at: datetime | None = None
 
 
+def _text_checked(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """PostgreSQL's text and jsonb cannot hold NUL (U+0000): a name, label or prompt carrying one
+    is the client's mistake, answered as such instead of as a store failure."""
+
+    @functools.wraps(method)
+    async def checked(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError) as exc:
+            raise InvalidArgument("Text must not contain NUL (\\u0000) characters") from exc
+
+    return checked
+
+
 class PromptStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    @_text_checked
     async def create(self, project_id: str, new: NewPrompt, validate: Validator) -> PromptVersion:
         """Creates the next version of `new.name`; `validate` checks the draft (composition)
         inside the transaction, with a lookup that sees the same snapshot."""
@@ -93,10 +111,12 @@ class PromptStore:
                 )
             return created
 
+    @_text_checked
     async def find(self, project_id: str, reference: Reference) -> PromptVersion | None:
         async with self._pool.acquire() as conn:
             return await _find(conn, project_id, reference)
 
+    @_text_checked
     async def add_labels(
         self, project_id: str, name: str, version: int, labels: tuple[str, ...]
     ) -> PromptVersion:
@@ -117,6 +137,7 @@ class PromptStore:
             await _take_labels(conn, project_id, name, version, labels)
             return _version(row)
 
+    @_text_checked
     async def delete(
         self, project_id: str, name: str, version: int | None, label: str | None
     ) -> int:
@@ -142,6 +163,7 @@ class PromptStore:
             )
             return deleted
 
+    @_text_checked
     async def list(
         self, project_id: str, where: ListFilter, page: int, limit: int
     ) -> tuple[list[PromptSummary], int]:

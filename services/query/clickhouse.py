@@ -113,12 +113,19 @@ class RemoteClickHouse:
 
 def _param_text(value: Any) -> str:
     """A parameter in ClickHouse's text format, which chDB expects (the native driver escapes
-    parameters itself): arrays as quoted, escaped literals."""
+    parameters itself): arrays as quoted, escaped literals; strings escaped as in TabSeparated,
+    which is how ClickHouse reads a scalar parameter (`abc\\` would not parse, `a\\x41` would
+    read as `aA`)."""
     if isinstance(value, list | tuple):
         return "[" + ",".join(_quoted(item) for item in value) + "]"
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if isinstance(value, str):
+        return value.translate(_TSV_ESCAPES)
     return str(value)
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _quoted(item: Any) -> str:

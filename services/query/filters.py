@@ -2,6 +2,7 @@
 allow-listed columns reach SQL; values are always parameters. Pure."""
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -52,6 +53,10 @@ _TYPES_OF = {
     "object": {"stringObject", "numberObject"},
     "boolean": {"boolean"},
 }
+# What a DateTime64(3) parameter can hold: time bounds beyond it mean "from the start" or "to the
+# end", and are moved to its edges.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
 TRACE_ORDER = {
     "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
     "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",
@@ -85,6 +90,11 @@ def equality_filters(
         bare, value = column.removeprefix("trace."), f"{{f{index}:Array(String)}}"
         condition = f"hasAll({bare}, {value})" if kind == "array" else f"{bare} IN {value}"
         where.add(_through_trace(column, condition), **{f"f{index}": values})
+
+
+def storable(moment: datetime) -> datetime:
+    """A time bound within what DateTime64(3) holds."""
+    return min(max(moment, _EARLIEST), _LATEST)
 
 
 def order_by(raw: str, allowed: dict[str, str], default: str) -> str:
@@ -163,7 +173,7 @@ def _json_condition(
             moment = None
         if moment is None:
             raise InvalidArgument(f"{problem}: value must be an ISO 8601 timestamp")
-        return f"{column} {operator} {{{name}:DateTime64(3, 'UTC')}}", {name: moment}
+        return f"{column} {operator} {{{name}:DateTime64(3, 'UTC')}}", {name: storable(moment)}
     if kind == "string" and operator in _STRING_OPERATORS and isinstance(value, str):
         sql = _STRING_OPERATORS[operator].format(column=column, value=f"{{{name}:String}}")
         return sql, {name: value, **extra}

@@ -73,7 +73,7 @@ class TraceStore:
         rows, [count] = await asyncio.gather(
             self._ch.select(
                 f"SELECT * FROM {source} ORDER BY {order}"
-                " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+                " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
                 params,
             ),
             self._ch.select(f"SELECT count() AS total FROM {source}", params),
@@ -93,7 +93,7 @@ class TraceStore:
         params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
         rows = await self._ch.select(
             f"SELECT * FROM {_current(TABLES[kind], where.sql())} ORDER BY {order}"
-            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+            " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
             params,
         )
         return rows[:limit], len(rows) > limit
@@ -147,12 +147,14 @@ class TraceStore:
             params["until"] = until
         having_sql = f" HAVING {' AND '.join(having)}" if having else ""
         grouped = (
-            "SELECT session_id AS id, min(timestamp) AS created_at, any(environment) AS environment"
+            # Not `AS environment`: the alias would replace the column in an environment filter.
+            "SELECT session_id AS id, min(timestamp) AS created_at,"
+            " any(environment) AS session_environment"
             f" FROM {_current('traces', where.sql())} GROUP BY session_id{having_sql}"
         )
         rows = await self._ch.select(
             f"{grouped} ORDER BY created_at DESC, id"
-            " LIMIT {limit:UInt32} OFFSET {offset:UInt32}",
+            " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
             params,
         )
         [count] = await self._ch.select(f"SELECT count() AS total FROM ({grouped})", params)

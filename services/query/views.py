@@ -92,6 +92,8 @@ def score_v3_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
     value: Any = score["value"]
     if score["dataType"] == "BOOLEAN":
         value = bool(value)
+    elif score["dataType"] == "CATEGORICAL":
+        value = score["stringValue"]
     if score["traceId"]:
         kind, subject_id = ("observation", score["observationId"]) if score["observationId"] else (
             "trace", score["traceId"])  # fmt: skip
@@ -253,5 +255,5 @@ def session_view(row: dict[str, Any], project_id: str) -> dict[str, Any]:
         "id": row["id"],
         "createdAt": iso(row.get("created_at")),
         "projectId": project_id,
-        "environment": row.get("environment") or "default",
+        "environment": row.get("session_environment") or "default",
     }
