@@ -186,8 +186,12 @@ def to_row(
         )
         if row["data_type"] == "BOOLEAN":
             row["string_value"] = "True" if value == 1 else "False"
+        elif isinstance(value, str):
+            row["string_value"] = value
+        elif row["data_type"] == "CATEGORICAL":  # checked against a config: number and label
+            row["string_value"] = state.get("stringValue")
         else:
-            row["string_value"] = value if isinstance(value, str) else None
+            row["string_value"] = None
         row["source"] = state.get("source") or "API"
         row["environment"] = state.get("environment") or "default"
     return row
@@ -219,9 +223,9 @@ def from_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
         total = row.get("total_cost")
         state["totalCost"] = float(total) if total is not None else None
     if kind == "score":
-        state["value"] = row.get("string_value") if row.get("data_type") in (
-            "CATEGORICAL", "TEXT"
-        ) else row.get("value")  # fmt: skip
+        # As Langfuse's v2 scores: a category's value is its config's number (0 without one).
+        text = row.get("data_type") == "TEXT"
+        state["value"] = row.get("string_value") if text else row.get("value")
         state["stringValue"] = row.get("string_value")
     return {k: v for k, v in state.items() if v is not None}
 
