@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from libs.common.errors import InvalidArgument
+from libs.common.errors import Conflict, InvalidArgument
 from services.query.pricing import DEFAULT_PRICES, Catalog, model_from_entry
 
 _CACHE_SECONDS = 10.0
@@ -47,20 +47,25 @@ class ModelStore:
         ]
 
     async def create(self, project_id: str, entry: dict[str, Any]) -> None:
-        await self._pool.execute(
-            "INSERT INTO models (id, project_id, model_name, match_pattern, start_date, unit,"
-            " tokenizer_id, tokenizer_config, pricing_tiers)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
-            entry["id"],
-            project_id,
-            entry["modelName"],
-            entry["matchPattern"],
-            _parse_time(entry.get("startDate")),
-            entry.get("unit"),
-            entry.get("tokenizerId"),
-            orjson.dumps(entry.get("tokenizerConfig")).decode(),
-            orjson.dumps(entry["pricingTiers"]).decode(),
-        )
+        try:
+            await self._pool.execute(
+                "INSERT INTO models (id, project_id, model_name, match_pattern, start_date, unit,"
+                " tokenizer_id, tokenizer_config, pricing_tiers)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)",
+                entry["id"],
+                project_id,
+                entry["modelName"],
+                entry["matchPattern"],
+                _parse_time(entry.get("startDate")),
+                entry.get("unit"),
+                entry.get("tokenizerId"),
+                orjson.dumps(entry.get("tokenizerConfig")).decode(),
+                orjson.dumps(entry["pricingTiers"]).decode(),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(
+                f"A model named {entry['modelName']!r} with this start date already exists"
+            ) from exc
 
     async def delete(self, project_id: str, model_id: str) -> bool:
         result = await self._pool.execute(
