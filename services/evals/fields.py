@@ -1,0 +1,103 @@
+"""What datasets, items and runs share: reading the fields of a public request body (every check
+raises InvalidArgument naming the field, Langfuse's 400) and printing stored values in the public
+documents (times as Langfuse prints them, JSON columns read as text)."""
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from libs.common.errors import InvalidArgument
+from libs.common.gen.obs.common.v1 import common_pb2
+
+# Langfuse bounds no names; we refuse absurd ones before they reach an index.
+NAME_MAX_LENGTH = 1000
+# Item ids are project-unique and at most 255 characters (Langfuse's CreateDatasetItemRequest).
+ID_MAX_LENGTH = 255
+
+
+def invalid(reason: str) -> InvalidArgument:
+    return InvalidArgument(f"Invalid request data: {reason}")
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid("the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise invalid("expected a JSON object")
+    return body
+
+
+def text(value: Any, field: str, *, max_length: int = NAME_MAX_LENGTH) -> str:
+    """A required, non-empty string without NUL (PostgreSQL text cannot hold it)."""
+    if not isinstance(value, str) or not value:
+        raise invalid(f"{field} must be a non-empty string")
+    return checked_text(value, field, max_length)
+
+
+def optional_text(
+    value: Any, field: str, *, max_length: int | None = NAME_MAX_LENGTH
+) -> str | None:
+    """A string or null (absent); `max_length` None: any length."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"{field} must be a string")
+    return checked_text(value, field, max_length)
+
+
+def checked_text(value: str, field: str, max_length: int | None = NAME_MAX_LENGTH) -> str:
+    if max_length is not None and len(value) > max_length:
+        raise invalid(f"{field} must be at most {max_length} characters")
+    if "\x00" in value:
+        raise invalid(f"{field} must not contain NUL characters")
+    return value
+
+
+def optional_time(value: Any, field: str) -> datetime | None:
+    """An ISO 8601 timestamp or null; a time without offset is UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f"{field} must be an ISO 8601 timestamp")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise invalid(f"{field} must be an ISO 8601 timestamp") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON value for a jsonb parameter; null stays SQL NULL."""
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def stored_json(stored: str | None) -> orjson.Fragment | None:
+    """A jsonb column selected as text, embedded in a document as it is (no parse and re-dump)."""
+    return None if stored is None else orjson.Fragment(stored)
+
+
+def iso(moment: datetime) -> str:
+    """Langfuse's time format: UTC, milliseconds, `Z`."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
+    return common_pb2.PageMeta(
+        page=page, limit=limit, total_items=total, total_pages=-(-total // limit)
+    )
+
+
+@contextlib.contextmanager
+def nul_refused() -> Iterator[None]:
+    """Turns PostgreSQL's refusal of `\\u0000` in a jsonb value into the client's 400."""
+    try:
+        yield
+    except asyncpg.UntranslatableCharacterError as exc:
+        raise invalid("JSON values must not contain NUL characters (\\u0000)") from exc
