@@ -29,3 +29,7 @@ class PermissionDenied(DomainError):
 
 class Unavailable(DomainError):
     """A store or peer is down; the client may retry."""
+
+
+class PayloadTooLarge(DomainError):
+    """A body (or what it decompresses to) over a configured limit; the gateway answers 413."""

@@ -37,6 +37,7 @@ _STATUS: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.PayloadTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 INTERNAL_TOKEN_KEY = "x-obs-internal-token"

@@ -14,6 +14,8 @@ class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     s3_secret_key: str = env("S3_SECRET_KEY", "")
     # Partitions of ingestion.events.v1: the ceiling on parallel query writers.
     events_partitions: int = 4
+    # A gzip OTLP export expanding past this many bytes is refused with 413.
+    max_otlp_bytes: int = 32 * 1024 * 1024
 
 
 def load_ingestion_config() -> IngestionConfig:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import grpc
 import orjson
+import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,12 +21,22 @@ from services.ingestion.otel import otel_events
 from services.ingestion.otlp import OtlpError, read_export
 from services.ingestion.store import EventLog
 
+log = structlog.get_logger()
+
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: ignore[misc]
-    def __init__(self, event_log: EventLog, producer: AIOKafkaProducer, topic: str) -> None:
+    def __init__(
+        self,
+        event_log: EventLog,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        max_otlp_bytes: int = 32 * 1024 * 1024,
+    ) -> None:
         self._event_log = event_log
         self._producer = producer
         self._topic = topic
+        self._max_otlp_bytes = max_otlp_bytes
 
     async def IngestBatch(  # noqa: N802
         self, request: ingestion_pb2.IngestBatchRequest, context: grpc.aio.ServicerContext
@@ -39,16 +50,17 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         response = ingestion_pb2.IngestBatchResponse()
         events: list[events_pb2.IngestionEvent] = []
         for position, item in enumerate(items):
-            envelope_id = item.get("id") if isinstance(item, dict) else None
             try:
                 accepted = accept(item, scope.project_id, scope.access, received_at)
             except EventError as exc:
-                response.errors.add(
-                    id=envelope_id if isinstance(envelope_id, str) else str(position),
-                    status=exc.status,
-                    message=exc.message,
-                    error=exc.error,
-                )
+                response.errors.add(id=exc.event_id or str(position), status=exc.status,
+                                    message=exc.message, error=exc.error)  # fmt: skip
+                continue
+            except Exception:
+                # A bug must cost only its own event: the good ones beside it are still published.
+                log.exception("event_failed", position=position)
+                response.errors.add(id=_event_id(item, position), status=500,
+                                    message="Internal Server Error", error="")  # fmt: skip
                 continue
             events.extend(accepted.events)
             response.successes.add(id=accepted.envelope_id, status=201)
@@ -62,7 +74,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         scope = scope_from(context)
         scope.require_project_access()
         try:
-            spans = read_export(request.body, request.content_type, request.content_encoding)
+            spans = read_export(request.body, request.content_type, request.content_encoding,
+                                self._max_otlp_bytes)  # fmt: skip
         except OtlpError as exc:
             raise InvalidArgument(str(exc)) from exc
         received_at = datetime.now(UTC)
@@ -88,6 +101,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
                 event = score_event(item, scope.project_id, received_at)
             except EventError as exc:
                 response.errors.add(id=str(position), status=exc.status, message=exc.error)
+                continue
+            except Exception:
+                log.exception("score_failed", position=position)
+                response.errors.add(id=str(position), status=500, message="Internal Server Error")
                 continue
             events.append(event)
             response.ids.append(event.entity_id)
@@ -122,3 +139,8 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         except (BotoCoreError, ClientError, KafkaError) as exc:
             # Nothing is acknowledged unless both the log and the topic have it; the SDKs retry.
             raise Unavailable("event storage is unavailable, retry later") from exc
+
+
+def _event_id(item: object, position: int) -> str:
+    event_id = item.get("id") if isinstance(item, dict) else None
+    return event_id if isinstance(event_id, str) else str(position)

@@ -11,8 +11,10 @@ from typing import Any
 
 import orjson
 
+from libs.common import limits
 from libs.common.gen.obs.events.v1 import events_pb2
-from services.ingestion.batch import make_event, normalize_environment
+from services.ingestion.batch import make_event
+from services.ingestion.bodies import normalize_environment
 from services.ingestion.otlp import SpanRecord
 
 _LEVEL_ALIASES = {
@@ -44,6 +46,7 @@ _ENVIRONMENT_KEYS = (
     "deployment.environment",
 )
 _TRACE_KEYS = ("user.id", "session.id", "langfuse.user.id", "langfuse.session.id")
+_DECIMAL = re.compile(r"\d+(\.\d+)?")
 _IO_SOURCES = (
     ("langfuse.observation.input", "langfuse.observation.output"),
     ("traceloop.entity.input", "traceloop.entity.output"),
@@ -76,7 +79,7 @@ def otel_events(
               body: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
         event_id = f"otel-{entity_id}-{received_at.timestamp()}"
         return make_event(event_id, project_id, kind, observation_type, entity_id, trace_id,
-                          body, received_at, received_at)  # fmt: skip
+                          orjson.dumps(body), received_at, received_at)  # fmt: skip
 
     traces: dict[str, list[events_pb2.IngestionEvent]] = {"full": [], "partial": []}
     shallow: dict[str, dict[str, Any]] = {}  # the first span's, per trace: they differ only in time
@@ -119,7 +122,7 @@ def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict
     observation: dict[str, Any] = {
         "id": span.span_id,
         "traceId": span.trace_id,
-        "name": attrs.get("gen_ai.tool.name") or attrs.get("logfire.msg") or span.name,
+        "name": _text(attrs.get("gen_ai.tool.name") or attrs.get("logfire.msg")) or span.name,
         "startTime": _iso(span.start_ns),
         "environment": environment,
         "level": _level(span),
@@ -130,20 +133,19 @@ def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict
     if span.parent_span_id:
         observation["parentObservationId"] = span.parent_span_id
     status_message = attrs.get("langfuse.observation.status_message") or span.status_message
-    _put(observation, "statusMessage", status_message or None)
-    _put(observation, "version", attrs.get("langfuse.version"))
-    _put(observation, "model", _first(attrs, {}, _MODEL_KEYS))
+    _put(observation, "statusMessage", _text(status_message) or None)
+    _put(observation, "version", _text(attrs.get("langfuse.version")))
+    _put(observation, "model", _text(_first(attrs, {}, _MODEL_KEYS)))
     _put(observation, "modelParameters", _model_parameters(attrs))
     _put(observation, "usageDetails", _usage(attrs))
     _put(observation, "costDetails", _cost(attrs))
-    start = attrs.get("langfuse.observation.completion_start_time")
-    if isinstance(start, str):
-        _put(observation, "completionStartTime", _json_or_text(start))
+    _put(observation, "completionStartTime",
+         _time(attrs.get("langfuse.observation.completion_start_time")))  # fmt: skip
     if kind == "GENERATION" and attrs.get("langfuse.observation.prompt.name"):
-        version = attrs.get("langfuse.observation.prompt.version")
-        if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
-            observation["promptName"] = attrs["langfuse.observation.prompt.name"]
-            observation["promptVersion"] = int(version)
+        version = _prompt_version(attrs.get("langfuse.observation.prompt.version"))
+        if version is not None:
+            observation["promptName"] = _text(attrs["langfuse.observation.prompt.name"])
+            observation["promptVersion"] = version
     span_input, span_output = _io(span)
     _put(observation, "input", span_input)
     _put(observation, "output", span_output)
@@ -178,15 +180,16 @@ def _trace(
 ) -> tuple[dict[str, Any], str]:
     attrs = span.attributes
     trace: dict[str, Any] = {"id": span.trace_id, "environment": environment}
-    _put(trace, "userId", attrs.get("langfuse.user.id") or attrs.get("user.id"))
-    _put(trace, "sessionId", attrs.get("langfuse.session.id") or attrs.get("session.id"))
+    _put(trace, "userId", _text(attrs.get("langfuse.user.id") or attrs.get("user.id")))
+    session_id = _text(attrs.get("langfuse.session.id") or attrs.get("session.id"))
+    _put(trace, "sessionId", session_id if limits.is_id(session_id) else None)
     _put(trace, "tags", _tags(attrs.get("langfuse.trace.tags") or attrs.get("langfuse.tags")))
     public = attrs.get("langfuse.trace.public", attrs.get("langfuse.public"))
     if public is not None:
         trace["public"] = public is True or public == "true"
     metadata = _prefixed(attrs, "langfuse.trace.metadata.", python5)
     _put(trace, "metadata", metadata or None)
-    _put(trace, "name", attrs.get("langfuse.trace.name"))
+    _put(trace, "name", _text(attrs.get("langfuse.trace.name")))
     for field, key in (("input", "langfuse.trace.input"), ("output", "langfuse.trace.output")):
         if isinstance(attrs.get(key), str):
             trace[field] = _json_or_text(attrs[key])
@@ -197,12 +200,10 @@ def _trace(
             _put(trace, "input", span_input)
         if "output" not in trace:
             _put(trace, "output", span_output)
-        _put(
-            trace, "release", attrs.get("langfuse.release") or span.resource.get("langfuse.release")
-        )
-        _put(
-            trace, "version", attrs.get("langfuse.version") or span.resource.get("service.version")
-        )
+        release = attrs.get("langfuse.release") or span.resource.get("langfuse.release")
+        _put(trace, "release", _text(release))
+        version = attrs.get("langfuse.version") or span.resource.get("service.version")
+        _put(trace, "version", _text(version))
         return trace, "full"
     if len(trace) > 2 or any(key in attrs for key in _TRACE_KEYS):
         return trace, "partial"
@@ -266,15 +267,26 @@ def _model_parameters(attrs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
+    """Counts a UInt64 column holds, summing below 2^63; other values are ignored."""
+    usage = _usage_attributes(attrs)
+    if not usage or sum(usage.values()) >= limits.MAX_USAGE:
+        return None
+    return usage
+
+
+def _usage_attributes(attrs: dict[str, Any]) -> dict[str, int] | None:
     if isinstance(attrs.get("langfuse.observation.usage_details"), str):
         parsed = _json_or_text(attrs["langfuse.observation.usage_details"])
         if isinstance(parsed, dict):
-            return {k: int(v) for k, v in parsed.items() if _number(v)} or None
+            counts = {k: _count(v) for k, v in parsed.items()}
+            return {k: v for k, v in counts.items() if v is not None}
     raw: dict[str, int] = {}
     for prefix in ("gen_ai.usage.", "llm.token_count."):
         for key, value in attrs.items():
-            if key.startswith(prefix) and key != "gen_ai.usage.cost" and _number(value):
-                raw[key[len(prefix) :].removeprefix("details.")] = int(value)
+            if key.startswith(prefix) and key != "gen_ai.usage.cost":
+                count = _count(value)
+                if count is not None:
+                    raw[key[len(prefix) :].removeprefix("details.")] = count
     if not raw:
         return None
     cache_read = raw.pop("cache_read_input_tokens", raw.pop("input_cached_tokens", 0))
@@ -307,14 +319,22 @@ def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
 
 
 def _cost(attrs: dict[str, Any]) -> dict[str, float] | None:
+    """Costs a Decimal64(12) column holds, summing below 1,000,000; other values are ignored."""
+    cost = None
     if isinstance(attrs.get("langfuse.observation.cost_details"), str):
         parsed = _json_or_text(attrs["langfuse.observation.cost_details"])
         if isinstance(parsed, dict):
-            return {k: float(v) for k, v in parsed.items() if _number(v) and float(v) >= 0} or None
-    for key in ("gen_ai.usage.cost", "llm.cost.total"):
-        if _number(attrs.get(key)):
-            return {"total": float(attrs[key])}
-    return None
+            numbers = {k: _numeric(v) for k, v in parsed.items()}
+            cost = {k: float(v) for k, v in numbers.items() if limits.is_cost(v)}  # type: ignore[arg-type]
+    if cost is None:
+        for key in ("gen_ai.usage.cost", "llm.cost.total"):
+            value = _numeric(attrs.get(key))
+            if limits.is_cost(value):
+                cost = {"total": float(value)}  # type: ignore[arg-type]
+                break
+    if not cost or sum(cost.values()) >= limits.MAX_COST:
+        return None
+    return cost
 
 
 def _io(span: SpanRecord) -> tuple[Any, Any]:
@@ -363,18 +383,62 @@ def _first(attrs: dict[str, Any], fallback: dict[str, Any], keys: tuple[str, ...
 
 
 def _json_or_text(value: str) -> Any:
+    """JSON-encoded attributes parsed; what is not JSON, or nests deeper than the stores take,
+    stays the text it was."""
     try:
-        return orjson.loads(value)
+        parsed = orjson.loads(value)
     except orjson.JSONDecodeError:
         return value
+    return parsed if limits.within_depth(parsed) else value
 
 
-def _number(value: Any) -> bool:
+def _numeric(value: Any) -> int | float | None:
+    """A number, or a string of digits (some exporters stringify counts)."""
     if isinstance(value, bool):
-        return False
+        return None
     if isinstance(value, int | float):
-        return True
-    return isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value) is not None
+        return value
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        return float(value) if "." in value else int(value)
+    return None
+
+
+def _count(value: Any) -> int | None:
+    number = _numeric(value)
+    return int(number) if limits.is_usage(number) else None  # type: ignore[arg-type]
+
+
+def _prompt_version(value: Any) -> int | None:
+    number = _numeric(value)
+    if type(number) is int and 0 <= number <= limits.MAX_PROMPT_VERSION:
+        return number
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """String fields from attributes of any type: scalars as text, arrays as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def _time(value: Any) -> str | None:
+    """A timestamp attribute (ISO text, JSON-encoded or not) within what the columns hold."""
+    if not isinstance(value, str):
+        return None
+    text = _json_or_text(value)
+    try:
+        moment = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if not limits.time_in_range(moment):
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _put(target: dict[str, Any], key: str, value: Any) -> None:

@@ -1,19 +1,23 @@
 """OTLP/HTTP trace exports, protobuf or JSON, gzip or not, read into plain span records.
 
 OTLP/JSON is not the protobuf JSON mapping: ids are hex strings (not base64), int64 values may be
-strings or numbers, and JS exporters send `{low, high}` halves. So JSON is read by hand here
-rather than with json_format. Pure: no I/O."""
+strings or numbers, and JS exporters send `{low, high}` halves. So JSON is read with declarations
+of its own (msgspec) rather than with json_format: a field of the wrong type is a 400. Ids and
+times are checked against what the stores hold (libs.common.limits). Pure: no I/O."""
 
-import gzip
 import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from libs.common import limits
+from libs.common.errors import PayloadTooLarge
 
 
 class OtlpError(Exception):
@@ -48,18 +52,49 @@ class SpanRecord:
 _HEX = re.compile("[0-9a-f]*")
 
 
-def read_export(body: bytes, content_type: str, content_encoding: str) -> list[SpanRecord]:
+def read_export(
+    body: bytes, content_type: str, content_encoding: str, max_bytes: int
+) -> list[SpanRecord]:
+    """The spans of an export; OtlpError (400) for what is not one, PayloadTooLarge (413) for a
+    gzip body expanding past `max_bytes`."""
     if content_encoding.strip().lower() == "gzip":
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise OtlpError("body is not valid gzip") from exc
+        body = _gunzip(body, max_bytes)
     kind = content_type.lower()
-    if "application/x-protobuf" in kind or "application/protobuf" in kind:
-        return _from_protobuf(body)
-    if "application/json" in kind:
-        return _from_json(body)
+    try:
+        if "application/x-protobuf" in kind or "application/protobuf" in kind:
+            return _from_protobuf(body)
+        if "application/json" in kind:
+            return _from_json(body)
+    except (RecursionError, orjson.JSONEncodeError) as exc:
+        raise OtlpError("attribute values are nested too deep") from exc
     raise OtlpError(f"unsupported content type: {content_type or 'none'}")
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """Streaming, so a small body that expands enormously is stopped at the cap instead of
+    filling memory. Concatenated gzip members are read one after the other, as gzip does."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    try:
+        while rest:
+            inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            pending = rest
+            while not inflater.eof:
+                chunk = inflater.decompress(pending, max_bytes + 1 - size)
+                pending = inflater.unconsumed_tail
+                if not chunk and not pending and not inflater.eof:
+                    raise OtlpError("body is not valid gzip: it ends early")
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(
+                        f"Request body decompresses to more than {max_bytes} bytes"
+                    )
+                parts.append(chunk)
+            rest = inflater.unused_data
+    except zlib.error as exc:
+        raise OtlpError("body is not valid gzip") from exc
+    return b"".join(parts)
 
 
 def _from_protobuf(body: bytes) -> list[SpanRecord]:
@@ -116,45 +151,120 @@ def _proto_value(value: AnyValue) -> Any:
     return getattr(value, kind) if kind else None
 
 
+class _Halves(msgspec.Struct):
+    """An int64 as `{low, high}` 32-bit halves, as some JS encoders send it."""
+
+    low: int = 0
+    high: int = 0
+
+
+Int64 = int | str | _Halves | None  # OTLP/JSON: a number, a decimal string, or halves
+
+
+class _Value(msgspec.Struct, rename="camel"):
+    string_value: str | None = None
+    bool_value: bool | None = None
+    int_value: Int64 = None
+    double_value: float | str | None = None
+    array_value: "_Array | None" = None
+    kvlist_value: "_KeyValues | None" = None
+    bytes_value: str | None = None
+
+
+class _KeyValue(msgspec.Struct):
+    key: str
+    value: _Value | None = None
+
+
+class _Array(msgspec.Struct):
+    values: list[_Value] | None = None
+
+
+class _KeyValues(msgspec.Struct):
+    values: list[_KeyValue] | None = None
+
+
+class _Attributed(msgspec.Struct):
+    attributes: list[_KeyValue] | None = None
+
+
+class _Scope(_Attributed):
+    name: str | None = None
+    version: str | None = None
+
+
+class _Status(msgspec.Struct):
+    code: Int64 = None
+    message: str | None = None
+
+
+class _Event(_Attributed, rename="camel"):
+    name: str | None = None
+    time_unix_nano: Int64 = None
+
+
+class _Span(_Attributed, rename="camel"):
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    name: str | None = None
+    start_time_unix_nano: Int64 = None
+    end_time_unix_nano: Int64 = None
+    status: _Status | None = None
+    events: list[_Event] | None = None
+
+
+class _ScopeSpans(msgspec.Struct):
+    scope: _Scope | None = None
+    spans: list[_Span] | None = None
+
+
+class _ResourceSpans(msgspec.Struct, rename="camel"):
+    resource: _Attributed | None = None
+    scope_spans: list[_ScopeSpans] | None = None
+
+
+class _Export(msgspec.Struct, rename="camel"):
+    """ExportTraceServiceRequest in OTLP/JSON; unknown fields (dropped counts, schema URLs, ...)
+    are ignored, a field of the wrong type is a 400."""
+
+    resource_spans: list[_ResourceSpans] | None = None
+
+
+_EXPORT = msgspec.json.Decoder(_Export)
+
+
 def _from_json(body: bytes) -> list[SpanRecord]:
     try:
-        request = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
+        request = _EXPORT.decode(body or b"{}")
+    except msgspec.ValidationError as exc:
+        raise OtlpError(f"invalid ExportTraceServiceRequest: {exc}".replace("`", "")) from exc
+    except msgspec.DecodeError as exc:
         raise OtlpError("body is not valid JSON") from exc
-    if not isinstance(request, dict):
-        raise OtlpError("body must be an ExportTraceServiceRequest object")
     spans = []
-    for resource_spans in _list(request, "resourceSpans"):
-        resource = _json_attributes((resource_spans.get("resource") or {}).get("attributes"))
-        for scope_spans in _list(resource_spans, "scopeSpans"):
-            scope = scope_spans.get("scope") or {}
-            scope_attributes = _json_attributes(scope.get("attributes"))
-            for span in _list(scope_spans, "spans"):
-                status = span.get("status") or {}
+    for resource_spans in request.resource_spans or ():
+        resource = _json_attributes(resource_spans.resource)
+        for scope_spans in resource_spans.scope_spans or ():
+            scope = scope_spans.scope or _Scope()
+            scope_attributes = _json_attributes(scope)
+            for span in scope_spans.spans or ():
+                status = span.status or _Status()
                 spans.append(
                     _record(
-                        trace_id=str(span.get("traceId") or "").lower(),
-                        span_id=str(span.get("spanId") or "").lower(),
-                        parent_span_id=str(span.get("parentSpanId") or "").lower(),
-                        name=str(span.get("name") or ""),
-                        start_ns=_int64(span.get("startTimeUnixNano")),
-                        end_ns=_int64(span.get("endTimeUnixNano")),
-                        attributes=_json_attributes(span.get("attributes")),
-                        status_code=_int64(status.get("code")),
-                        status_message=str(status.get("message") or ""),
+                        trace_id=(span.trace_id or "").lower(),
+                        span_id=(span.span_id or "").lower(),
+                        parent_span_id=(span.parent_span_id or "").lower(),
+                        name=span.name or "",
+                        start_ns=_int64(span.start_time_unix_nano),
+                        end_ns=_int64(span.end_time_unix_nano),
+                        attributes=_json_attributes(span),
+                        status_code=_int64(status.code),
+                        status_message=status.message or "",
                         resource=resource,
-                        scope=(
-                            str(scope.get("name") or ""),
-                            str(scope.get("version") or ""),
-                            scope_attributes,
-                        ),  # fmt: skip
+                        scope=(scope.name or "", scope.version or "", scope_attributes),
                         events=tuple(
-                            SpanEvent(
-                                str(e.get("name") or ""),
-                                _int64(e.get("timeUnixNano")),
-                                _json_attributes(e.get("attributes")),
-                            )
-                            for e in _list(span, "events")
+                            SpanEvent(e.name or "", _int64(e.time_unix_nano), _json_attributes(e))
+                            for e in span.events or ()
                         ),
                     )
                 )
@@ -173,8 +283,13 @@ def _record(
 ) -> SpanRecord:
     if len(trace_id) != 32 or len(span_id) != 16 or not _is_hex(trace_id + span_id):
         raise OtlpError("every span needs a 16-byte traceId and an 8-byte spanId")
+    if parent_span_id and (len(parent_span_id) != 16 or not _is_hex(parent_span_id)):
+        raise OtlpError(f"span {span_id}: parentSpanId must be 8 bytes")
     # One edge missing: copy the other; an end before the start is clamped to the start.
     start_ns, end_ns = start_ns or end_ns, end_ns or start_ns
+    for edge in (start_ns, end_ns):
+        if not limits.EARLIEST_NS <= edge <= limits.LATEST_NS:
+            raise OtlpError(f"span {span_id}: times must be {limits.TIME_RANGE}")
     return SpanRecord(
         trace_id=trace_id,
         span_id=span_id,
@@ -188,48 +303,52 @@ def _record(
     )
 
 
-def _json_attributes(attributes: Any) -> dict[str, Any]:
-    if not isinstance(attributes, list):
+def _json_attributes(owner: _Attributed | None) -> dict[str, Any]:
+    if owner is None or not owner.attributes:
         return {}
-    return {
-        str(a.get("key")): _json_value(a.get("value") or {})
-        for a in attributes
-        if isinstance(a, dict) and a.get("key") is not None
-    }
+    attributes = {a.key: _json_value(a.value) for a in owner.attributes}
+    if not limits.within_depth(attributes):  # protobuf's parser has a depth limit of its own
+        raise OtlpError(f"attribute values nest deeper than {limits.MAX_DEPTH} levels")
+    return attributes
 
 
-def _json_value(value: dict[str, Any]) -> Any:
-    if "stringValue" in value:
-        return value["stringValue"]
-    if "boolValue" in value:
-        return bool(value["boolValue"])
-    if "intValue" in value:
-        return _int64(value["intValue"])
-    if "doubleValue" in value:
-        double = value["doubleValue"]
-        return float(double) if isinstance(double, str) else double
-    if "arrayValue" in value:
-        return [_json_value(v) for v in (value["arrayValue"] or {}).get("values") or []]
-    if "kvlistValue" in value:
-        pairs = (value["kvlistValue"] or {}).get("values") or []
-        return orjson.dumps({p["key"]: _json_value(p.get("value") or {}) for p in pairs}).decode()
-    if "bytesValue" in value:
-        return value["bytesValue"]
-    return None
+def _json_value(value: _Value | None) -> Any:
+    if value is None:
+        return None
+    if value.string_value is not None:
+        return value.string_value
+    if value.bool_value is not None:
+        return value.bool_value
+    if value.int_value is not None:
+        return _int64(value.int_value)
+    if value.double_value is not None:
+        return _double(value.double_value)
+    if value.array_value is not None:
+        return [_json_value(v) for v in value.array_value.values or ()]
+    if value.kvlist_value is not None:
+        pairs = value.kvlist_value.values or ()
+        return orjson.dumps({p.key: _json_value(p.value) for p in pairs}).decode()
+    return value.bytes_value
 
 
-def _int64(value: Any) -> int:
-    if isinstance(value, dict):  # {low, high} halves, as some JS encoders send
-        return (int(value.get("high", 0)) << 32) | (int(value.get("low", 0)) & 0xFFFFFFFF)
+def _int64(value: Int64) -> int:
+    if isinstance(value, _Halves):
+        number = (value.high << 32) | (value.low & 0xFFFFFFFF)
+    else:
+        try:
+            number = int(value or 0)
+        except ValueError as exc:
+            raise OtlpError(f"not an integer: {value!r}") from exc
+    if not -(2**63) <= number < 2**64:  # int64 values, and fixed64 times
+        raise OtlpError(f"integer out of the 64-bit range: {number}")
+    return number
+
+
+def _double(value: float | str) -> float:
     try:
-        return int(value or 0)
-    except (TypeError, ValueError) as exc:
-        raise OtlpError(f"not an integer: {value!r}") from exc
-
-
-def _list(container: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    items = container.get(key) or []
-    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+        return float(value)  # a string may say "NaN" or "Infinity", as protobuf's JSON does
+    except ValueError as exc:
+        raise OtlpError(f"not a number: {value!r}") from exc
 
 
 def _is_hex(text: str) -> bool:

@@ -26,7 +26,10 @@ async def run(cfg: IngestionConfig) -> None:
         producer = make_producer(cfg.kafka, client_id="ingestion")
         await producer.start()
         stack.push_async_callback(producer.stop)
-        servicer = IngestionServicer(event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS))
+        servicer = IngestionServicer(
+            event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS),
+            max_otlp_bytes=cfg.max_otlp_bytes,
+        )  # fmt: skip
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
         server = make_server(
             [(add, servicer, SERVICE_NAME)],

@@ -1,28 +1,32 @@
 """Usage and cost shapes of generation bodies, normalized to Langfuse's stored maps:
-`usageDetails` {key: non-negative int} and `costDetails` {key: non-negative USD}. Pure."""
+`usageDetails` {key: non-negative int} and `costDetails` {key: non-negative USD}. Entries that
+are not counts or costs are dropped, as Langfuse drops them; counts or costs too large for their
+columns (libs.common.limits) are refused with a ValueError naming them. Pure."""
 
 from typing import Any
 
+from libs.common import limits
 
-def normalize_usage(body: dict[str, Any]) -> tuple[dict[str, int] | None, dict[str, float] | None]:
-    """(usageDetails, costDetails) from `usageDetails`, legacy `usage` and `costDetails`;
-    None where the body gave nothing (so a later update's absence never erases a value)."""
-    usage: dict[str, int] | None = None
-    cost: dict[str, float] | None = None
-    legacy = body.get("usage")
-    if isinstance(legacy, dict):
-        usage, cost = _legacy(legacy)
-    details = body.get("usageDetails")
-    if isinstance(details, dict):
-        usage = _details(details)
-    given_cost = body.get("costDetails")
-    if isinstance(given_cost, dict):
-        cost = {
-            k: float(v)
-            for k, v in given_cost.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-        }
-    return usage or None, cost or None
+
+def normalize_usage(
+    usage: Any, usage_details: Any, cost_details: Any
+) -> tuple[dict[str, int] | None, dict[str, float] | None]:
+    """(usageDetails, costDetails) from the body's `usage` (legacy), `usageDetails` and
+    `costDetails`; None where the body gave nothing (so a later update's absence never erases a
+    value)."""
+    counts: dict[str, int] | None = None
+    costs: dict[str, float] | None = None
+    if isinstance(usage, dict):
+        counts, costs = _legacy(usage)
+    if isinstance(usage_details, dict):
+        counts = _details(usage_details)
+    if isinstance(cost_details, dict):
+        costs = {k: float(v) for k, v in cost_details.items() if _cost(v, f"costDetails.{k}")}
+    if counts and sum(counts.values()) >= limits.MAX_USAGE:
+        raise ValueError("usageDetails must sum to less than 2^63")
+    if costs and sum(costs.values()) >= limits.MAX_COST:
+        raise ValueError(f"costDetails must sum to less than {limits.MAX_COST:,} USD")
+    return counts or None, costs or None
 
 
 def _legacy(usage: dict[str, Any]) -> tuple[dict[str, int], dict[str, float]]:
@@ -32,14 +36,14 @@ def _legacy(usage: dict[str, Any]) -> tuple[dict[str, int], dict[str, float]]:
             "output": usage.get("completionTokens"),
             "total": usage.get("totalTokens"),
         }
-    counts = {k: _count(usage.get(k)) for k in ("input", "output", "total")}
+    counts = {k: _count(usage.get(k), f"usage.{k}") for k in ("input", "output", "total")}
     result = {k: v for k, v in counts.items() if v is not None}
     if "total" not in result and ("input" in result or "output" in result):
         result["total"] = result.get("input", 0) + result.get("output", 0)
     costs = {
         key: float(usage[field])
         for key, field in (("input", "inputCost"), ("output", "outputCost"), ("total", "totalCost"))
-        if isinstance(usage.get(field), int | float) and usage[field] >= 0
+        if _cost(usage.get(field), f"usage.{field}")
     }
     return result, costs
 
@@ -51,7 +55,7 @@ def _details(details: dict[str, Any]) -> dict[str, int]:
     if "input_tokens" in details and "output_tokens" in details:
         return _openai(details, "input_tokens", "output_tokens", "input_tokens_details",
                        "output_tokens_details")  # fmt: skip
-    counts = {k: _count(v) for k, v in details.items()}
+    counts = {k: _count(v, f"usageDetails.{k}") for k, v in details.items()}
     return {k: v for k, v in counts.items() if v is not None}
 
 
@@ -61,27 +65,39 @@ def _openai(
     """OpenAI usage: each detail becomes input_<k>/output_<k> and is subtracted from its side."""
     result: dict[str, int] = {}
     for side, key, more in (("input", input_key, input_more), ("output", output_key, output_more)):
-        total = _count(details.get(key))
-        extra = details.get(more) if isinstance(details.get(more), dict) else {}
+        total = _count(details.get(key), f"usageDetails.{key}")
+        extra: dict[str, Any] = details[more] if isinstance(details.get(more), dict) else {}
         for name, value in extra.items():
-            count = _count(value)
+            count = _count(value, f"usageDetails.{more}.{name}")
             if count is not None:
                 result[f"{side}_{name}"] = count
                 if total is not None:
                     total = max(total - count, 0)
         if total is not None:
             result[side] = total
-    total_tokens = _count(details.get("total_tokens"))
+    total_tokens = _count(details.get("total_tokens"), "usageDetails.total_tokens")
     if total_tokens is not None:
         result["total"] = total_tokens
     return result
 
 
-def _count(value: Any) -> int | None:
+def _count(value: Any, field: str) -> int | None:
+    """A count, or None for what is not one (dropped); ValueError past the column's range."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int | float) and value >= 0:
-        return int(value)
-    return None
+        value = int(value)
+    if not isinstance(value, int | float) or not value >= 0:  # `not >=` also drops NaN
+        return None
+    if value >= limits.MAX_USAGE:
+        raise ValueError(f"{field} must be less than 2^63")
+    return int(value)
+
+
+def _cost(value: Any, field: str) -> bool:
+    """True for a cost to keep; False for what is not one (dropped); ValueError when too large."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        return False
+    if value >= limits.MAX_COST:
+        raise ValueError(f"{field} must be less than {limits.MAX_COST:,} USD")
+    return True

@@ -6,7 +6,8 @@ import pytest
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.scope import AccessLevel
-from services.ingestion.batch import EventError, accept, normalize_environment, parse_envelope
+from services.ingestion.batch import EventError, accept, parse_envelope
+from services.ingestion.bodies import normalize_environment
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 STAMP = "2026-11-22T11:59:59.123456+01:00"

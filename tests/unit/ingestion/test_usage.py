@@ -39,4 +39,22 @@ from services.ingestion.usage import normalize_usage
     ],
 )  # fmt: skip
 def test_usage_and_cost_shapes(body: dict[str, Any], usage: Any, cost: Any) -> None:
-    assert normalize_usage(body) == (usage, cost)
+    given = (body.get("usage"), body.get("usageDetails"), body.get("costDetails"))
+    assert normalize_usage(*given) == (usage, cost)
+
+
+@pytest.mark.parametrize(
+    ("usage_details", "cost_details", "named"),
+    [
+        ({"input": 2**63}, None, "usageDetails.input"),
+        ({"input": 2**62, "output": 2**62}, None, "sum"),
+        ({"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1e30}}, None, "cached"),
+        (None, {"input": 1_000_000}, "costDetails.input"),
+        (None, {"input": 600_000, "output": 500_000}, "sum"),
+    ],
+)
+def test_counts_and_costs_past_their_columns_are_refused(
+    usage_details: Any, cost_details: Any, named: str
+) -> None:
+    with pytest.raises(ValueError, match=named):
+        normalize_usage(None, usage_details, cost_details)

@@ -1,0 +1,231 @@
+"""The bodies ingestion accepts, one declaration each (msgspec, decoded in C): the batch
+envelope, trace, observation (every observation event type, legacy ones too), score and sdk-log
+bodies. Each field's rule is written once, here, with the ranges its column holds
+(libs.common.limits). Langfuse's semantics: unknown fields are ignored, null is the same as
+absent, and a rule that fails names its field. Pure: no I/O."""
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from libs.common import limits
+from services.ingestion.usage import normalize_usage
+
+Id = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=limits.MAX_ID_LENGTH, pattern=limits.ID_PATTERN),
+]
+Time = Annotated[datetime, msgspec.Meta(tz=True)]
+PromptVersion = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_PROMPT_VERSION)]
+Level = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
+ScoreType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"]
+
+_ENVIRONMENT = re.compile(r"^[a-z0-9\-_]+$")
+_LANGFUSE_PREFIX = re.compile(r"^(langfuse[-_]?)+")
+_MESSAGE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+
+class Body(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """Bodies are stored as decoded: camelCase keys, absent and null fields left out."""
+
+    def encode(self) -> bytes:
+        return msgspec.json.encode(self)
+
+
+class Envelope(msgspec.Struct, kw_only=True):
+    """One item of `{"batch": [...]}`; `metadata` (SDK debug information) is ignored."""
+
+    id: Id
+    type: str
+    timestamp: Time
+    body: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.timestamp = _in_range(self.timestamp, "timestamp")
+
+
+class TraceBody(Body, kw_only=True):
+    id: Id | None = None  # generated when absent
+    timestamp: Time | None = None
+    name: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    user_id: str | None = None
+    session_id: Id | None = None
+    release: str | None = None
+    version: str | None = None
+    input: Any = None
+    output: Any = None
+    metadata: Any = None
+    tags: list[str] | None = None
+    public: bool | None = None
+    environment: Any = None
+
+    def __post_init__(self) -> None:
+        if self.id is None:
+            self.id = str(uuid.uuid4())
+        if self.timestamp is not None:
+            self.timestamp = _in_range(self.timestamp, "timestamp")
+        self.metadata = _metadata(self.metadata)
+        _check_depth(input=self.input, output=self.output, metadata=self.metadata)
+        self.environment = normalize_environment(self.environment)
+
+
+class ObservationBody(Body, kw_only=True):
+    """Spans, generations, events and the generation-like types (agent, tool, ...)."""
+
+    id: Id
+    trace_id: Id | None = None
+    parent_observation_id: Id | None = None
+    name: str | None = None
+    start_time: Time | None = None
+    end_time: Time | None = None
+    completion_start_time: Time | None = None
+    input: Any = None
+    output: Any = None
+    metadata: Any = None
+    level: Level | None = None
+    status_message: str | None = None
+    version: str | None = None
+    model: str | None = None
+    model_parameters: dict[str, Any] | None = None
+    prompt_name: str | None = None
+    prompt_version: PromptVersion | None = None
+    usage: Any = None  # legacy shapes, normalized into usageDetails and costDetails
+    usage_details: Any = None
+    cost_details: Any = None
+    environment: Any = None
+
+    def __post_init__(self) -> None:
+        for field in ("start_time", "end_time", "completion_start_time"):
+            moment = getattr(self, field)
+            if moment is not None:
+                setattr(self, field, _in_range(moment, _camel(field)))
+        if (self.prompt_name is None) != (self.prompt_version is None):
+            raise ValueError("promptName and promptVersion go together")
+        self.metadata = _metadata(self.metadata)
+        _check_depth(
+            input=self.input, output=self.output, metadata=self.metadata,
+            modelParameters=self.model_parameters,
+        )  # fmt: skip
+        self.usage_details, self.cost_details = normalize_usage(
+            self.usage, self.usage_details, self.cost_details
+        )
+        self.usage = None
+        self.environment = normalize_environment(self.environment)
+
+
+class LegacyObservationBody(ObservationBody, kw_only=True):
+    """`observation-create` / `-update` of very old SDKs: the body names its type."""
+
+    type: Literal["GENERATION", "SPAN", "EVENT"]
+
+
+class ScoreBody(Body, kw_only=True):
+    id: str | None = None  # generated when absent or ""
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    trace_id: Id | None = None
+    observation_id: Id | None = None
+    session_id: Id | None = None
+    dataset_run_id: Id | None = None
+    value: float | str
+    data_type: ScoreType | None = None
+    comment: str | None = None
+    config_id: str | None = None
+    queue_id: str | None = None
+    source: str | None = None
+    metadata: Any = None
+    environment: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = str(uuid.uuid4())
+        elif not limits.is_id(self.id):
+            raise ValueError("id must have 1-800 characters and no control characters")
+        check_score(self)
+        self.metadata = _metadata(self.metadata)
+        _check_depth(metadata=self.metadata)
+        self.environment = normalize_environment(self.environment)
+
+
+class ScoreItem(ScoreBody, kw_only=True):
+    """An object of `POST /api/public/scores`: a score body with its own optional timestamp."""
+
+    timestamp: Time | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.timestamp is not None:
+            self.timestamp = _in_range(self.timestamp, "timestamp")
+
+
+class SdkLogBody(Body, kw_only=True):
+    log: Any = None
+
+
+def check_score(score: ScoreBody) -> None:
+    """Langfuse's rules for a score on its own: one subject, a value that suits its data type.
+    (Rules against the project's score configs need the evals service: not checked here.)"""
+    subjects = [s for s in (score.trace_id, score.session_id, score.dataset_run_id) if s]
+    if len(subjects) != 1:
+        raise ValueError("a score needs exactly one of traceId, sessionId, datasetRunId")
+    if score.observation_id is not None and score.trace_id is None:
+        raise ValueError("observationId needs traceId")
+    kind, value = score.data_type, score.value
+    if kind is None:
+        return
+    if kind == "NUMERIC" and isinstance(value, str):
+        raise ValueError("a NUMERIC score needs a number")
+    if kind == "BOOLEAN" and value not in (0, 1):
+        raise ValueError("a BOOLEAN score is 0 or 1")
+    if kind in ("CATEGORICAL", "TEXT", "CORRECTION") and not isinstance(value, str):
+        raise ValueError(f"a {kind} score needs a string")
+    if kind == "TEXT" and not 1 <= len(str(value)) <= 500:
+        raise ValueError("a TEXT score has 1-500 characters")
+
+
+def normalize_environment(value: Any) -> str:
+    """Langfuse's rule: lowercase, strip `langfuse` prefixes, 40 chars, else silently default."""
+    if not isinstance(value, str) or not value:
+        return "default"
+    lowered = _LANGFUSE_PREFIX.sub("", value.lower())[:40]
+    return lowered if _ENVIRONMENT.match(lowered) else "default"
+
+
+def describe(error: msgspec.ValidationError, prefix: str = "") -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.body.x`" as "body.x: Expected int, got str":
+    the field first, as Langfuse's messages name it."""
+    match = _MESSAGE.match(str(error))
+    what, path = (match["what"], match["path"] or "") if match else (str(error), "")
+    missing = _MISSING.match(what)
+    if missing:
+        what, path = "required", f"{path}.{missing['field']}"
+    if what.startswith("Expected `str` matching regex"):  # the one pattern: ids
+        what = "must have no control characters"
+    where = f"{prefix}{path}".strip(".")
+    return f"{where}: {what.replace('`', '')}" if where else what.replace("`", "")
+
+
+def _in_range(moment: datetime, field: str) -> datetime:
+    moment = moment.astimezone(UTC)
+    if not limits.time_in_range(moment):
+        raise ValueError(f"{field} must be {limits.TIME_RANGE}")
+    return moment
+
+
+def _metadata(value: Any) -> Any:
+    """Langfuse stores a non-object metadata value as `{"metadata": value}`."""
+    return value if value is None or isinstance(value, dict) else {"metadata": value}
+
+
+def _check_depth(**values: Any) -> None:
+    for field, value in values.items():
+        if not limits.within_depth(value):
+            raise ValueError(f"{field} is nested deeper than {limits.MAX_DEPTH} levels")
+
+
+def _camel(field: str) -> str:
+    head, *rest = field.split("_")
+    return head + "".join(part.title() for part in rest)
