@@ -8,6 +8,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
 from libs.common.gencache import GenerationCache
 from libs.common.scope import scope_from
+from services.evals.dataset_api import DatasetApi
 from services.evals.results import ExperimentReads
 from services.evals.score_configs import ScoreConfigStore, new_config
 
@@ -22,8 +23,10 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
         *,
         score_config_generations: GenerationCache,
         experiments: ExperimentReads,
+        datasets: DatasetApi,
     ) -> None:
         self._pool = pool
+        self._datasets = datasets
         self._score_configs = ScoreConfigStore(pool)
         self._score_config_generations = score_config_generations
         self._experiments = experiments
@@ -76,6 +79,73 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
             raise NotFound("Score config not found within authorized project")
         await self._score_configs_changed(scope.project_id)
         return evals_pb2.UpdateScoreConfigResponse(config_json=orjson.dumps(document))
+
+    # Datasets, versioned items, runs and run items (services/evals/dataset_api.py).
+
+    async def UpsertDataset(  # noqa: N802
+        self, request: evals_pb2.UpsertDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.UpsertDatasetResponse:
+        return await self._datasets.upsert_dataset(scope_from(context), request)
+
+    async def GetDataset(  # noqa: N802
+        self, request: evals_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetDatasetResponse:
+        return await self._datasets.get_dataset(scope_from(context), request)
+
+    async def ListDatasets(  # noqa: N802
+        self, request: evals_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListDatasetsResponse:
+        return await self._datasets.list_datasets(scope_from(context), request)
+
+    async def DeleteDataset(  # noqa: N802
+        self, request: evals_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteDatasetResponse:
+        return await self._datasets.delete_dataset(scope_from(context), request)
+
+    async def UpsertDatasetItem(  # noqa: N802
+        self, request: evals_pb2.UpsertDatasetItemRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.UpsertDatasetItemResponse:
+        return await self._datasets.upsert_item(scope_from(context), request)
+
+    async def GetDatasetItem(  # noqa: N802
+        self, request: evals_pb2.GetDatasetItemRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetDatasetItemResponse:
+        return await self._datasets.get_item(scope_from(context), request)
+
+    async def ListDatasetItems(  # noqa: N802
+        self, request: evals_pb2.ListDatasetItemsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListDatasetItemsResponse:
+        return await self._datasets.list_items(scope_from(context), request)
+
+    async def DeleteDatasetItem(  # noqa: N802
+        self, request: evals_pb2.DeleteDatasetItemRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteDatasetItemResponse:
+        return await self._datasets.delete_item(scope_from(context), request)
+
+    async def CreateDatasetRunItem(  # noqa: N802
+        self, request: evals_pb2.CreateDatasetRunItemRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.CreateDatasetRunItemResponse:
+        return await self._datasets.create_run_item(scope_from(context), request)
+
+    async def ListDatasetRunItems(  # noqa: N802
+        self, request: evals_pb2.ListDatasetRunItemsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListDatasetRunItemsResponse:
+        return await self._datasets.list_run_items(scope_from(context), request)
+
+    async def ListDatasetRuns(  # noqa: N802
+        self, request: evals_pb2.ListDatasetRunsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListDatasetRunsResponse:
+        return await self._datasets.list_runs(scope_from(context), request)
+
+    async def GetDatasetRun(  # noqa: N802
+        self, request: evals_pb2.GetDatasetRunRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetDatasetRunResponse:
+        return await self._datasets.get_run(scope_from(context), request)
+
+    async def DeleteDatasetRun(  # noqa: N802
+        self, request: evals_pb2.DeleteDatasetRunRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteDatasetRunResponse:
+        return await self._datasets.delete_run(scope_from(context), request)
 
     # Experiments and run results (services/evals/results.py).
 

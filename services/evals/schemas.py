@@ -13,9 +13,6 @@ from jsonschema.protocols import Validator
 
 from services.evals.fields import invalid
 
-# The dataset fields that hold a schema, and the item field each one checks.
-SCHEMA_FIELDS = {"inputSchema": "input", "expectedOutputSchema": "expectedOutput"}
-
 
 def checked_schema(value: Any, field: str) -> Any:
     """A schema given in a request (null: none given); a schema that is not valid JSON Schema

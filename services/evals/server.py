@@ -17,6 +17,7 @@ from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.evals.config import EvalsConfig
 from services.evals.consumer import ExperimentWriter, consumer_settings, decode_items
+from services.evals.dataset_api import DatasetApi
 from services.evals.handlers import EvalsServicer
 from services.evals.results import ExperimentReads
 
@@ -32,11 +33,12 @@ async def run(cfg: EvalsConfig) -> None:
     query_channel = make_channel(cfg.query_addr, token=cfg.internal_auth_token)
     producer = make_producer(cfg.kafka, client_id="evals")
     try:
-        experiments = ExperimentReads(pool, QueryServiceStub(query_channel))
+        query = QueryServiceStub(query_channel)
         servicer = EvalsServicer(
             pool,
             score_config_generations=score_config_generations(client),
-            experiments=experiments,
+            experiments=ExperimentReads(pool, query),
+            datasets=DatasetApi(pool, query),
         )
         # Spans with experiment attributes become runs and run items; the producer takes its
         # dead letters.
