@@ -115,7 +115,7 @@ _DATASET_EXISTS = "SELECT true FROM datasets WHERE project_id = $1 AND id = $2"
 _INSERT_RUN = """
 INSERT INTO dataset_runs
     (project_id, id, dataset_id, name, description, metadata, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, least($7, $8), $8)
+VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, least($7::timestamptz, $8::timestamptz), $8)
 ON CONFLICT DO NOTHING
 """
 # The run by id, else by (dataset, name); a changed description or metadata is taken over.
