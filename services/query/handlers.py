@@ -2,15 +2,17 @@
 
 import asyncio
 import base64
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.errors import InvalidArgument, NotFound
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
+from libs.common.limits import is_id
 from libs.common.scope import scope_from
 from services.query.deletions import DeletionNotices
 from services.query.filters import (
@@ -22,6 +24,7 @@ from services.query.filters import (
     equality_filters,
     json_filters,
     order_by,
+    storable,
 )
 from services.query.metrics import trace_metrics
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
@@ -74,8 +77,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListTracesRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListTracesResponse:
         project_id = scope_from(context).project_id
+        page, limit = _page(request.page)
         where = _where(request, TRACE_FILTER_COLUMNS, "timestamp")
-        page, limit = request.page.page, request.page.limit
         order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
         groups = set(request.fields) or TRACE_GROUPS
         if unknown := groups - TRACE_GROUPS:
@@ -103,8 +106,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         project_id = scope_from(context).project_id
         where = _where(request, OBSERVATION_FILTER_COLUMNS, "start_time")
         if request.HasField("cursor"):
-            limit = request.cursor.limit
-            offset = _decode_cursor(request.cursor.cursor)
+            limit, offset = _cursor(request.cursor)
             rows, more = await self._store.window(
                 "observation", project_id, where, "start_time DESC, id DESC", limit, offset
             )
@@ -124,7 +126,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
                 observations_json=[orjson.dumps(d) for d in documents],
                 cursor_meta=common_pb2.CursorMeta(next_cursor=cursor),
             )
-        page, limit = request.page.page, request.page.limit
+        page, limit = _page(request.page)
         rows, total = await self._store.page_of(
             "observation", project_id, where, "start_time DESC, id DESC", limit, (page - 1) * limit
         )
@@ -153,17 +155,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListSessionsRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListSessionsResponse:
         project_id = scope_from(context).project_id
-        page, limit = request.page.page, request.page.limit
-        since = (
-            request.time_range.from_time.ToDatetime(tzinfo=UTC)
-            if request.time_range.HasField("from_time")
-            else None
-        )
-        until = (
-            request.time_range.to_time.ToDatetime(tzinfo=UTC)
-            if request.time_range.HasField("to_time")
-            else None
-        )
+        page, limit = _page(request.page)
+        time_range = request.time_range
+        since = _moment(time_range.from_time) if time_range.HasField("from_time") else None
+        until = _moment(time_range.to_time) if time_range.HasField("to_time") else None
         rows, total = await self._store.sessions(
             project_id, None, since, until, limit, (page - 1) * limit, list(request.environments)
         )
@@ -178,6 +173,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         scope = scope_from(context)
         scope.require_project_access()
         trace_ids = list(request.trace_ids)
+        if len(trace_ids) > _MAX_DELETE_IDS:
+            raise InvalidArgument(f"At most {_MAX_DELETE_IDS} trace ids per request")
+        for trace_id in trace_ids:
+            _check_id(trace_id)
         await self._store.delete_traces(scope.project_id, trace_ids)
         await self._deletions.traces_deleted(scope.project_id, trace_ids)
         return query_pb2.DeleteTracesResponse()
@@ -198,7 +197,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         where = _where(request, SCORE_FILTER_COLUMNS, "timestamp")
         order = "timestamp DESC, id DESC"
         if request.HasField("cursor"):
-            limit, offset = request.cursor.limit, _decode_cursor(request.cursor.cursor)
+            limit, offset = _cursor(request.cursor)
             rows, more = await self._store.window("score", project_id, where, order, limit, offset)
             return query_pb2.ListScoresResponse(
                 scores_json=[orjson.dumps(score_v3_view(r, project_id)) for r in rows],
@@ -206,7 +205,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
                     next_cursor=_encode_cursor(offset + len(rows)) if more else ""
                 ),
             )
-        page, limit = request.page.page, request.page.limit
+        page, limit = _page(request.page)
         rows, total = await self._store.page_of(
             "score", project_id, where, order, limit, (page - 1) * limit
         )
@@ -241,8 +240,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListModelsResponse:
         project_id = scope_from(context).project_id
+        page, limit = _page(request.page)
         entries = await self._entries(project_id)
-        page, limit = request.page.page, request.page.limit
         chosen = entries[(page - 1) * limit : page * limit]
         return query_pb2.ListModelsResponse(
             models_json=[orjson.dumps(model_document(e)) for e in chosen],
@@ -317,11 +316,46 @@ def _where(
 
 def _time_range(where: Where, column: str, time_range: query_pb2.TimeRange) -> None:
     if time_range.HasField("from_time"):
-        since = time_range.from_time.ToDatetime(tzinfo=UTC)
+        since = _moment(time_range.from_time)
         where.add(f"{column} >= {{since:DateTime64(3, 'UTC')}}", since=since)
     if time_range.HasField("to_time"):
-        until = time_range.to_time.ToDatetime(tzinfo=UTC)
+        until = _moment(time_range.to_time)
         where.add(f"{column} < {{until:DateTime64(3, 'UTC')}}", until=until)
+
+
+def _moment(stamp: Timestamp) -> datetime:
+    """A time bound as a datetime the columns can compare with."""
+    try:
+        return storable(stamp.ToDatetime(tzinfo=UTC))
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument("Timestamp out of range") from exc
+
+
+# The callers' arguments are checked here too (the gateway checks them first): a page of 0
+# would divide by zero, an unbounded limit would answer megabytes.
+_MAX_PAGE_LIMIT = 100
+_MAX_CURSOR_LIMIT = 1000
+_MAX_DELETE_IDS = 1000
+
+
+def _page(page: common_pb2.PageRequest) -> tuple[int, int]:
+    if page.page < 1 or not 1 <= page.limit <= _MAX_PAGE_LIMIT:
+        raise InvalidArgument(f"page must be ≥ 1 and limit between 1 and {_MAX_PAGE_LIMIT}")
+    return page.page, page.limit
+
+
+def _cursor(cursor: common_pb2.CursorRequest) -> tuple[int, int]:
+    """A cursor request's limit and the offset its cursor stands for."""
+    if not 1 <= cursor.limit <= _MAX_CURSOR_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {_MAX_CURSOR_LIMIT}")
+    return cursor.limit, _decode_cursor(cursor.cursor)
+
+
+def _check_id(value: str) -> None:
+    """Ids as ingestion accepts them (libs/common/limits.py); never `.` or `..`, which the event
+    log's cleaner would turn into a path segment that S3 refuses."""
+    if not is_id(value) or value in (".", ".."):
+        raise InvalidArgument(f"Invalid trace id: {value!r}")
 
 
 def _page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
@@ -341,6 +375,6 @@ def _decode_cursor(cursor: str) -> int:
         offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise InvalidArgument("Invalid cursor") from exc
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or not 0 <= offset < 2**63:
         raise InvalidArgument("Invalid cursor")
     return offset
