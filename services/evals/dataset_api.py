@@ -15,6 +15,7 @@ from libs.common.scope import ProjectScope
 from libs.common.timestamps import from_timestamp
 from services.evals import datasets, items, runs
 from services.evals.fields import invalid, page_meta, text
+from services.evals.results import run_numbers
 
 QUERY_TIMEOUT_SECONDS = 10.0
 
@@ -183,11 +184,10 @@ class DatasetApi:
             dataset = await datasets.get(conn, scope.project_id, name)
             run = await runs.get_run(conn, scope.project_id, dataset["id"], run_name)
             run_items = await runs.run_items(conn, scope.project_id, run["id"])
-        document = runs.run_document(
-            run,
-            dataset["name"],
-            datasetRunItems=[runs.run_item_fields(row, run["name"]) for row in run_items],
-        )
+        fields = [runs.run_item_fields(row, run["name"]) for row in run_items]
+        # The run's results: each item's latency, cost and scores, and the run's aggregates.
+        numbers = await run_numbers(self._query, scope, run["id"], fields)
+        document = runs.run_document(run, dataset["name"], datasetRunItems=fields, **numbers)
         return evals_pb2.GetDatasetRunResponse(run_json=document)
 
     async def delete_run(

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import grpc
 import orjson
 
-from libs.common.errors import InvalidArgument, NotFound
+from libs.common.errors import InvalidArgument, NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
@@ -98,7 +99,7 @@ class ExperimentReads:
             *where.params,
         )
         page = rows[:limit]
-        run_scores = await self._run_scores(scope, [r["id"] for r in page], request.score_limit)
+        scores = await run_scores(self._query, scope, [r["id"] for r in page], request.score_limit)
         documents = []
         for row in page:
             document = {
@@ -113,7 +114,7 @@ class ExperimentReads:
             if "metadata" in groups:
                 document["metadata"] = _loads(row["metadata"]) or {}
             if "scores" in groups:
-                document["scores"] = run_scores.get(row["id"], [])
+                document["scores"] = scores.get(row["id"], [])
             documents.append(orjson.dumps(document))
         return evals_pb2.ListExperimentsResponse(
             experiments_json=documents, meta=_next(offset, limit, len(rows))
@@ -139,7 +140,7 @@ class ExperimentReads:
         page = rows[:limit]
         metrics = {}
         if "scores" in groups:
-            metrics = await self.trace_metrics(scope, [r["trace_id"] for r in page])
+            metrics = await trace_metrics(self._query, scope, [r["trace_id"] for r in page])
         score_limit = _score_limit(request.score_limit)
         documents = []
         for row in page:
@@ -153,7 +154,7 @@ class ExperimentReads:
         )
 
     async def run_results(self, scope: ProjectScope, run_id: str) -> dict[str, Any]:
-        """The run with each item's numbers and the run's aggregates (see `with_numbers`)."""
+        """The run with each item's numbers and the run's aggregates (see `run_numbers`)."""
         run = await self._pool.fetchrow(
             "SELECT id, name, dataset_id FROM dataset_runs WHERE project_id = $1 AND id = $2",
             scope.project_id,
@@ -177,65 +178,83 @@ class ExperimentReads:
             for item in items
         ]
         results = {"runId": run["id"], "runName": run["name"], "datasetId": run["dataset_id"]}
-        return {**results, **await self.with_numbers(scope, run_id, documents)}
+        aggregates = await run_numbers(self._query, scope, run_id, documents)
+        return {**results, "items": documents, **aggregates}
 
-    async def with_numbers(
-        self, scope: ProjectScope, run_id: str, items: list[dict[str, Any]]
-    ) -> dict[str, Any]:
-        """A run's numbers: `items` (run item documents with `traceId`) each gain their trace's
-        `latency` (s), `totalCost` (USD) and `scores` (null and [] while the trace is not
-        stored); with the run's `countRunItems`, `avgLatency`, `totalCost`, `avgTotalCost`,
-        `avgScores` (mean of each numeric or boolean score over the items' traces) and
-        `runScores` (the run's own scores)."""
-        metrics = await self.trace_metrics(scope, [item["traceId"] for item in items])
-        run_scores = await self._run_scores(scope, [run_id], 100)
-        return {**numbers(items, metrics), "runScores": run_scores.get(run_id, [])}
 
-    async def trace_metrics(
-        self, scope: ProjectScope, trace_ids: list[str]
-    ) -> dict[str, dict[str, Any]]:
-        if not trace_ids:
-            return {}
-        reply = await self._query.GetTraceMetrics(
+async def run_numbers(
+    query: query_pb2_grpc.QueryServiceStub,
+    scope: ProjectScope,
+    run_id: str,
+    items: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A run's numbers: `items` (run item documents with `traceId`) each gain their trace's
+    `latency` (s), `totalCost` (USD) and `scores` (null, null and [] while the trace is not
+    stored); returned are the run's `countRunItems`, `avgLatency`, `totalCost`, `avgTotalCost`,
+    `avgScores` (mean of each numeric or boolean score over the items' traces) and `runScores`
+    (the run's own scores, `datasetRunId` = its id)."""
+    metrics = await trace_metrics(query, scope, [item["traceId"] for item in items])
+    scores = await run_scores(query, scope, [run_id], 50)
+    return {**numbers(items, metrics), "runScores": scores.get(run_id, [])}
+
+
+async def trace_metrics(
+    query: query_pb2_grpc.QueryServiceStub, scope: ProjectScope, trace_ids: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Each stored trace's latency, total cost and scores, by trace id."""
+    if not trace_ids:
+        return {}
+    try:
+        reply = await query.GetTraceMetrics(
             query_pb2.GetTraceMetricsRequest(trace_ids=trace_ids),
             metadata=scope.metadata(),
             timeout=QUERY_TIMEOUT_SECONDS,
         )
-        return {
-            t.trace_id: {
-                "latency": t.latency,
-                "totalCost": t.total_cost,
-                "scores": [orjson.loads(s) for s in t.scores_json],
-            }
-            for t in reply.traces
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable("The traces' numbers could not be read") from exc
+    return {
+        t.trace_id: {
+            "latency": t.latency,
+            "totalCost": t.total_cost,
+            "scores": [orjson.loads(s) for s in t.scores_json],
         }
+        for t in reply.traces
+    }
 
-    async def _run_scores(
-        self, scope: ProjectScope, run_ids: list[str], score_limit: int
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Scores attached to runs (`datasetRunId`), newest first, at most `score_limit` each."""
-        if not run_ids:
-            return {}
-        per_run = _score_limit(score_limit)
-        reply = await self._query.ListScores(
+
+async def run_scores(
+    query: query_pb2_grpc.QueryServiceStub,
+    scope: ProjectScope,
+    run_ids: list[str],
+    score_limit: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Scores attached to runs (`datasetRunId`), newest first, at most `score_limit` each."""
+    if not run_ids:
+        return {}
+    per_run = _score_limit(score_limit)
+    try:
+        reply = await query.ListScores(
             query_pb2.ListScoresRequest(
-                cursor=common_pb2.CursorRequest(limit=per_run * len(run_ids)),
+                # At most 1000 a call: a page of 100 experiments sees 10 scores each at least.
+                cursor=common_pb2.CursorRequest(limit=min(per_run * len(run_ids), 1000)),
                 filters=[query_pb2.Filter(key="datasetRunId", values=run_ids)],
             ),
             metadata=scope.metadata(),
             timeout=QUERY_TIMEOUT_SECONDS,
         )
-        scores: dict[str, list[dict[str, Any]]] = {}
-        for raw in reply.scores_json:
-            score = orjson.loads(raw)
-            listed = scores.setdefault(score["subject"]["id"], [])
-            if len(listed) < per_run:
-                listed.append(score)
-        return scores
+    except grpc.aio.AioRpcError as exc:
+        raise Unavailable("The runs' scores could not be read") from exc
+    scores: dict[str, list[dict[str, Any]]] = {}
+    for raw in reply.scores_json:
+        score = orjson.loads(raw)
+        listed = scores.setdefault(score["subject"]["id"], [])
+        if len(listed) < per_run:
+            listed.append(score)
+    return scores
 
 
 def numbers(items: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Pure part of `ExperimentReads.with_numbers`."""
+    """The pure part of `run_numbers`."""
     latencies, costs, values = [], [], {}
     for item in items:
         trace = metrics.get(item["traceId"])
@@ -249,7 +268,6 @@ def numbers(items: list[dict[str, Any]], metrics: dict[str, dict[str, Any]]) -> 
             if score["dataType"] in ("NUMERIC", "BOOLEAN") and score["value"] is not None:
                 values.setdefault(score["name"], []).append(float(score["value"]))
     return {
-        "items": items,
         "countRunItems": len(items),
         "avgLatency": statistics.fmean(latencies) if latencies else None,
         "totalCost": sum(costs),

@@ -25,8 +25,8 @@ def test_run_numbers() -> None:
     assert result["totalCost"] == 0.75
     assert result["avgTotalCost"] == 0.375
     assert result["avgScores"] == {"acc": 0.5, "ok": 1.0}
-    assert result["items"][0] == {"traceId": "t1", **metrics["t1"]}
-    assert result["items"][2] == {"traceId": "t3", "latency": None, "totalCost": None, "scores": []}
+    assert items[0] == {"traceId": "t1", **metrics["t1"]}
+    assert items[2] == {"traceId": "t3", "latency": None, "totalCost": None, "scores": []}
 
 
 def test_a_run_without_stored_traces() -> None:
