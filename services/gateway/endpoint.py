@@ -4,6 +4,7 @@ makes one backend call and shapes the answer; `endpoint` does the authentication
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -137,3 +138,17 @@ def list_response(items: Sequence[bytes], meta: dict[str, Any]) -> Response:
     """`{"data": [...], "meta": {...}}` from documents the backend already serialized."""
     body = b'{"data":[' + b",".join(items) + b'],"meta":' + orjson.dumps(meta) + b"}"
     return Response(body, media_type="application/json")
+
+
+def path_segments(request: Request, prefix: str) -> list[str]:
+    """The path after `prefix`, split at its literal `/` and then decoded. Names may hold `/`,
+    which the SDKs send encoded (`%2F`) inside one segment, so the split comes first; segments
+    that are not UTF-8 are a 400."""
+    raw: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    try:
+        return [
+            unquote_to_bytes(part).decode()
+            for part in raw.removeprefix(prefix.encode()).split(b"/")
+        ]
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "Invalid request data: the path is not UTF-8") from exc

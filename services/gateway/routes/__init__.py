@@ -3,6 +3,7 @@
 from starlette.routing import Route
 
 from services.gateway.routes import (
+    datasets,
     experiments,
     health,
     ingestion,
@@ -26,4 +27,5 @@ def all_routes() -> list[Route]:
         *models.ROUTES,
         *score_configs.ROUTES,
         *experiments.ROUTES,
+        *datasets.ROUTES,
     ]
