@@ -5,7 +5,9 @@ written once. Pure."""
 
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 # Entity and event ids (Langfuse: 1-800 characters); control characters break logs, S3 keys and
 # the read routes' paths.
@@ -30,6 +32,13 @@ MAX_PROMPT_VERSION = 65_535
 # JSON values (input, output, metadata, ...): read documents wrap them a few levels deeper, and
 # orjson refuses to write more than 254 levels.
 MAX_DEPTH = 100
+
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+Time = Annotated[datetime, msgspec.Meta(tz=True)]  # checked against the range after decoding
+
+_MESSAGE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
 def is_id(value: Any) -> bool:
@@ -72,3 +81,17 @@ def within_depth(value: Any, levels: int = MAX_DEPTH) -> bool:
 def _is_number(value: Any) -> bool:
     # bool is an int in Python, not in JSON; NaN fails every comparison, so it fails the ranges.
     return type(value) is int or type(value) is float
+
+
+def describe(error: msgspec.ValidationError, prefix: str = "") -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.body.x`" as "body.x: Expected int, got str":
+    the field first, as Langfuse's messages name it."""
+    match = _MESSAGE.match(str(error))
+    what, path = (match["what"], match["path"] or "") if match else (str(error), "")
+    missing = _MISSING.match(what)
+    if missing:
+        what, path = "required", f"{path}.{missing['field']}"
+    if what.startswith("Expected `str` matching regex"):  # the one pattern: ids
+        what = "must have no control characters"
+    where = f"{prefix}{path}".strip(".")
+    return f"{where}: {what.replace('`', '')}" if where else what.replace("`", "")

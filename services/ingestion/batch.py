@@ -10,6 +10,7 @@ import msgspec
 import orjson
 
 from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.limits import describe
 from libs.common.scope import AccessLevel
 from libs.common.timestamps import to_timestamp
 from services.ingestion.bodies import (
@@ -21,7 +22,6 @@ from services.ingestion.bodies import (
     ScoreItem,
     SdkLogBody,
     TraceBody,
-    describe,
 )
 
 _CREATE = events_pb2.EVENT_TYPE_OBSERVATION_CREATE

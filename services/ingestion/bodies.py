@@ -12,21 +12,15 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from libs.common import limits
+from libs.common.limits import Id, Time
 from services.ingestion.usage import normalize_usage
 
-Id = Annotated[
-    str,
-    msgspec.Meta(min_length=1, max_length=limits.MAX_ID_LENGTH, pattern=limits.ID_PATTERN),
-]
-Time = Annotated[datetime, msgspec.Meta(tz=True)]
 PromptVersion = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_PROMPT_VERSION)]
 Level = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
 ScoreType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"]
 
 _ENVIRONMENT = re.compile(r"^[a-z0-9\-_]+$")
 _LANGFUSE_PREFIX = re.compile(r"^(langfuse[-_]?)+")
-_MESSAGE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 
 
 class Body(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
@@ -192,20 +186,6 @@ def normalize_environment(value: Any) -> str:
         return "default"
     lowered = _LANGFUSE_PREFIX.sub("", value.lower())[:40]
     return lowered if _ENVIRONMENT.match(lowered) else "default"
-
-
-def describe(error: msgspec.ValidationError, prefix: str = "") -> str:
-    """msgspec's "Expected `int`, got `str` - at `$.body.x`" as "body.x: Expected int, got str":
-    the field first, as Langfuse's messages name it."""
-    match = _MESSAGE.match(str(error))
-    what, path = (match["what"], match["path"] or "") if match else (str(error), "")
-    missing = _MISSING.match(what)
-    if missing:
-        what, path = "required", f"{path}.{missing['field']}"
-    if what.startswith("Expected `str` matching regex"):  # the one pattern: ids
-        what = "must have no control characters"
-    where = f"{prefix}{path}".strip(".")
-    return f"{where}: {what.replace('`', '')}" if where else what.replace("`", "")
 
 
 def _in_range(moment: datetime, field: str) -> datetime:

@@ -1,15 +1,22 @@
 """Model matching and cost, following Langfuse: the first model whose pattern matches the
 observation's model name; its first non-default pricing tier whose conditions all hold, else the
-default tier; client-given cost wins over usage × price. Pure: the catalog is loaded once."""
+default tier; client-given cost wins over usage × price. Patterns are projects' own regexes, so
+they run on RE2 (linear time: `^(a+)+$` cannot stall the writer) and are compiled once. A cost
+the column cannot hold is left out rather than written. Pure: the catalog is loaded once."""
 
 import operator
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+import re2
+import structlog
+
+from libs.common import limits
+
+log = structlog.get_logger()
 
 DEFAULT_PRICES = Path(__file__).parent / "data" / "model-prices.json"
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
@@ -19,11 +26,24 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Condition:
+    """Either usage keys matching `usage_pattern` summed and compared with `value`, or the
+    top-level `key` of the model parameters or metadata (`source`) being one of `values`."""
+
+    operator: str
+    usage_pattern: Any = None  # a compiled RE2 pattern
+    value: float = 0.0
+    source: str = ""
+    key: str = ""
+    values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class Tier:
     name: str
     priority: int
     is_default: bool
-    conditions: tuple[dict[str, Any], ...]
+    conditions: tuple[Condition, ...]
     prices: dict[str, float]
 
 
@@ -31,7 +51,7 @@ class Tier:
 class Model:
     id: str
     name: str
-    pattern: re.Pattern[str]
+    pattern: Any  # a compiled RE2 pattern
     tiers: tuple[Tier, ...]  # in the order they are tried: by priority, the default one last
     tokenizer_id: str | None = None
     tokenizer_config: dict[str, Any] = field(default_factory=dict)
@@ -88,6 +108,9 @@ def price(
         return Priced(usage, {}, None, model_id, tier.name)
     total = cost["total"] if "total" in cost else sum(cost.values())
     cost["total"] = total
+    if max(cost.values()) >= limits.MAX_COST:  # a huge usage at a project's own prices
+        log.warning("cost_out_of_range", model=model.name, tier=tier.name, total=total)
+        return Priced(usage, {}, None, model_id, tier.name)
     return Priced(usage, cost, total, model_id, tier.name)
 
 
@@ -101,29 +124,42 @@ def _tier(
 
 
 def _holds(
-    condition: dict[str, Any],
+    condition: Condition,
     usage: dict[str, int],
     parameters: dict[str, Any],
     metadata: dict[str, Any],
 ) -> bool:
-    if "usageDetailPattern" in condition:
-        flags = 0 if condition.get("caseSensitive") else re.IGNORECASE
-        pattern = re.compile(condition["usageDetailPattern"], flags)
-        total = sum(count for key, count in usage.items() if pattern.search(key))
-        compare = _COMPARE.get(condition.get("operator", ""))
-        return compare is not None and compare(total, float(condition.get("value", 0)))
-    source = parameters if condition.get("source") == "model_parameters" else metadata
-    value = source.get(condition.get("key", ""))
-    return condition.get("operator") == "in" and str(value) in condition.get("values", [])
+    if condition.usage_pattern is not None:
+        total = sum(count for key, count in usage.items() if condition.usage_pattern.search(key))
+        compare = _COMPARE.get(condition.operator)
+        return compare is not None and compare(total, condition.value)
+    source = parameters if condition.source == "model_parameters" else metadata
+    value = source.get(condition.key)
+    return condition.operator == "in" and str(value) in condition.values
+
+
+def compile_pattern(pattern: str, case_sensitive: bool = True) -> Any:
+    """An RE2 pattern (Langfuse's carry `(?i)` where they ignore case); ValueError with RE2's
+    reason for what RE2 cannot compile (backreferences, lookarounds, huge repetitions)."""
+    options = re2.Options()
+    options.log_errors = False
+    options.case_sensitive = case_sensitive
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
+        raise ValueError(reason) from exc
 
 
 def model_from_entry(entry: dict[str, Any]) -> Model:
+    """A model of the default-prices entry shape (shipped, or validated by the models API);
+    ValueError, KeyError or TypeError for one that is not."""
     tiers = tuple(
         Tier(
-            name=tier["name"],
+            name=str(tier["name"]),
             priority=int(tier.get("priority", 0)),
             is_default=bool(tier.get("isDefault")),
-            conditions=tuple(tier.get("conditions") or ()),
+            conditions=tuple(_condition(c) for c in tier.get("conditions") or ()),
             prices={k: float(v) for k, v in tier["prices"].items()},
         )
         for tier in entry["pricingTiers"]
@@ -131,6 +167,20 @@ def model_from_entry(entry: dict[str, Any]) -> Model:
     tiers = tuple(sorted(tiers, key=lambda tier: (tier.is_default, tier.priority)))
     config = entry.get("tokenizerConfig")
     return Model(
-        entry["id"], entry["modelName"], re.compile(entry["matchPattern"]), tiers,
+        entry["id"], entry["modelName"], compile_pattern(entry["matchPattern"]), tiers,
         entry.get("tokenizerId"), config if isinstance(config, dict) else {},
     )  # fmt: skip
+
+
+def _condition(condition: dict[str, Any]) -> Condition:
+    if "usageDetailPattern" in condition:
+        pattern = compile_pattern(
+            condition["usageDetailPattern"], bool(condition.get("caseSensitive"))
+        )
+        return Condition(str(condition.get("operator")), pattern, float(condition["value"]))
+    return Condition(
+        "in" if condition.get("operator") == "in" else "",
+        source=str(condition.get("source")),
+        key=str(condition.get("key")),
+        values=frozenset(str(v) for v in condition.get("values") or ()),
+    )

@@ -47,8 +47,8 @@ def _count(encoding: bpe_openai.Encoding, config: dict[str, Any], value: Any) ->
     if value is None or value == "" or value == []:
         return None
     if _is_chat(value):
-        per_message = int(config.get("tokensPerMessage") or 0)
-        per_name = int(config.get("tokensPerName") or 0)
+        per_message = _setting(config, "tokensPerMessage")
+        per_name = _setting(config, "tokensPerName")
         total = _REPLY_PRIMING
         for message in value:
             total += per_message
@@ -58,6 +58,13 @@ def _count(encoding: bpe_openai.Encoding, config: dict[str, Any], value: Any) ->
                     total += per_name
         return total
     return _text_tokens(encoding, value)
+
+
+def _setting(config: dict[str, Any], key: str) -> int:
+    """The models API accepts only integers here; models stored before it checked may hold
+    anything, which counts as 0 rather than failing the writer."""
+    value = config.get(key)
+    return value if type(value) is int else 0
 
 
 def _is_chat(value: Any) -> bool:
