@@ -235,7 +235,7 @@ async def run_scores(
     try:
         reply = await query.ListScores(
             query_pb2.ListScoresRequest(
-                # At most 1000 a call: a page of 100 experiments sees 10 scores each at least.
+                # The query service's cap: the newest 1000 scores of these runs.
                 cursor=common_pb2.CursorRequest(limit=min(per_run * len(run_ids), 1000)),
                 filters=[query_pb2.Filter(key="datasetRunId", values=run_ids)],
             ),
