@@ -23,6 +23,10 @@ SCHEMA_ERRORS = {
         {"services": {"evals": {"secretEnv": {"EVALS_DATABASE_URL": {"existingSecret": None}}}}},
         "at '/services/evals/secretEnv/EVALS_DATABASE_URL': missing property 'existingSecret'",
     ),
+    "internal token without a key": (
+        {"internalAuth": {"existingSecret": "obs-internal-auth", "key": ""}},
+        "at '/internalAuth/key': minLength",
+    ),
     "no kafka brokers": (
         {"kafka": {"bootstrapServers": ""}},
         "at '/kafka/bootstrapServers': minLength",

@@ -1,6 +1,7 @@
 """The structure of what the chart renders: one template, five services, wired to each other and to
 their Secrets, hardened, draining gracefully, migrated by hooks, scaled within Kafka's limits."""
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,7 @@ def test_one_template_renders_every_workload(helm: Path) -> None:
         "_helpers.tpl",
         "_service.tpl",
         "ingress.yaml",
+        "internal-auth-secret.yaml",
         "migrations-job.yaml",
         "networkpolicy.yaml",
         "services.yaml",
@@ -62,8 +64,10 @@ def test_five_services_each_with_deployment_service_pdb_and_migration(
     assert sorted(by_kind(manifests, "Service")) == sorted(NAMES)
     assert sorted(by_kind(manifests, "PodDisruptionBudget")) == sorted(NAMES)
     assert sorted(by_kind(manifests, "Job")) == sorted(f"{n}-migrate" for n in NAMES)
-    # Credentials come only from Secrets that exist before the install (see test_hook_jobs).
-    assert by_kind(manifests, "Secret") == {}
+    # Credentials come from Secrets that exist before the install (see test_hook_jobs); the
+    # one exception is the internal token, generated unless production names its Secret.
+    secrets = {"default": ["obs-internal-auth"], "production": []}[values]
+    assert sorted(by_kind(manifests, "Secret")) == secrets
     assert by_kind(manifests, "ConfigMap") == {}
 
 
@@ -216,26 +220,34 @@ def test_secrets_are_wired_from_existing_secrets(default_manifests: list[dict]) 
         "LANGFUSE_INIT_PROJECT_PUBLIC_KEY",
         "LANGFUSE_INIT_PROJECT_SECRET_KEY",
     ]
+    internal = {"INTERNAL_AUTH_TOKEN": ("obs-internal-auth", "token")}
     assert secret_refs(deployments["obs-gateway"]) == {
+        **internal,
         "GATEWAY_DATABASE_URL": ("obs-postgres", "gateway-url"),
         "GATEWAY_API_KEY_SALT": ("obs-gateway", "api-key-salt"),
         "GATEWAY_REDIS_URL": ("obs-redis", "gateway-url"),
         **{key: ("obs-init", key) for key in init_keys},
     }
     assert secret_refs(deployments["obs-ingestion"]) == {
+        **internal,
         "S3_ACCESS_KEY": ("obs-s3", "access-key"),
         "S3_SECRET_KEY": ("obs-s3", "secret-key"),
+        "INGESTION_REDIS_URL": ("obs-redis", "evals-url"),
     }
     assert secret_refs(deployments["obs-query"]) == {
+        **internal,
         "QUERY_DATABASE_URL": ("obs-postgres", "query-url"),
         "QUERY_CLICKHOUSE_URL": ("obs-clickhouse", "url"),
     }
     assert secret_refs(deployments["obs-prompts"]) == {
+        **internal,
         "PROMPTS_DATABASE_URL": ("obs-postgres", "prompts-url"),
         "PROMPTS_REDIS_URL": ("obs-redis", "prompts-url"),
     }
     assert secret_refs(deployments["obs-evals"]) == {
+        **internal,
         "EVALS_DATABASE_URL": ("obs-postgres", "evals-url"),
+        "EVALS_REDIS_URL": ("obs-redis", "evals-url"),
     }
     # Every headless-init variable the gateway reads is wired.
     assert {f.metadata["env"] for f in InitSettings.__dataclass_fields__.values()} == set(init_keys)
@@ -245,7 +257,10 @@ def test_production_overrides_secret_names_and_drops_static_s3_keys(
     production_manifests: list[dict],
 ) -> None:
     deployments = by_kind(production_manifests, "Deployment")
-    assert secret_refs(deployments["obs-ingestion"]) == {}
+    assert secret_refs(deployments["obs-ingestion"]) == {
+        "INTERNAL_AUTH_TOKEN": ("obs-internal-auth", "token"),
+        "INGESTION_REDIS_URL": ("obs-redis", "evals-url"),
+    }
     assert deployments["obs-ingestion"]["spec"]["template"]["spec"]["serviceAccountName"] == (
         "obs-ingestion-s3"
     )
@@ -263,7 +278,8 @@ def test_every_service_gets_a_complete_configuration(
     for name, (cls, prefix) in CONFIGS.items():
         workload = manifests[f"obs-{name}" if kind == "Deployment" else f"obs-{name}-migrate"]
         environ = {
-            key: entry.get("value", f"<secret {key}>") for key, entry in env_of(workload).items()
+            key: entry.get("value", f"<secret {key} of at least 16 characters>")
+            for key, entry in env_of(workload).items()
         }
         loaded = config.load(cls, prefix, environ)
         if name != "gateway":
@@ -289,39 +305,69 @@ def test_hook_jobs_migrate_before_install_and_upgrade(default_manifests: list[di
         assert secret_refs(job) == secret_refs(deployments[f"obs-{name}"])
 
 
-def test_network_policies_admit_only_the_gateway_from_outside(
-    production_manifests: list[dict], default_manifests: list[dict]
+def test_the_internal_token_is_generated_once_before_the_migrations(
+    default_manifests: list[dict],
 ) -> None:
-    assert by_kind(default_manifests, "NetworkPolicy") == {}
-    policies = by_kind(production_manifests, "NetworkPolicy")
+    secret = by_kind(default_manifests, "Secret")["obs-internal-auth"]
+    annotations = secret["metadata"]["annotations"]
+    # A hook, so that the migration Jobs (hooks of weight 0) can read it; kept across upgrades by
+    # `lookup` (a cluster is needed to show that, so it is not tested here).
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(annotations["helm.sh/hook-weight"]) < 0
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    assert len(token) == 48 and token.isalnum()
+
+
+METRICS_FROM_MONITORING = {
+    "ports": [{"port": 9100}],
+    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+}
+METRICS_FROM_ANY_POD = {"ports": [{"port": 9100}], "from": [{"namespaceSelector": {}}]}
+
+
+@pytest.mark.parametrize(
+    ("values", "metrics_rule"),
+    [("default", METRICS_FROM_ANY_POD), ("production", METRICS_FROM_MONITORING)],
+)
+def test_network_policies_admit_only_the_gateway_from_outside(
+    request: pytest.FixtureRequest, values: str, metrics_rule: dict
+) -> None:
+    policies = by_kind(request.getfixturevalue(f"{values}_manifests"), "NetworkPolicy")
     assert sorted(policies) == sorted(["obs-default-deny", *NAMES])
+    release = {"app.kubernetes.io/name": "obs", "app.kubernetes.io/instance": "obs"}
     assert policies["obs-default-deny"]["spec"] == {
-        "podSelector": {
-            "matchLabels": {"app.kubernetes.io/name": "obs", "app.kubernetes.io/instance": "obs"}
-        },
+        "podSelector": {"matchLabels": release},
         "policyTypes": ["Ingress"],
     }
-    metrics_rule = {
-        "ports": [{"port": 9100}],
-        "from": [
-            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-        ],
-    }
     assert policies["obs-gateway"]["spec"]["ingress"] == [{"ports": [{"port": 3000}]}, metrics_rule]
-    gateway_pods = {
-        "podSelector": {
-            "matchLabels": {
-                "app.kubernetes.io/name": "obs",
-                "app.kubernetes.io/instance": "obs",
-                "app.kubernetes.io/component": "gateway",
-            }
-        }
-    }
+    # Backends: only this release's pods (the services call each other), never from outside.
     for name, port in BACKEND_PORTS.items():
         assert policies[f"obs-{name}"]["spec"]["ingress"] == [
-            {"ports": [{"port": port}], "from": [gateway_pods]},
+            {"ports": [{"port": port}], "from": [{"podSelector": {"matchLabels": release}}]},
             metrics_rule,
         ]
+
+
+def test_network_policies_can_be_turned_off(helm: Path) -> None:
+    manifests = render(helm, "--set", "networkPolicy.enabled=false")
+    assert by_kind(manifests, "NetworkPolicy") == {}
+
+
+def test_an_existing_secret_replaces_the_generated_token(helm: Path) -> None:
+    manifests = render(
+        helm,
+        "--set",
+        "internalAuth.existingSecret=mine",
+        "--set",
+        "internalAuth.key=internal-token",
+    )
+    assert by_kind(manifests, "Secret") == {}
+    for workload in [
+        *by_kind(manifests, "Deployment").values(),
+        *by_kind(manifests, "Job").values(),
+    ]:
+        assert secret_refs(workload)["INTERNAL_AUTH_TOKEN"] == ("mine", "internal-token")
 
 
 def test_ingress_routes_to_the_gateway(production_manifests: list[dict]) -> None:

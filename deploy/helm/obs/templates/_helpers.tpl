@@ -30,6 +30,11 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
+{{/* The Secret holding INTERNAL_AUTH_TOKEN: yours, or the one the chart generates. */}}
+{{- define "obs.internalAuthSecretName" -}}
+{{- .Values.internalAuth.existingSecret | default (printf "%s-internal-auth" (include "obs.fullname" .)) -}}
+{{- end -}}
+
 {{/* Environment variable prefix of a service: query -> QUERY. */}}
 {{- define "obs.prefix" -}}
 {{- .name | upper | replace "-" "_" -}}
@@ -61,6 +66,11 @@ Argument: (dict "root" $ "name" <service> "svc" <merged service values>).
   value: {{ $root.Values.s3.bucket | quote }}
 - name: INGESTION_EVENTS_PARTITIONS
   value: {{ $root.Values.kafka.topics.ingestionEvents.partitions | quote }}
+- name: INTERNAL_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "obs.internalAuthSecretName" $root }}
+      key: {{ $root.Values.internalAuth.key }}
 {{- /* Peer addresses (INGESTION_ADDR=obs-ingestion:50051, ...) come from the service names. */}}
 {{- range $peer, $peerValues := $root.Values.services }}
 {{- if eq ($peerValues.protocol | default $root.Values.defaults.protocol) "grpc" }}
