@@ -1,7 +1,7 @@
 """Prints each service's health and exits non-zero unless all five are SERVING.
 
-The four backends answer the standard gRPC health service; the gateway speaks HTTP, so its
-readiness route stands in for it (SERVING when it answers 200).
+The four backends answer the standard gRPC health service, which needs no internal token; the
+gateway speaks HTTP, so its readiness route stands in for it (SERVING when it answers 200).
 """
 
 import asyncio

@@ -2,6 +2,9 @@
 
 The gateway authenticates the API key and passes the project id and access level to the backends;
 backends never take a project id from a request message. Internal callers set the same metadata.
+A backend trusts this metadata only on calls that carry the internal token, which its server
+checks before any handler runs (libs/common/rpc.py), so a caller that is not one of the services
+cannot name a project.
 """
 
 from dataclasses import dataclass
