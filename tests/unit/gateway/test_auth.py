@@ -76,7 +76,7 @@ async def test_failed_lookups_are_cached_too(
 
 async def test_non_ascii_credentials_are_401_not_500(client: httpx.AsyncClient) -> None:
     response = await client.get(
-        "/api/public/projects", headers={"Authorization": "Basic é".encode("latin-1")}
+        "/api/public/projects", headers={b"Authorization": "Basic é".encode("latin-1")}
     )
     assert response.status_code == 401
 
