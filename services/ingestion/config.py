@@ -8,6 +8,10 @@ from libs.common.kafka import KafkaClientSettings
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     s3_bucket: str
+    # Scores naming a configId are checked against the config, asked of the evals service and
+    # cached under the generation token evals keeps in this Redis (the same as EVALS_REDIS_URL).
+    evals_addr: str
+    redis_url: str
     s3_endpoint_url: str = env("S3_ENDPOINT_URL", "")
     s3_region: str = env("S3_REGION", "us-east-1")
     s3_access_key: str = env("S3_ACCESS_KEY", "")

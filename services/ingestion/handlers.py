@@ -19,6 +19,12 @@ from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope, score_event
 from services.ingestion.otel import otel_events
 from services.ingestion.otlp import OtlpError, read_export
+from services.ingestion.score_configs import (
+    ScoreConfigs,
+    check_scores,
+    config_ids_of_batch,
+    config_ids_of_scores,
+)
 from services.ingestion.store import EventLog
 
 log = structlog.get_logger()
@@ -31,9 +37,11 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         producer: AIOKafkaProducer,
         topic: str,
         *,
+        score_configs: ScoreConfigs,
         max_otlp_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self._event_log = event_log
+        self._score_configs = score_configs
         self._producer = producer
         self._topic = topic
         self._max_otlp_bytes = max_otlp_bytes
@@ -49,9 +57,11 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         received_at = datetime.now(UTC)
         response = ingestion_pb2.IngestBatchResponse()
         events: list[events_pb2.IngestionEvent] = []
+        configs = await self._score_configs.lookup(scope.project_id, config_ids_of_batch(items))
         for position, item in enumerate(items):
             try:
                 accepted = accept(item, scope.project_id, scope.access, received_at)
+                check_scores(accepted.events, configs)
             except EventError as exc:
                 response.errors.add(id=exc.event_id or str(position), status=exc.status,
                                     message=exc.message, error=exc.error)  # fmt: skip
@@ -96,9 +106,12 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         received_at = datetime.now(UTC)
         response = ingestion_pb2.IngestScoresResponse()
         events = []
-        for position, item in enumerate(body if isinstance(body, list) else [body]):
+        items = body if isinstance(body, list) else [body]
+        configs = await self._score_configs.lookup(scope.project_id, config_ids_of_scores(items))
+        for position, item in enumerate(items):
             try:
                 event = score_event(item, scope.project_id, received_at)
+                check_scores([event], configs)
             except EventError as exc:
                 response.errors.add(id=str(position), status=exc.status, message=exc.error)
                 continue

@@ -97,9 +97,16 @@ def check_scores(events: Iterable[events_pb2.IngestionEvent], configs: Lookup) -
         found = configs.get(config_id)
         if isinstance(found, Unavailable):
             raise EventError(
-                503, "Service Unavailable", "score configs cannot be read now, retry later"
+                503,
+                "Service Unavailable",
+                "score configs cannot be read now, retry later",
+                event.event_id,
             )
-        apply_config(score, found, config_id)
+        try:
+            apply_config(score, found, config_id)
+        except EventError as exc:
+            exc.event_id = event.event_id
+            raise
         event.body_json = orjson.dumps(score)
 
 

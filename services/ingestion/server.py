@@ -4,14 +4,19 @@ the consumer that deletes the event log's part of deleted traces."""
 import asyncio
 from contextlib import AsyncExitStack
 
+import redis.asyncio as redis
+
+from libs.common.gen.obs.evals.v1 import evals_pb2_grpc
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
-from libs.common.rpc import make_server
+from libs.common.rpc import make_channel, make_server
+from libs.common.score_config_cache import score_config_generations
 from services.ingestion.config import IngestionConfig
 from services.ingestion.deletions import EventLogCleaner, cleaner_settings, decode_notice
 from services.ingestion.handlers import IngestionServicer
+from services.ingestion.score_configs import ScoreConfigs
 from services.ingestion.store import EventLog, open_s3
 
 SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
@@ -26,9 +31,16 @@ async def run(cfg: IngestionConfig) -> None:
         producer = make_producer(cfg.kafka, client_id="ingestion")
         await producer.start()
         stack.push_async_callback(producer.stop)
+        client = redis.from_url(cfg.redis_url)
+        stack.push_async_callback(client.aclose)
+        evals = make_channel(cfg.evals_addr, token=cfg.internal_auth_token)
+        stack.push_async_callback(evals.close)
+        score_configs = ScoreConfigs(
+            evals_pb2_grpc.EvalsServiceStub(evals), score_config_generations(client)
+        )
         servicer = IngestionServicer(
             event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS),
-            max_otlp_bytes=cfg.max_otlp_bytes,
+            score_configs=score_configs, max_otlp_bytes=cfg.max_otlp_bytes,
         )  # fmt: skip
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
         server = make_server(

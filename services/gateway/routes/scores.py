@@ -32,7 +32,10 @@ async def create_scores(request: Request, scope: ProjectScope) -> Response:
     )
     if not body.lstrip().startswith(b"["):
         if reply.errors:
-            raise ApiError(400, f"Invalid request data: {reply.errors[0].message}")
+            error = reply.errors[0]
+            if error.status != 400:  # 503: its score config could not be read, the client retries
+                raise ApiError(error.status, error.message)
+            raise ApiError(400, f"Invalid request data: {error.message}")
         return JsonResponse({"id": reply.ids[0]})
     if not reply.errors:
         return JsonResponse({"message": "Accepted"}, status_code=202)
