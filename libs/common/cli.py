@@ -1,4 +1,5 @@
-"""The one entry point shape of every service: `python -m services.<name> {run,migrate}`."""
+"""The one entry point shape of every service: `python -m services.<name> {run,migrate}`, and
+`dlq list|replay` for the services that consume a topic (libs/common/dlq.py)."""
 
 import argparse
 import asyncio
@@ -7,7 +8,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from libs.common import config, logging
+from libs.common import config, dlq, logging
+from libs.common.kafka import KafkaClientSettings, Topic
 
 C = TypeVar("C")
 
@@ -20,10 +22,32 @@ class LogSettings:
     format: str = config.env("LOG_FORMAT", "json")
 
 
-def main(service: str, load_config: Callable[[], C], run: Command[C], migrate: Command[C]) -> None:
+def main(
+    service: str,
+    load_config: Callable[[], C],
+    run: Command[C],
+    migrate: Command[C],
+    consumes: Topic | None = None,
+) -> None:
+    """`consumes`: the topic this service consumes, whose DLQ `dlq` lists and replays."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
-    parser.add_argument("command", choices=["run", "migrate"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="serve")
+    commands.add_parser("migrate", help="prepare the stores this service owns")
+    if consumes is not None:
+        dead = commands.add_parser("dlq", help=f"dead letters of {consumes.value}")
+        dead.add_argument("action", choices=["list", "replay"])
+        chosen = dead.add_mutually_exclusive_group()
+        chosen.add_argument(
+            "--offset", type=int, action="append", default=[], help="DLQ offset (repeatable)"
+        )
+        chosen.add_argument("--all", action="store_true", help="replay every dead letter")
     args = parser.parse_args()
+    if args.command == "dlq":
+        assert consumes is not None
+        if args.action == "replay" and not (args.offset or args.all):
+            parser.error("dlq replay needs --offset N (repeatable) or --all")
+        sys.exit(asyncio.run(_dlq(service, consumes, args.action, args.offset)))
     try:
         log_settings = config.load(LogSettings, "")
         cfg = load_config()
@@ -33,3 +57,25 @@ def main(service: str, load_config: Callable[[], C], run: Command[C], migrate: C
     logging.configure(service, log_settings.level, json=log_settings.format == "json")
     command = run if args.command == "run" else migrate
     asyncio.run(command(cfg))
+
+
+async def _dlq(service: str, topic: Topic, action: str, offsets: list[int]) -> int:
+    """Needs only the Kafka variables. Prints one line per dead letter listed or replayed:
+    DLQ offset, original topic/partition@offset, when, consumer group, key, error."""
+    try:
+        cluster = config.load(KafkaClientSettings, "").kafka
+    except config.ConfigError as exc:
+        print(f"{service}: {exc}", file=sys.stderr)
+        return 2
+    letters = await dlq.read_dead_letters(cluster, topic)
+    if action == "replay":
+        if offsets:
+            letters = [letter for letter in letters if letter.offset in set(offsets)]
+            missing = set(offsets) - {letter.offset for letter in letters}
+            if missing:
+                print(f"{service}: no dead letter at offset {sorted(missing)}", file=sys.stderr)
+                return 1
+        await dlq.replay(cluster, topic, letters)
+    for letter in letters:
+        print(("replayed\t" if action == "replay" else "") + letter.line())
+    return 0

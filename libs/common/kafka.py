@@ -1,8 +1,9 @@
 """Kafka topics, the producer factory and the batch consumer every consuming service uses.
 
 Delivery is at-least-once: a batch's offsets are committed only after its handler succeeded, and
-sinks are idempotent under replay. A record that cannot be decoded is a poison message: it goes to
-`<topic>.dlq` with its error and is committed past, so it never blocks its partition.
+sinks are idempotent under replay. A record that cannot be decoded or handled is a poison message:
+it goes to `<topic>.dlq` with its error and is committed past, so it never blocks its partition
+(libs/common/dlq.py lists and replays them). An unreachable broker or store is waited out instead.
 """
 
 import asyncio
@@ -10,17 +11,24 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import ConsumerRecord
 
 from libs.common.config import env
-from libs.common.metrics import CONSUMED, CONSUMER_LAG, DEAD_LETTERED
+from libs.common.metrics import (
+    CONSUMED,
+    CONSUMER_LAG,
+    CONSUMER_TRANSIENT_ERRORS,
+    DEAD_LETTERED,
+)
+from libs.common.transient import is_transient
 
 log = structlog.get_logger()
 
@@ -131,21 +139,48 @@ class ConsumerSettings:
     # After the first record of a batch, keep collecting this long (up to max_records): fewer,
     # larger batches for sinks that pay per write, at the cost of this much latency.
     linger_ms: int = 0
-    # Stop (and let the orchestrator restart us) after this many poison messages in a row:
-    # a flood of them means a bug or a wrong topic, not bad luck.
-    max_consecutive_invalid: int = 1000
-    max_handler_attempts: int = 8
+    # Calls of `handle` with one record alone that fail for its own sake before it is
+    # dead-lettered (a failing batch is split first, so these are spent on the culprit only).
+    max_record_attempts: int = 3
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+
+
+# Headers of a dead letter, beside the record's own headers (libs/common/dlq.py reads them).
+ERROR_HEADER = "error"
+TOPIC_HEADER = "original-topic"
+PARTITION_HEADER = "original-partition"
+OFFSET_HEADER = "original-offset"
+GROUP_HEADER = "consumer-group"
+AT_HEADER = "dead-lettered-at"
+DLQ_HEADERS = (
+    ERROR_HEADER, TOPIC_HEADER, PARTITION_HEADER, OFFSET_HEADER, GROUP_HEADER, AT_HEADER
+)  # fmt: skip
+_ERROR_CHARS = 2000
+_FIRST_DELAY = 0.1
+_MAX_DELAY = 5.0
+
+
+class _Stopping(Exception):
+    """Stop was asked while a batch waited out a failure: it is left uncommitted."""
 
 
 class BatchConsumer(Generic[T]):
     """Polls batches, decodes each record, hands the decoded batch to `handle` and commits.
 
-    Contract: `decode` is pure and raises InvalidMessage for poison records. `handle` must be
-    idempotent; a failing `handle` is retried with capped backoff without committing, and after
-    `max_handler_attempts` the error propagates (the process exits and is restarted). On a
-    rebalance the in-flight batch finishes and commits before partitions are given up.
+    Contract: `decode` is pure; a record it cannot decode (InvalidMessage or any other error) is
+    dead-lettered at once. `handle` must be idempotent and accept any subset of a batch. When it
+    raises:
+    - a transient error (the `transient` predicate, libs.common.transient by default: a broker
+      or store that cannot be reached) repeats the same call without limit, with capped
+      backoff; `stuck_for()` tells health how long;
+    - any other error splits the records in halves, each handled on its own, down to single
+      records; one that still fails after `max_record_attempts` is poison: it goes to
+      `<topic>.dlq` with DLQ_HEADERS, a metric and a log line, and the batch moves on.
+    A dead letter is sent until the broker takes it, so a record is committed only once it is
+    handled or on the DLQ. The process never exits because of a record. On a rebalance the
+    in-flight batch finishes and commits before partitions are given up; on stop, a batch that
+    is waiting out a failure is left uncommitted (whoever takes the partition replays it).
     """
 
     def __init__(
@@ -154,13 +189,16 @@ class BatchConsumer(Generic[T]):
         decode: Callable[[ConsumerRecord[bytes, bytes]], T],
         handle: Callable[[Sequence[T]], Awaitable[None]],
         dlq_producer: AIOKafkaProducer,
+        transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self._settings = settings
         self._decode = decode
         self._handle = handle
         self._dlq = dlq_producer
+        self._is_transient = transient
         self._batch_lock = asyncio.Lock()
-        self._consecutive_invalid = 0
+        self._stop = asyncio.Event()
+        self._stuck_since: float | None = None
         # enable_auto_commit is off explicitly: aiokafka's default would commit before the
         # handler ran, losing records on a crash.
         self._consumer = AIOKafkaConsumer(
@@ -173,7 +211,16 @@ class BatchConsumer(Generic[T]):
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
 
+    @property
+    def name(self) -> str:
+        return self._settings.group_id
+
+    def stuck_for(self) -> float:
+        """Seconds the current batch has been waiting out infrastructure errors (0 if none)."""
+        return 0.0 if self._stuck_since is None else time.monotonic() - self._stuck_since
+
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         await self._consumer.start()
         self._consumer.subscribe(list(self._settings.topics), listener=_DrainOnRevoke(self))
         try:
@@ -182,6 +229,8 @@ class BatchConsumer(Generic[T]):
                 if batches:
                     async with self._batch_lock:
                         await self._process(batches)
+        except _Stopping:
+            log.info("consumer_stopped_mid_batch", group=self.name)
         finally:
             await self._consumer.stop()
 
@@ -202,60 +251,116 @@ class BatchConsumer(Generic[T]):
         return batches
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
-        decoded: list[T] = []
+        decoded: list[tuple[Record, T]] = []
         for records in batches.values():
             for record in records:
                 try:
-                    decoded.append(self._decode(record))
-                    self._consecutive_invalid = 0
-                except InvalidMessage as exc:
+                    decoded.append((record, self._decode(record)))
+                except Exception as exc:  # decode is pure: the record itself is at fault
                     await self._dead_letter(record, exc)
         if decoded:
-            await self._handle_with_retry(decoded)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await self._settle(decoded)
+        await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        for tp, records in batches.items():
+            CONSUMED.labels(self.name, tp.topic).inc(len(records))
+
+    async def _settle(self, items: list[tuple[Record, T]]) -> None:
+        """Handles these records; the ones that fail for their own sake end on the DLQ."""
+        error = await self._attempt(items)
+        if error is None:
+            return
+        if len(items) > 1:
+            middle = len(items) // 2
+            await self._settle(items[:middle])
+            await self._settle(items[middle:])
+            return
+        for _ in range(1, self._settings.max_record_attempts):
+            await self._pause(_FIRST_DELAY)
+            if (error := await self._attempt(items)) is None:
+                return
+        await self._dead_letter(items[0][0], error)
+
+    async def _attempt(self, items: list[tuple[Record, T]]) -> Exception | None:
+        """One call of `handle`, repeated while it fails transiently; then the error, if any."""
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                await self._handle([value for _, value in items])
+            except Exception as exc:
+                if self._is_transient(exc):
+                    await self._wait_out(exc, delay, records=len(items))
+                    delay = min(delay * 2, _MAX_DELAY)
+                    continue
+                self._stuck_since = None
+                return exc
+            self._stuck_since = None
+            return None
+
+    async def _dead_letter(self, record: Record, error: Exception) -> None:
+        headers = [
+            *record.headers,
+            (ERROR_HEADER, f"{type(error).__name__}: {error}"[:_ERROR_CHARS].encode()),
+            (TOPIC_HEADER, record.topic.encode()),
+            (PARTITION_HEADER, str(record.partition).encode()),
+            (OFFSET_HEADER, str(record.offset).encode()),
+            (GROUP_HEADER, self.name.encode()),
+            (AT_HEADER, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+        ]
+        delay = _FIRST_DELAY
+        while True:
+            try:
+                await self._dlq.send_and_wait(
+                    dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
+                )
+                break
+            except Exception as exc:
+                # Whatever stops the send, skipping would lose the record: wait it out.
+                await self._wait_out(exc, delay, records=1)
+                delay = min(delay * 2, _MAX_DELAY)
+        self._stuck_since = None
+        DEAD_LETTERED.labels(self.name, record.topic).inc()
+        log.error(
+            "dead_lettered",
+            group=self.name,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            exc_info=error,
+        )
+
+    async def _wait_out(self, exc: Exception, delay: float, records: int) -> None:
+        if self._stuck_since is None:
+            self._stuck_since = time.monotonic()
+        CONSUMER_TRANSIENT_ERRORS.labels(self.name, type(exc).__name__).inc()
+        log.warning(
+            "consumer_waiting_out_error",
+            group=self.name,
+            records=records,
+            error=f"{type(exc).__name__}: {exc}"[:_ERROR_CHARS],
+            stuck_seconds=round(self.stuck_for(), 1),
+            retry_in=delay,
+        )
+        await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        if self._stop.is_set():
+            raise _Stopping
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError:
-            # The group rebalanced under us: another member re-reads from the last commit and the
-            # idempotent sink absorbs the repeat.
-            log.warning("commit_failed_after_rebalance", partitions=len(offsets))
+        except KafkaError as exc:
+            # A rebalance took the partitions (another member re-reads from the last commit) or
+            # the broker is away (the next batch's commit covers these offsets). Either way the
+            # records may be handled again, which the idempotent sinks absorb.
+            log.warning("commit_failed", group=self.name, error=repr(exc))
             return
-        for tp, records in batches.items():
-            CONSUMED.labels(self._settings.group_id, tp.topic).inc(len(records))
+        for tp, offset in offsets.items():
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
-                CONSUMER_LAG.labels(self._settings.group_id, tp.topic, tp.partition).set(
-                    highwater - offsets[tp]
-                )
-
-    async def _handle_with_retry(self, decoded: list[T]) -> None:
-        delay = 0.1
-        for attempt in range(1, self._settings.max_handler_attempts + 1):
-            try:
-                await self._handle(decoded)
-                return
-            except Exception:
-                if attempt == self._settings.max_handler_attempts:
-                    raise
-                log.exception("batch_handler_failed", attempt=attempt, retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: InvalidMessage) -> None:
-        self._consecutive_invalid += 1
-        if self._consecutive_invalid > self._settings.max_consecutive_invalid:
-            raise RuntimeError("too many consecutive invalid messages; stopping") from exc
-        headers = [
-            ("error", str(exc).encode()),
-            ("original-topic", record.topic.encode()),
-            ("original-partition", str(record.partition).encode()),
-            ("original-offset", str(record.offset).encode()),
-        ]
-        await self._dlq.send_and_wait(
-            dlq_topic(record.topic), value=record.value, key=record.key, headers=headers
-        )
-        DEAD_LETTERED.labels(self._settings.group_id, record.topic).inc()
-        log.warning("dead_lettered", topic=record.topic, offset=record.offset, error=str(exc))
+                CONSUMER_LAG.labels(self.name, tp.topic, tp.partition).set(highwater - offset)
 
 
 class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

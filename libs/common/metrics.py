@@ -21,6 +21,14 @@ CONSUMER_LAG = Gauge(
 )
 CONSUMED = Counter("obs_consumed_records", "Records handled and committed", ["group", "topic"])
 DEAD_LETTERED = Counter("obs_dead_lettered_records", "Records sent to a DLQ", ["group", "topic"])
+CONSUMER_TRANSIENT_ERRORS = Counter(
+    "obs_consumer_transient_errors",
+    "Handler, dead-letter or commit attempts that failed on an infrastructure error (retried)",
+    ["group", "error"],
+)
+HEALTH_FAILING = Gauge(
+    "obs_health_failing", "1 while a health check (store ping or consumer) fails", ["check"]
+)
 
 
 def serve_metrics(port: int) -> None:

@@ -9,6 +9,7 @@ import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
 from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
+from libs.common.health import HealthWatch
 from libs.common.kafka import BatchConsumer, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
@@ -48,9 +49,11 @@ async def run(cfg: EvalsConfig) -> None:
         )
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
+        health = HealthWatch({"postgresql": lambda: pool.fetchval("SELECT 1")})
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(experiment_consumer.run(stop))
+            tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()
         await query_channel.close()

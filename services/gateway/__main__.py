@@ -1,5 +1,12 @@
 from libs.common.cli import main
+from libs.common.kafka import Topic
 from services.gateway import server
 from services.gateway.config import load_gateway_config
 
-main("gateway", load_gateway_config, run=server.run, migrate=server.migrate)
+main(
+    "gateway",
+    load_gateway_config,
+    run=server.run,
+    migrate=server.migrate,
+    consumes=Topic.PROMPT_CHANGES,
+)

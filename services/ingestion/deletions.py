@@ -1,5 +1,6 @@
 """The consumer of `ingestion.deletions.v1` (group `ingestion.event-log-cleaner`): deleted traces
-lose their event-log objects too. Deleting is idempotent, so a replayed notice changes nothing."""
+lose their event-log objects too. Deleting is idempotent, so a replayed notice changes nothing; a
+notice whose deletion fails for any reason but an outage ends on the DLQ (libs/common/kafka.py)."""
 
 from collections.abc import Sequence
 

@@ -8,6 +8,7 @@ import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2_grpc
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from libs.common.health import HealthWatch
 from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
@@ -55,6 +56,9 @@ async def run(cfg: IngestionConfig) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(cleaner.run(stop))
+            tasks.create_task(
+                HealthWatch({"s3": event_log.ping}, [cleaner]).run(stop, server.set_serving)
+            )
 
 
 async def migrate(cfg: IngestionConfig) -> None:

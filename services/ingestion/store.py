@@ -69,19 +69,27 @@ class EventLog:
             async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
                 keys += [item["Key"] for item in page.get("Contents", [])]
         chunks = [keys[i : i + 1000] for i in range(0, len(keys), 1000)]  # S3's per-call limit
-        await asyncio.gather(*(
+        replies = await asyncio.gather(*(
             self._s3.delete_objects(
                 Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
             )
             for chunk in chunks
         ))  # fmt: skip
+        # A quiet delete answers 200 and lists only the keys it could not delete.
+        if failed := [error for reply in replies for error in reply.get("Errors", [])]:
+            raise RuntimeError(f"{len(failed)} event-log objects not deleted, e.g. {failed[0]}")
         return len(keys)
 
 
 def _prefix(project_id: str, trace_id: str) -> str:
-    """Trace ids are client strings: quoted, so that one id's prefix never contains another's
-    ("a/" and "a/b/"), and hashed when long, since S3 keys end at 1,024 bytes."""
-    quoted = quote(trace_id, safe="")
-    if len(quoted) > 200:
-        quoted = "sha256-" + hashlib.sha256(trace_id.encode()).hexdigest()
-    return f"events/{project_id}/{quoted}/"
+    return f"events/{_segment(project_id)}/{_segment(trace_id)}/"
+
+
+def _segment(name: str) -> str:
+    """One key segment of a client string: quoted, so that one id's prefix never contains
+    another's ("a/" and "a/b/"); hashed when long (S3 keys end at 1,024 bytes) and when it would
+    be empty, "." or "..", which S3 servers such as MinIO refuse as a path segment."""
+    quoted = quote(name, safe="")
+    if len(quoted) > 200 or quoted in ("", ".", ".."):
+        return "sha256-" + hashlib.sha256(name.encode()).hexdigest()
+    return quoted

@@ -10,6 +10,7 @@ import redis.asyncio as redis
 
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.gencache import GenerationCache
+from libs.common.health import HealthWatch
 from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
@@ -54,6 +55,10 @@ async def run(cfg: PromptsConfig) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(listener.run(stop))
+            # Redis is left out on purpose: without it the caches step aside and reads go to
+            # PostgreSQL, so this replica still serves.
+            health = HealthWatch({"postgresql": lambda: pool.fetchval("SELECT 1")}, [listener])
+            tasks.create_task(health.run(stop, server.set_serving))
 
 
 async def migrate(cfg: PromptsConfig) -> None:

@@ -1,5 +1,12 @@
 from libs.common.cli import main
+from libs.common.kafka import Topic
 from services.query import server
 from services.query.config import load_query_config
 
-main("query", load_query_config, run=server.run, migrate=server.migrate)
+main(
+    "query",
+    load_query_config,
+    run=server.run,
+    migrate=server.migrate,
+    consumes=Topic.INGESTION_EVENTS,
+)

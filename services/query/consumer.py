@@ -1,20 +1,25 @@
 """EventWriter: the query service's Kafka consumer (`query.clickhouse-writer`). Each batch is
 merged per entity with the stored state and written in one insert per table; offsets are
 committed only afterwards (libs.common.kafka), and merging is idempotent, so a replay or a crash
-between insert and commit changes nothing."""
+between insert and commit changes nothing. When a batch cannot be written (a value its column
+cannot hold, a project model whose prices do not compute), the consumer calls `write` again with
+halves of it until the record at fault is alone, and dead-letters that one."""
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import clickhouse_driver.errors
 import orjson
 
 from libs.common.event_batches import decode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
 from libs.common.timestamps import from_timestamp
+from libs.common.transient import is_transient
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
 from services.query.rows import Change, from_row, merge, to_row, usage_with_total
@@ -33,6 +38,27 @@ _CREATES = {
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE,
     events_pb2.EVENT_TYPE_SCORE_CREATE,
 }
+
+_PARTITION_COLUMNS = {"trace": "timestamp", "observation": "start_time", "score": "timestamp"}
+_MONTHS_PER_INSERT = 100
+
+
+# ClickHouse errors of the server rather than of a row: TIMEOUT_EXCEEDED, TOO_MANY_SIMULTANEOUS_
+# QUERIES, SOCKET_TIMEOUT, NETWORK_ERROR, MEMORY_LIMIT_EXCEEDED, NOT_ENOUGH_SPACE. (Not 252: it
+# also means an insert spanning too many partitions, which is the rows' doing.)
+_TRANSIENT_CLICKHOUSE_CODES = {159, 202, 209, 210, 241, 243}
+_CLICKHOUSE_CODE = re.compile(r"^Code: (\d+)\.")
+
+
+def is_transient_for_writer(exc: BaseException) -> bool:
+    """libs.common.transient's outages, and ClickHouse saying it cannot take the insert now
+    (chDB raises RuntimeError("Code: N. ..."), the native driver an Error with `code`)."""
+    if is_transient(exc):
+        return True
+    if isinstance(exc, clickhouse_driver.errors.Error):
+        return exc.code in _TRANSIENT_CLICKHOUSE_CODES
+    match = _CLICKHOUSE_CODE.match(str(exc)) if isinstance(exc, RuntimeError) else None
+    return bool(match) and int(match.group(1)) in _TRANSIENT_CLICKHOUSE_CODES
 
 
 def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
@@ -99,7 +125,23 @@ class EventWriter:
                 for entity_id, entity_changes in changes.items():
                     state = merge(kind, stored.get(entity_id), entity_changes)
                     rows.append(to_row(kind, project_id, state, now, _priced(catalog, kind, state)))
-            await self._store.insert(kind, rows)
+            for chunk in _within_partition_limit(kind, rows):
+                await self._store.insert(kind, chunk)
+
+
+def _within_partition_limit(kind: str, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The rows in inserts of at most 100 months each: tables are partitioned by month, and
+    ClickHouse refuses an insert spanning more than `max_partitions_per_insert_block` (100)
+    partitions. One insert in practice; a backfill over many years takes a few."""
+    months: dict[tuple[int, int] | None, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        at = row[_PARTITION_COLUMNS[kind]]
+        months[(at.year, at.month) if isinstance(at, datetime) else None].append(row)
+    groups = list(months.values())
+    return [
+        [row for group in groups[i : i + _MONTHS_PER_INSERT] for row in group]
+        for i in range(0, len(groups), _MONTHS_PER_INSERT)
+    ]
 
 
 def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -> Change:

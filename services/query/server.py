@@ -8,6 +8,7 @@ import asyncpg
 import structlog
 
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
+from libs.common.health import HealthWatch
 from libs.common.kafka import BatchConsumer, Topic, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
@@ -16,7 +17,12 @@ from libs.common.migrate import migrate as apply_migrations
 from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
-from services.query.consumer import EventWriter, decode_events, writer_settings
+from services.query.consumer import (
+    EventWriter,
+    decode_events,
+    is_transient_for_writer,
+    writer_settings,
+)
 from services.query.deletions import DeletionNotices
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
@@ -44,12 +50,24 @@ async def run(cfg: QueryConfig) -> None:
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
     writer = BatchConsumer(
-        writer_settings(cfg.kafka), decode_events, EventWriter(store, catalogs).write, producer
+        writer_settings(cfg.kafka),
+        decode_events,
+        EventWriter(store, catalogs).write,
+        producer,
+        transient=is_transient_for_writer,
+    )
+    health = HealthWatch(
+        {
+            "postgresql": lambda: pool.fetchval("SELECT 1"),
+            "clickhouse": lambda: clickhouse.select("SELECT 1"),
+        },
+        [writer],
     )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(writer.run(stop))
+            tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()
         await pool.close()

@@ -1,9 +1,20 @@
-import asyncio
-from collections.abc import Sequence
+"""The batch consumer against the real broker: commit after success, poison records isolated and
+dead-lettered with their origin, outages waited out (never dead-lettered, reported to health),
+and a dead letter never lost when the DLQ cannot take it."""
 
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from libs.common.dlq import DeadLetter, read_dead_letters
+from libs.common.health import HealthWatch
 from libs.common.kafka import (
     BatchConsumer,
     ConsumerSettings,
@@ -15,22 +26,33 @@ from libs.common.kafka import (
     ensure_topics,
     make_producer,
 )
-from tests.integration.conftest import unique
+from tests.integration.conftest import PG_SERVER, unique
 from tests.support.eventually import eventually
+
+Handler = Callable[[Sequence[str]], Awaitable[None]]
+T = TypeVar("T")
+
+
+def now(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A probe for `eventually` of a value in memory."""
+
+    async def probe() -> T:
+        return read()
+
+    return probe
 
 
 def decode(record: Record) -> str:
-    if record.value == b"poison":
+    if record.value == b"undecodable":
         raise InvalidMessage("not a valid event")
     return bytes(record.value or b"").decode()
 
 
-def settings(kafka: KafkaCluster, topic: str, group: str, attempts: int = 8) -> ConsumerSettings:
+def settings(kafka: KafkaCluster, topic: str, group: str) -> ConsumerSettings:
     return ConsumerSettings(
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=group,
         topics=(topic,),
-        max_handler_attempts=attempts,
         session_timeout_ms=6000,
         heartbeat_interval_ms=200,
     )
@@ -55,26 +77,38 @@ async def committed(kafka: KafkaCluster, topic: str, group: str) -> int | None:
         await consumer.stop()
 
 
-async def consume_until_committed(
-    kafka: KafkaCluster, topic: str, group: str, offset: int
-) -> list[str]:
-    """Runs a BatchConsumer until the group's committed offset reaches `offset`."""
-    seen: list[str] = []
+async def dead_letters(kafka: KafkaCluster) -> list[DeadLetter]:
+    return await read_dead_letters(kafka, Topic.INGESTION_EVENTS)
 
-    async def handle(batch: Sequence[str]) -> None:
-        seen.extend(batch)
 
+@asynccontextmanager
+async def consuming(
+    kafka: KafkaCluster, topic: str, group: str, handle: Handler
+) -> AsyncIterator[tuple[BatchConsumer[str], asyncio.Task[None]]]:
+    """A BatchConsumer running until the block ends."""
     stop = asyncio.Event()
     producer = make_producer(kafka, "dlq")
     await producer.start()
     consumer = BatchConsumer(settings(kafka, topic, group), decode, handle, producer)
     task = asyncio.create_task(consumer.run(stop))
     try:
-        await eventually(lambda: committed(kafka, topic, group), lambda got: got == offset)
+        yield consumer, task
     finally:
         stop.set()
         await task
         await producer.stop()
+
+
+async def consume_until_committed(
+    kafka: KafkaCluster, topic: str, group: str, offset: int
+) -> list[str]:
+    seen: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        seen.extend(batch)
+
+    async with consuming(kafka, topic, group, handle):
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == offset)
     return seen
 
 
@@ -91,43 +125,129 @@ async def test_handles_in_batches_and_commits_after_success(
     assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "b", "c"]
 
 
-async def test_a_poison_message_goes_to_the_dlq_and_does_not_block(
+async def test_an_undecodable_record_goes_to_the_dlq_and_does_not_block(
     kafka: KafkaCluster, topic: str
 ) -> None:
-    await produce(kafka, topic, [b"a", b"poison", b"c"])
+    await produce(kafka, topic, [b"a", b"undecodable", b"c"])
     assert await consume_until_committed(kafka, topic, unique("it.group"), 3) == ["a", "c"]
 
-    reader = AIOKafkaConsumer(
-        dlq_topic(topic), bootstrap_servers=kafka.bootstrap_servers, auto_offset_reset="earliest"
-    )
-    await reader.start()
-    try:
-        record = await asyncio.wait_for(reader.getone(), timeout=15)
-    finally:
-        await reader.stop()
-    headers = dict(record.headers)
-    assert record.value == b"poison"
-    assert headers["error"] == b"not a valid event"
-    assert headers["original-topic"] == topic.encode()
-    assert headers["original-offset"] == b"1"
+    [record] = await dead_letters(kafka)
+    headers = record.headers
+    assert record.value == b"undecodable"
+    assert headers["error"] == "InvalidMessage: not a valid event"
+    assert headers["original-topic"] == topic
+    assert headers["original-offset"] == "1"
 
 
-async def test_a_failing_handler_commits_nothing_and_the_records_come_back(
+async def test_a_record_the_handler_rejects_is_isolated_and_the_others_are_handled(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    """The handler writes all or nothing and fails for any batch holding the bad record: the
+    consumer splits the batch until the bad record is alone, dead-letters it and commits."""
+    await produce(kafka, topic, [b"a", b"b", b"bad", b"c", b"d"])
+    group = unique("it.group")
+    written: list[str] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        if "bad" in batch:
+            raise ValueError("cost out of range")
+        written.extend(batch)
+
+    async with consuming(kafka, topic, group, handle) as (_, task):
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == 5)
+        assert not task.done()  # still consuming
+    assert sorted(written) == ["a", "b", "c", "d"]
+
+    [record] = await dead_letters(kafka)
+    headers = record.headers
+    assert (record.value, record.key) == (b"bad", b"project:trace")
+    assert headers["error"] == "ValueError: cost out of range"
+    assert headers["original-topic"] == topic
+    assert headers["original-partition"] == "0"
+    assert headers["original-offset"] == "2"
+    assert headers["consumer-group"] == group
+    assert headers["dead-lettered-at"].startswith("20")
+
+
+async def test_an_outage_is_waited_out_never_dead_lettered_and_health_follows_it(
     kafka: KafkaCluster, topic: str
 ) -> None:
     await produce(kafka, topic, [b"a", b"b"])
     group = unique("it.group")
-    producer = make_producer(kafka, "dlq")
-    await producer.start()
+    sink_down = True
+    written: list[str] = []
+    reported: list[bool] = []
 
-    async def broken(batch: Sequence[str]) -> None:
-        raise ConnectionError("sink down")
+    async def handle(batch: Sequence[str]) -> None:
+        if sink_down:
+            raise ConnectionRefusedError("sink unreachable")
+        written.extend(batch)
 
-    failing = BatchConsumer(settings(kafka, topic, group, attempts=2), decode, broken, producer)
+    async def set_serving(serving: bool) -> None:
+        reported.append(serving)
+
+    async with consuming(kafka, topic, group, handle) as (consumer, task):
+        watch = HealthWatch({}, [consumer], interval=0.05, stuck_after=0.5)
+        stop_watch = asyncio.Event()
+        watching = asyncio.create_task(watch.run(stop_watch, set_serving))
+        await eventually(now(lambda: list(reported)), lambda got: got == [False])
+        assert not task.done()
+        assert await committed(kafka, topic, group) is None
+        assert written == []
+
+        sink_down = False
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == 2)
+        await eventually(now(lambda: list(reported)), lambda got: got == [False, True])
+        stop_watch.set()
+        await watching
+    assert written == ["a", "b"]
+    assert await dead_letters(kafka) == []
+
+
+async def test_a_dead_letter_the_dlq_refuses_is_retried_not_lost(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    """The DLQ accepts nothing while its max.message.bytes is tiny: the consumer keeps the
+    record (uncommitted, stuck) until the DLQ takes it."""
+    await set_max_message_bytes(kafka, dlq_topic(topic), 16)
+    await produce(kafka, topic, [b"a", b"bad"])
+    group = unique("it.group")
+
+    async def handle(batch: Sequence[str]) -> None:
+        if "bad" in batch:
+            raise ValueError("unwritable")
+
+    async with consuming(kafka, topic, group, handle) as (consumer, task):
+        await eventually(now(consumer.stuck_for), lambda got: got > 0)
+        assert await committed(kafka, topic, group) is None
+        assert not task.done()
+
+        await set_max_message_bytes(kafka, dlq_topic(topic), 1024 * 1024)
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == 2)
+        assert consumer.stuck_for() == 0
+    [record] = await dead_letters(kafka)
+    assert record.value == b"bad"
+
+
+async def set_max_message_bytes(kafka: KafkaCluster, topic: str, size: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
     try:
-        with pytest.raises(ConnectionError):
-            await failing.run(asyncio.Event())
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": size})
+        await admin.alter_configs([resource])
     finally:
-        await producer.stop()
-    assert await committed(kafka, topic, group) is None
-    assert await consume_until_committed(kafka, topic, group, 2) == ["a", "b"]
+        await admin.close()
+
+
+async def test_health_names_a_store_that_does_not_answer() -> None:
+    async def reachable() -> None:
+        connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+        await connection.close()
+
+    async def unreachable() -> None:
+        await asyncpg.connect("postgresql://obs:obs@127.0.0.1:1/postgres")
+
+    watch = HealthWatch({"postgresql": reachable, "other": unreachable})
+    failing = await watch.failing()
+    assert list(failing) == ["other"]
+    assert "ConnectionRefusedError" in failing["other"] or "OSError" in failing["other"]
