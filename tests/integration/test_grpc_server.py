@@ -187,3 +187,29 @@ def test_a_server_without_a_token_cannot_be_made() -> None:
     binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, ScopedServicer(), SERVICE)
     with pytest.raises(ValueError):
         make_server([binding], "127.0.0.1", 0, token="")
+
+
+async def test_a_streaming_method_is_refused_too() -> None:
+    async def numbers(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for n in range(3):
+            yield bytes([n])
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Numbers", {"Stream": grpc.unary_stream_rpc_method_handler(numbers)}
+    )
+
+    def add(servicer: object, server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((handler,))
+
+    server = make_server([(add, None, "test.Numbers")], "127.0.0.1", 0, token=TOKEN)
+    await server.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stream = channel.unary_stream("/test.Numbers/Stream")
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                [reply async for reply in stream(b"")]
+            assert raised.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            right = ((INTERNAL_TOKEN_KEY, TOKEN),)
+            assert [reply async for reply in stream(b"", metadata=right)] == [b"\0", b"\1", b"\2"]
+    finally:
+        await server.server.stop(0)
