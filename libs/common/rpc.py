@@ -224,7 +224,8 @@ _SERVICE_CONFIG = """{
 
 
 class _AttachToken(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Adds the internal token to the metadata of every call made on a channel."""
+    """Adds the internal token to the metadata of every call made on a channel (every RPC of the
+    contracts is unary; a streaming one would need the matching interceptor too)."""
 
     def __init__(self, token: str) -> None:
         self._token = token
