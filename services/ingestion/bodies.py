@@ -4,6 +4,7 @@ bodies. Each field's rule is written once, here, with the ranges its column hold
 (libs.common.limits). Langfuse's semantics: unknown fields are ignored, null is the same as
 absent, and a rule that fails names its field. Pure: no I/O."""
 
+import functools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -63,7 +64,9 @@ class TraceBody(Body, kw_only=True):
         if self.timestamp is not None:
             self.timestamp = _in_range(self.timestamp, "timestamp")
         self.metadata = _metadata(self.metadata)
-        _check_depth(input=self.input, output=self.output, metadata=self.metadata)
+        _check_depth("input", self.input)
+        _check_depth("output", self.output)
+        _check_depth("metadata", self.metadata)
         self.environment = normalize_environment(self.environment)
 
 
@@ -93,21 +96,30 @@ class ObservationBody(Body, kw_only=True):
     environment: Any = None
 
     def __post_init__(self) -> None:
-        for field in ("start_time", "end_time", "completion_start_time"):
-            moment = getattr(self, field)
-            if moment is not None:
-                setattr(self, field, _in_range(moment, _camel(field)))
+        if self.start_time is not None:
+            self.start_time = _in_range(self.start_time, "startTime")
+        if self.end_time is not None:
+            self.end_time = _in_range(self.end_time, "endTime")
+        if self.completion_start_time is not None:
+            self.completion_start_time = _in_range(
+                self.completion_start_time, "completionStartTime"
+            )
         if (self.prompt_name is None) != (self.prompt_version is None):
             raise ValueError("promptName and promptVersion go together")
         self.metadata = _metadata(self.metadata)
-        _check_depth(
-            input=self.input, output=self.output, metadata=self.metadata,
-            modelParameters=self.model_parameters,
-        )  # fmt: skip
-        self.usage_details, self.cost_details = normalize_usage(
-            self.usage, self.usage_details, self.cost_details
-        )
-        self.usage = None
+        _check_depth("input", self.input)
+        _check_depth("output", self.output)
+        _check_depth("metadata", self.metadata)
+        _check_depth("modelParameters", self.model_parameters)
+        if (
+            self.usage is not None
+            or self.usage_details is not None
+            or self.cost_details is not None
+        ):
+            self.usage_details, self.cost_details = normalize_usage(
+                self.usage, self.usage_details, self.cost_details
+            )
+            self.usage = None
         self.environment = normalize_environment(self.environment)
 
 
@@ -140,7 +152,7 @@ class ScoreBody(Body, kw_only=True):
             raise ValueError("id must have 1-800 characters and no control characters")
         check_score(self)
         self.metadata = _metadata(self.metadata)
-        _check_depth(metadata=self.metadata)
+        _check_depth("metadata", self.metadata)
         self.environment = normalize_environment(self.environment)
 
 
@@ -184,13 +196,20 @@ def normalize_environment(value: Any) -> str:
     """Langfuse's rule: lowercase, strip `langfuse` prefixes, 40 chars, else silently default."""
     if not isinstance(value, str) or not value:
         return "default"
+    return _normalized_environment(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized_environment(value: str) -> str:
+    """A project sends the same few environments again and again: each is worked out once."""
     lowered = _LANGFUSE_PREFIX.sub("", value.lower())[:40]
     return lowered if _ENVIRONMENT.match(lowered) else "default"
 
 
 def _in_range(moment: datetime, field: str) -> datetime:
-    moment = moment.astimezone(UTC)
-    if not limits.time_in_range(moment):
+    if moment.tzinfo is not UTC:  # "Z" decodes as UTC already
+        moment = moment.astimezone(UTC)
+    if not limits.EARLIEST <= moment <= limits.LATEST:
         raise ValueError(f"{field} must be {limits.TIME_RANGE}")
     return moment
 
@@ -200,12 +219,6 @@ def _metadata(value: Any) -> Any:
     return value if value is None or isinstance(value, dict) else {"metadata": value}
 
 
-def _check_depth(**values: Any) -> None:
-    for field, value in values.items():
-        if not limits.within_depth(value):
-            raise ValueError(f"{field} is nested deeper than {limits.MAX_DEPTH} levels")
-
-
-def _camel(field: str) -> str:
-    head, *rest = field.split("_")
-    return head + "".join(part.title() for part in rest)
+def _check_depth(field: str, value: Any) -> None:
+    if (type(value) is dict or type(value) is list) and not limits.within_depth(value):
+        raise ValueError(f"{field} is nested deeper than {limits.MAX_DEPTH} levels")

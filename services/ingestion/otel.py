@@ -328,7 +328,7 @@ def _cost(attrs: dict[str, Any]) -> dict[str, float] | None:
             cost = {k: float(v) for k, v in numbers.items() if limits.is_cost(v)}  # type: ignore[arg-type]
     if cost is None:
         for key in ("gen_ai.usage.cost", "llm.cost.total"):
-            value = _numeric(attrs.get(key))
+            value = _numeric(attrs[key]) if key in attrs else None
             if limits.is_cost(value):
                 cost = {"total": float(value)}  # type: ignore[arg-type]
                 break
@@ -404,6 +404,8 @@ def _numeric(value: Any) -> int | float | None:
 
 
 def _count(value: Any) -> int | None:
+    if type(value) is int and 0 <= value < limits.MAX_USAGE:  # the usual case, first
+        return value
     number = _numeric(value)
     return int(number) if limits.is_usage(number) else None  # type: ignore[arg-type]
 
