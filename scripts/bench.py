@@ -3,6 +3,7 @@
 Every load is bounded in time and sent only to loopback. HTTP load comes from wrk (a C load
 generator, so the Python stack keeps the cores); gRPC latencies are measured by one sequential
 caller, so they include the client's own overhead and are an upper bound.
+`BENCH_ONLY=robustness,evals` runs only the named sections (see `sections()`).
 """
 
 import asyncio
@@ -42,6 +43,8 @@ SPANS_PER_EXPORT = 100
 SENDERS = 8
 
 Row = tuple[str, str, str]
+# Figures one section measures and a later one builds on (the OTLP end-to-end ingest rate).
+MEASURED: dict[str, float] = {}
 
 
 def cold_start() -> list[Row]:
@@ -154,12 +157,18 @@ def otlp_template(spans: int = SPANS_PER_EXPORT) -> bytes:
     return request.SerializeToString()
 
 
-def fresh_export(template: bytes, trace_id: bytes | None = None) -> tuple[str, bytes]:
-    """(trace id, gzipped export) with new span ids and a new trace id unless one is given:
-    cheap enough for the load loop."""
+def fresh_spans(template: bytes, trace_id: bytes | None = None) -> tuple[str, bytes]:
+    """(trace id, serialized export) with new span ids and a new trace id unless one is given.
+    Serialized exports concatenate into one export of all their traces (protobuf merges them)."""
     trace_id = trace_id or os.urandom(16)
     raw = template.replace(_TRACE_MARK, trace_id).replace(_SPAN_MARK, os.urandom(6))
-    return trace_id.hex(), gzip.compress(raw, compresslevel=1)
+    return trace_id.hex(), raw
+
+
+def fresh_export(template: bytes, trace_id: bytes | None = None) -> tuple[str, bytes]:
+    """(trace id, gzipped export): cheap enough for the load loop."""
+    trace_hex, raw = fresh_spans(template, trace_id)
+    return trace_hex, gzip.compress(raw, compresslevel=1)
 
 
 async def observation_count(client: httpx.AsyncClient) -> int:
@@ -298,6 +307,7 @@ async def ingest_rows() -> list[Row]:
     for load in loads:
         accepted, end_to_end = await throughput(load)
         rated = rated or end_to_end
+        MEASURED.setdefault("ingest_rate", end_to_end)
         rows += [
             (f"{load.name} ingest accepted ({INGEST_SECONDS:.0f} s, {SENDERS} senders)",
              f"{accepted:.0f} obs/s", ">= 10000 obs/s"),
@@ -442,15 +452,36 @@ async def big_trace_rows(spans: int = 50_000) -> list[Row]:
     ]  # fmt: skip
 
 
+def sections() -> dict[str, Callable[[], list[Row]]]:
+    """The bench's sections in the order they run; BENCH_ONLY=name,name runs a subset."""
+    # Imported here: they import this module's helpers.
+    from scripts.bench_evals import evals_rows
+    from scripts.bench_robustness import robustness_rows
+
+    return {
+        "start": cold_start,
+        "gateway": gateway_rows,
+        "prompts": lambda: asyncio.run(prompts_service_rows()),
+        "ingest": lambda: asyncio.run(ingest_rows()),
+        "halves": lambda: asyncio.run(halves_rows()),
+        "reads": lambda: asyncio.run(read_rows()),
+        "bigtrace": lambda: asyncio.run(big_trace_rows()),
+        "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
+        "evals": lambda: asyncio.run(evals_rows()),
+    }
+
+
 def main() -> None:
-    rows = cold_start() + gateway_rows() + asyncio.run(prompts_service_rows())
-    rows += asyncio.run(ingest_rows()) + asyncio.run(halves_rows())
-    rows += asyncio.run(read_rows()) + asyncio.run(big_trace_rows())
-    width = max(len(r[0]) for r in rows)
-    print(f"| {'figure':<{width}} | {'measured':>12} | {'target':<13} |")
-    print(f"|{'-' * (width + 2)}|{'-' * 14}|{'-' * 15}|")
-    for name, value, target in rows:
-        print(f"| {name:<{width}} | {value:>12} | {target:<13} |")
+    available = sections()
+    only = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
+    if unknown := set(only) - set(available):
+        raise SystemExit(f"BENCH_ONLY: unknown {sorted(unknown)}; sections: {list(available)}")
+    rows = [row for name, run in available.items() if not only or name in only for row in run()]
+    width, measured, target = (max(len(row[i]) for row in rows) for i in range(3))
+    print(f"| {'figure':<{width}} | {'measured':>{measured}} | {'target':<{target}} |")
+    print(f"|{'-' * (width + 2)}|{'-' * (measured + 2)}|{'-' * (target + 2)}|")
+    for name, value, goal in rows:
+        print(f"| {name:<{width}} | {value:>{measured}} | {goal:<{target}} |")
 
 
 if __name__ == "__main__":
