@@ -1,16 +1,12 @@
 import asyncpg
 import grpc
 import orjson
-from redis.exceptions import RedisError
 
-from libs.common.errors import InvalidArgument, NotFound, Unavailable
-from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
-from libs.common.gencache import GenerationCache
 from libs.common.scope import scope_from
 from services.evals.dataset_api import DatasetApi
 from services.evals.results import ExperimentReads
-from services.evals.score_configs import ScoreConfigStore, new_config
+from services.evals.score_configs import ScoreConfigApi
 
 
 class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
@@ -21,64 +17,36 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
         self,
         pool: asyncpg.Pool,
         *,
-        score_config_generations: GenerationCache,
+        score_configs: ScoreConfigApi,
         experiments: ExperimentReads,
         datasets: DatasetApi,
     ) -> None:
         self._pool = pool
         self._datasets = datasets
-        self._score_configs = ScoreConfigStore(pool)
-        self._score_config_generations = score_config_generations
+        self._score_configs = score_configs
         self._experiments = experiments
 
-    # Score configs. Every change starts a new cache generation of its project before it is
-    # answered, so no ingestion replica checks a score against the config as it was before.
+    # Score configs (services/evals/score_configs.py).
 
     async def GetScoreConfig(  # noqa: N802
         self, request: evals_pb2.GetScoreConfigRequest, context: grpc.aio.ServicerContext
     ) -> evals_pb2.GetScoreConfigResponse:
-        project_id = scope_from(context).project_id
-        document = await self._score_configs.get(project_id, request.config_id)
-        if document is None:
-            raise NotFound("Score config not found within authorized project")
-        return evals_pb2.GetScoreConfigResponse(config_json=orjson.dumps(document))
+        return await self._score_configs.get(scope_from(context), request)
 
     async def ListScoreConfigs(  # noqa: N802
         self, request: evals_pb2.ListScoreConfigsRequest, context: grpc.aio.ServicerContext
     ) -> evals_pb2.ListScoreConfigsResponse:
-        project_id = scope_from(context).project_id
-        page, limit = request.page.page or 1, request.page.limit or 50
-        if page < 1 or not 1 <= limit <= 100:
-            raise InvalidArgument("page must be >= 1 and limit between 1 and 100")
-        documents, total = await self._score_configs.page(project_id, page, limit)
-        return evals_pb2.ListScoreConfigsResponse(
-            configs_json=[orjson.dumps(document) for document in documents],
-            meta=common_pb2.PageMeta(
-                page=page, limit=limit, total_items=total, total_pages=-(-total // limit)
-            ),
-        )
+        return await self._score_configs.list(scope_from(context), request)
 
     async def CreateScoreConfig(  # noqa: N802
         self, request: evals_pb2.CreateScoreConfigRequest, context: grpc.aio.ServicerContext
     ) -> evals_pb2.CreateScoreConfigResponse:
-        scope = scope_from(context)
-        scope.require_project_access()
-        fields = new_config(_json_body(request.body_json))
-        document = await self._score_configs.create(scope.project_id, fields)
-        await self._score_configs_changed(scope.project_id)
-        return evals_pb2.CreateScoreConfigResponse(config_json=orjson.dumps(document))
+        return await self._score_configs.create(scope_from(context), request)
 
     async def UpdateScoreConfig(  # noqa: N802
         self, request: evals_pb2.UpdateScoreConfigRequest, context: grpc.aio.ServicerContext
     ) -> evals_pb2.UpdateScoreConfigResponse:
-        scope = scope_from(context)
-        scope.require_project_access()
-        body = _json_body(request.body_json)
-        document = await self._score_configs.update(scope.project_id, request.config_id, body)
-        if document is None:
-            raise NotFound("Score config not found within authorized project")
-        await self._score_configs_changed(scope.project_id)
-        return evals_pb2.UpdateScoreConfigResponse(config_json=orjson.dumps(document))
+        return await self._score_configs.update(scope_from(context), request)
 
     # Datasets, versioned items, runs and run items (services/evals/dataset_api.py).
 
@@ -164,18 +132,3 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
     ) -> evals_pb2.GetRunResultsResponse:
         results = await self._experiments.run_results(scope_from(context), request.run_id)
         return evals_pb2.GetRunResultsResponse(results_json=orjson.dumps(results))
-
-    async def _score_configs_changed(self, project_id: str) -> None:
-        try:
-            await self._score_config_generations.invalidate(project_id)
-        except RedisError as exc:
-            raise Unavailable(
-                "The score config change was saved, but caches could not be invalidated"
-            ) from exc
-
-
-def _json_body(raw: bytes) -> object:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument("Invalid request data: the body is not valid JSON") from exc

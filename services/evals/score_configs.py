@@ -1,22 +1,38 @@
-"""Score configs: validation of create and update bodies (pure), the PostgreSQL store, and the
-public `ScoreConfig` document.
+"""Score configs: validation of create and update bodies (pure), the PostgreSQL store, the public
+`ScoreConfig` document, and the RPCs (ScoreConfigApi).
 
 Langfuse's rules: NUMERIC may bound its values (maxValue > minValue), CATEGORICAL lists categories
 with unique labels and unique values, BOOLEAN gets the categories True/1 and False/0 by itself,
 TEXT has neither. An update is merged into the stored config and the result is checked by the same
-rules as a create, so no request can leave a config that a create would refuse."""
+rules as a create, so no request can leave a config that a create would refuse.
+
+Every change starts a new cache generation of its project (libs/common/score_config_cache.py)
+before it is answered, so no ingestion replica checks a score against the config as it was before
+an answered change."""
 
 import math
 import re
 import uuid
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import orjson
+from redis.exceptions import RedisError
 
-from libs.common.errors import InvalidArgument
+from libs.common.errors import NotFound, Unavailable
+from libs.common.gen.obs.evals.v1 import evals_pb2
+from libs.common.gencache import GenerationCache
+from libs.common.scope import ProjectScope
+from services.evals.fields import (
+    checked_text,
+    invalid,
+    iso,
+    nul_refused,
+    optional_text,
+    page_meta,
+    parse_body,
+)
 
 DATA_TYPES = ("NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT")
 BOOLEAN_CATEGORIES = ({"label": "True", "value": 1}, {"label": "False", "value": 0})
@@ -39,52 +55,48 @@ class ConfigFields:
     is_archived: bool = False
 
 
-def new_config(body: Any) -> ConfigFields:
+def new_config(body: dict[str, Any]) -> ConfigFields:
     """The fields of a create body (`CreateScoreConfigRequest`); InvalidArgument names the field."""
-    if not isinstance(body, dict):
-        raise _invalid("expected a JSON object")
     data_type = body.get("dataType")
     if data_type not in DATA_TYPES:
-        raise _invalid(f"dataType must be one of {', '.join(DATA_TYPES)}")
+        raise invalid(f"dataType must be one of {', '.join(DATA_TYPES)}")
     if data_type == "BOOLEAN" and body.get("categories") is not None:
-        raise _invalid("categories are set automatically for BOOLEAN configs and cannot be given")
+        raise invalid("categories are set automatically for BOOLEAN configs and cannot be given")
     fields = ConfigFields(
         name=_name(body.get("name")),
         data_type=data_type,
         min_value=_bound(body, "minValue"),
         max_value=_bound(body, "maxValue"),
         categories=_categories(body["categories"]) if body.get("categories") is not None else None,
-        description=_description(body.get("description")),
+        description=optional_text(body.get("description"), "description", max_length=None),
     )
     if data_type == "BOOLEAN":
         fields = replace(fields, categories=BOOLEAN_CATEGORIES)
     return _checked(fields)
 
 
-def updated_config(current: ConfigFields, body: Any) -> ConfigFields:
+def updated_config(current: ConfigFields, body: dict[str, Any]) -> ConfigFields:
     """`current` changed by an update body (`UpdateScoreConfigRequest`). Explicit nulls leave a
     field as it was; fields it does not know (such as dataType) are ignored, as in Langfuse."""
-    if not isinstance(body, dict):
-        raise _invalid("expected a JSON object")
     given = {key: body[key] for key in _UPDATABLE if body.get(key) is not None}
     if not given:
-        raise _invalid("at least one of " + ", ".join(_UPDATABLE) + " must be given")
+        raise invalid("at least one of " + ", ".join(_UPDATABLE) + " must be given")
     changes: dict[str, Any] = {}
     if "isArchived" in given:
         if not isinstance(given["isArchived"], bool):
-            raise _invalid("isArchived must be a boolean")
+            raise invalid("isArchived must be a boolean")
         changes["is_archived"] = given["isArchived"]
     if "name" in given:
         changes["name"] = _name(given["name"])
     if "description" in given:
-        changes["description"] = _description(given["description"])
+        changes["description"] = optional_text(given["description"], "description", max_length=None)
     if "minValue" in given:
         changes["min_value"] = _bound(given, "minValue")
     if "maxValue" in given:
         changes["max_value"] = _bound(given, "maxValue")
     if "categories" in given:
         if current.data_type == "BOOLEAN":
-            raise _invalid("the categories of a BOOLEAN config cannot be changed")
+            raise invalid("the categories of a BOOLEAN config cannot be changed")
         changes["categories"] = _categories(given["categories"])
     return _checked(replace(current, **changes))
 
@@ -93,33 +105,27 @@ def _checked(fields: ConfigFields) -> ConfigFields:
     """The rules of the data type, on the whole config."""
     bounded = fields.min_value is not None or fields.max_value is not None
     if fields.data_type != "NUMERIC" and bounded:
-        raise _invalid("minValue and maxValue are only allowed for NUMERIC configs")
+        raise invalid("minValue and maxValue are only allowed for NUMERIC configs")
     if fields.data_type in ("NUMERIC", "TEXT") and fields.categories is not None:
-        raise _invalid(f"categories are not allowed for {fields.data_type} configs")
+        raise invalid(f"categories are not allowed for {fields.data_type} configs")
     if fields.data_type == "CATEGORICAL" and not fields.categories:
-        raise _invalid("categories are required for CATEGORICAL configs")
+        raise invalid("categories are required for CATEGORICAL configs")
     low, high = fields.min_value, fields.max_value
     if low is not None and high is not None and high <= low:
-        raise _invalid("maxValue must be greater than minValue")
+        raise invalid("maxValue must be greater than minValue")
     return fields
 
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise _invalid("name is required")
+        raise invalid("name is required")
     if len(value) > NAME_MAX_LENGTH:
-        raise _invalid(f"name must be at most {NAME_MAX_LENGTH} characters")
+        raise invalid(f"name must be at most {NAME_MAX_LENGTH} characters")
     if not _NAME.match(value):
-        raise _invalid(
+        raise invalid(
             "name may only contain letters, numbers, spaces, underscores, periods,"
             " parentheses and hyphens"
         )
-    return value
-
-
-def _description(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise _invalid("description must be a string")
     return value
 
 
@@ -128,28 +134,29 @@ def _bound(body: dict[str, Any], field: str) -> float | None:
     if value is None:
         return None
     if not _is_number(value):
-        raise _invalid(f"{field} must be a finite number")
+        raise invalid(f"{field} must be a finite number")
     return float(value)
 
 
 def _categories(value: Any) -> tuple[dict[str, Any], ...]:
     if not isinstance(value, list):
-        raise _invalid("categories must be a list of {label, value} objects")
+        raise invalid("categories must be a list of {label, value} objects")
     labels: set[str] = set()
     values: set[float] = set()
     categories = []
     for category in value:
         if not isinstance(category, dict):
-            raise _invalid("categories must be a list of {label, value} objects")
+            raise invalid("categories must be a list of {label, value} objects")
         label, number = category.get("label"), category.get("value")
         if not isinstance(label, str) or not label:
-            raise _invalid("every category needs a non-empty string label")
+            raise invalid("every category needs a non-empty string label")
+        checked_text(label, "a category label", max_length=None)
         if not _is_number(number):
-            raise _invalid(f"category {label!r} needs a finite number as its value")
+            raise invalid(f"category {label!r} needs a finite number as its value")
         if label in labels:
-            raise _invalid(f"duplicate category label {label!r}: labels must be unique")
+            raise invalid(f"duplicate category label {label!r}: labels must be unique")
         if number in values:
-            raise _invalid(f"duplicate category value {number}: values must be unique")
+            raise invalid(f"duplicate category value {number}: values must be unique")
         labels.add(label)
         values.add(number)
         categories.append({"label": label, "value": number})
@@ -160,8 +167,66 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _invalid(reason: str) -> InvalidArgument:
-    return InvalidArgument(f"Invalid request data: {reason}")
+class ScoreConfigApi:
+    """The score-config RPCs, for the gateway and internal callers (ingestion checks scores)."""
+
+    def __init__(self, pool: asyncpg.Pool, generations: GenerationCache) -> None:
+        self._store = ScoreConfigStore(pool)
+        self._generations = generations
+
+    async def get(
+        self, scope: ProjectScope, request: evals_pb2.GetScoreConfigRequest
+    ) -> evals_pb2.GetScoreConfigResponse:
+        document = await self._store.get(scope.project_id, request.config_id)
+        if document is None:
+            raise NotFound("Score config not found within authorized project")
+        return evals_pb2.GetScoreConfigResponse(config_json=orjson.dumps(document))
+
+    async def list(
+        self, scope: ProjectScope, request: evals_pb2.ListScoreConfigsRequest
+    ) -> evals_pb2.ListScoreConfigsResponse:
+        page, limit = request.page.page or 1, request.page.limit or 50
+        if page < 1 or not 1 <= limit <= 100:
+            raise invalid("page must be >= 1 and limit between 1 and 100")
+        documents, total = await self._store.page(scope.project_id, page, limit)
+        return evals_pb2.ListScoreConfigsResponse(
+            configs_json=[orjson.dumps(document) for document in documents],
+            meta=page_meta(page, limit, total),
+        )
+
+    async def create(
+        self, scope: ProjectScope, request: evals_pb2.CreateScoreConfigRequest
+    ) -> evals_pb2.CreateScoreConfigResponse:
+        scope.require_project_access()
+        fields = new_config(parse_body(request.body_json))
+        with nul_refused():
+            document = await self._store.create(scope.project_id, fields)
+        await self._new_generation(scope.project_id, saved=True)
+        return evals_pb2.CreateScoreConfigResponse(config_json=orjson.dumps(document))
+
+    async def update(
+        self, scope: ProjectScope, request: evals_pb2.UpdateScoreConfigRequest
+    ) -> evals_pb2.UpdateScoreConfigResponse:
+        scope.require_project_access()
+        body = parse_body(request.body_json)
+        # A new generation before the change too: when Redis cannot take one, nothing changes,
+        # so an unreachable Redis never leaves a replica checking against an outdated config.
+        await self._new_generation(scope.project_id, saved=False)
+        with nul_refused():
+            document = await self._store.update(scope.project_id, request.config_id, body)
+        if document is None:
+            raise NotFound("Score config not found within authorized project")
+        await self._new_generation(scope.project_id, saved=True)
+        return evals_pb2.UpdateScoreConfigResponse(config_json=orjson.dumps(document))
+
+    async def _new_generation(self, project_id: str, *, saved: bool) -> None:
+        try:
+            await self._generations.invalidate(project_id)
+        except RedisError as exc:
+            outcome = "was saved, but" if saved else "was not saved:"
+            raise Unavailable(
+                f"The score config change {outcome} caches could not be invalidated; retry"
+            ) from exc
 
 
 class ScoreConfigStore:
@@ -211,7 +276,9 @@ class ScoreConfigStore:
         )
         return config_document(row)
 
-    async def update(self, project_id: str, config_id: str, body: Any) -> dict[str, Any] | None:
+    async def update(
+        self, project_id: str, config_id: str, body: dict[str, Any]
+    ) -> dict[str, Any] | None:
         """Applies an update body under a row lock (concurrent updates never lose each other's
         fields); None when the project has no such config."""
         async with self._pool.acquire() as connection, connection.transaction():
@@ -274,10 +341,6 @@ def config_document(row: asyncpg.Record) -> dict[str, Any]:
         "categories": list(fields.categories) if fields.categories is not None else None,
         "description": fields.description,
         "projectId": row["project_id"],
-        "createdAt": _iso(row["created_at"]),
-        "updatedAt": _iso(row["updated_at"]),
+        "createdAt": iso(row["created_at"]),
+        "updatedAt": iso(row["updated_at"]),
     }
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

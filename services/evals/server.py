@@ -21,6 +21,7 @@ from services.evals.consumer import ExperimentWriter, consumer_settings, decode_
 from services.evals.dataset_api import DatasetApi
 from services.evals.handlers import EvalsServicer
 from services.evals.results import ExperimentReads
+from services.evals.score_configs import ScoreConfigApi
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
@@ -37,7 +38,7 @@ async def run(cfg: EvalsConfig) -> None:
         query = QueryServiceStub(query_channel)
         servicer = EvalsServicer(
             pool,
-            score_config_generations=score_config_generations(client),
+            score_configs=ScoreConfigApi(pool, score_config_generations(client)),
             experiments=ExperimentReads(pool, query),
             datasets=DatasetApi(pool, query),
         )
