@@ -58,7 +58,7 @@ def is_transient_for_writer(exc: BaseException) -> bool:
     if isinstance(exc, clickhouse_driver.errors.Error):
         return exc.code in _TRANSIENT_CLICKHOUSE_CODES
     match = _CLICKHOUSE_CODE.match(str(exc)) if isinstance(exc, RuntimeError) else None
-    return bool(match) and int(match.group(1)) in _TRANSIENT_CLICKHOUSE_CODES
+    return match is not None and int(match.group(1)) in _TRANSIENT_CLICKHOUSE_CODES
 
 
 def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
