@@ -24,6 +24,7 @@ class DatasetApi:
     def __init__(self, pool: asyncpg.Pool, query: query_pb2_grpc.QueryServiceStub) -> None:
         self._pool = pool
         self._query = query
+        self._item_totals = items.Totals()
 
     # Datasets.
 
@@ -110,17 +111,20 @@ class DatasetApi:
         if version is not None and not request.dataset_name:
             raise invalid("version requires datasetName")
         async with self._pool.acquire() as conn:
-            dataset_id = None
+            dataset = None
             if request.dataset_name:
                 name = datasets.dataset_name(request.dataset_name)
-                dataset_id = (await datasets.get(conn, scope.project_id, name))["id"]
+                dataset = await datasets.get(conn, scope.project_id, name)
             query = items.ItemQuery(
-                dataset_id=dataset_id,
+                dataset_id=dataset["id"] if dataset else None,
                 source_trace_id=request.source_trace_id or None,
                 source_observation_id=request.source_observation_id or None,
                 version=version,
+                dataset_revision=dataset["items_revision"] if dataset else None,
             )
-            rows, total = await items.page(conn, scope.project_id, query, page, limit)
+            rows, total = await items.page(
+                conn, scope.project_id, query, page, limit, self._item_totals
+            )
         return evals_pb2.ListDatasetItemsResponse(
             items_json=[items.document(row) for row in rows], meta=page_meta(page, limit, total)
         )

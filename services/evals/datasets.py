@@ -25,7 +25,8 @@ from services.evals.schemas import ItemSchemas, checked_schema
 
 COLUMNS = (
     "id, name, description, metadata::text AS metadata, input_schema::text AS input_schema,"
-    " expected_output_schema::text AS expected_output_schema, created_at, updated_at"
+    " expected_output_schema::text AS expected_output_schema, created_at, updated_at,"
+    " items_revision"
 )
 # Current items are checked against a new schema in batches of this many.
 _CHECK_BATCH = 1000

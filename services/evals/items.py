@@ -14,6 +14,7 @@ newest first (createdAt desc, id), and every version keeps the item's first crea
 keeps its place across versions. Pages pick their ids on an index alone, then read those rows."""
 
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,28 @@ class ItemQuery:
     source_observation_id: str | None = None
     # The items as they were at this instant; None: as they are.
     version: datetime | None = None
+    # The named dataset's items revision: the list's total is kept under it.
+    dataset_revision: int | None = None
+
+
+class Totals:
+    """Totals of item lists by query, the dataset's items revision included, so paging through a
+    dataset counts its items once; a write bumps the revision, so no stale total is used. Lists
+    without a dataset count every time. Bounded: the oldest entries go first."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._totals: OrderedDict[tuple[str, ItemQuery], int] = OrderedDict()
+
+    def get(self, project_id: str, query: ItemQuery) -> int | None:
+        return self._totals.get((project_id, query))
+
+    def put(self, project_id: str, query: ItemQuery, total: int) -> None:
+        if query.dataset_revision is None:
+            return
+        self._totals[(project_id, query)] = total
+        while len(self._totals) > self._size:
+            self._totals.popitem(last=False)
 
 
 def item_change(raw: bytes) -> ItemChange:
@@ -153,6 +176,7 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
                 merged["source_observation_id"],
                 current["created_at"] if current is not None else instant,
             )
+        await _changed(conn, dataset["id"])
         return await get(conn, project_id, new_id)
 
 
@@ -172,7 +196,12 @@ async def get(
 
 
 async def page(
-    conn: asyncpg.Connection, project_id: str, query: ItemQuery, page_number: int, limit: int
+    conn: asyncpg.Connection,
+    project_id: str,
+    query: ItemQuery,
+    page_number: int,
+    limit: int,
+    totals: Totals,
 ) -> tuple[list[asyncpg.Record], int]:
     where, args = _where(project_id, query)
     # The page's ids come from an index alone (offsets skip index entries, not rows); then only
@@ -193,7 +222,10 @@ async def page(
         limit,
         (page_number - 1) * limit,
     )
-    total = await conn.fetchval(f"SELECT count(*) FROM dataset_items WHERE {where}", *args)
+    total = totals.get(project_id, query)
+    if total is None:
+        total = await conn.fetchval(f"SELECT count(*) FROM dataset_items WHERE {where}", *args)
+        totals.put(project_id, query, total)
     return rows, total
 
 
@@ -227,20 +259,21 @@ async def delete(conn: asyncpg.Connection, project_id: str, item: str) -> None:
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", project_id, item
         )
-        ended = await conn.execute(
+        dataset_id = await conn.fetchval(
             "UPDATE dataset_items SET valid_to = greatest(date_trunc('milliseconds',"
             " clock_timestamp()), valid_from + interval '1 millisecond')"
-            " WHERE project_id = $1 AND id = $2 AND valid_to IS NULL",
+            " WHERE project_id = $1 AND id = $2 AND valid_to IS NULL RETURNING dataset_id",
             project_id,
             item,
         )
-        if ended.endswith(" 0"):
+        if dataset_id is None:
             raise NotFound(f"Dataset item {item} not found")
         await conn.execute(
             "DELETE FROM dataset_run_items WHERE project_id = $1 AND dataset_item_id = $2",
             project_id,
             item,
         )
+        await _changed(conn, dataset_id)
 
 
 def document(row: asyncpg.Record) -> bytes:
@@ -262,6 +295,13 @@ def document(row: asyncpg.Record) -> bytes:
             "version": iso(row["valid_from"]),
             "mediaReferences": [],
         }
+    )
+
+
+async def _changed(conn: asyncpg.Connection, dataset_id: str) -> None:
+    """Last in a write's transaction (it locks the dataset's row until the commit)."""
+    await conn.execute(
+        "UPDATE datasets SET items_revision = items_revision + 1 WHERE id = $1", dataset_id
     )
 
 
@@ -311,5 +351,9 @@ def _where(project_id: str, query: ItemQuery) -> tuple[str, list[Any]]:
     else:
         args.append(query.version)
         n = len(args)
-        conditions.append(f"valid_from <= ${n} AND (valid_to IS NULL OR valid_to > ${n})")
+        # An item's first version starts at its creation: the bound on created_at lets the index
+        # skip the items created after the version.
+        conditions.append(
+            f"created_at <= ${n} AND valid_from <= ${n} AND (valid_to IS NULL OR valid_to > ${n})"
+        )
     return " AND ".join(conditions), args

@@ -13,6 +13,7 @@ import pytest
 from libs.common.errors import InvalidArgument, NotFound
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
+from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.migrate import migrate_postgres
 from libs.common.scope import ProjectScope
 from libs.common.timestamps import to_timestamp
@@ -24,8 +25,15 @@ A = ProjectScope("project-a")
 B = ProjectScope("project-b")
 
 
-class NoQueryService:
-    """Run items here always name their trace; the observation lookup is covered end to end."""
+class EmptyQueryService:
+    """The query service of a stack that stores no traces: a run's numbers come back empty.
+    Run items here always name their trace; the observation lookup is covered end to end."""
+
+    async def GetTraceMetrics(self, request: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return query_pb2.GetTraceMetricsResponse()
+
+    async def ListScores(self, request: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return query_pb2.ListScoresResponse()
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the query service was called ({name})")
@@ -35,7 +43,7 @@ class NoQueryService:
 async def api(pg_dsn: str) -> AsyncIterator[DatasetApi]:
     await migrate_postgres(pg_dsn, MIGRATIONS)
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=10)
-    yield DatasetApi(pool, NoQueryService())  # type: ignore[arg-type]
+    yield DatasetApi(pool, EmptyQueryService())  # type: ignore[arg-type]
     await pool.close()
 
 
@@ -245,6 +253,11 @@ async def test_pages_are_newest_first_with_exact_counts_and_filters(api: Dataset
     last, _ = await listed(api, dataset_name="p", limit=3, page=3)
     assert [i["id"] for i in first] == ["i6", "i5", "i4"] and [i["id"] for i in last] == ["i0"]
     assert (meta.total_items, meta.total_pages, meta.page, meta.limit) == (7, 3, 1, 3)
+    # Totals are kept between pages, and every change of the dataset's items renews them.
+    await item(api, datasetName="p", id="i7")
+    assert (await listed(api, dataset_name="p", limit=3))[1].total_items == 8
+    await api.delete_item(A, evals_pb2.DeleteDatasetItemRequest(item_id="i7"))
+    assert (await listed(api, dataset_name="p", limit=3))[1].total_items == 7
     by_trace, trace_meta = await listed(api, source_trace_id="t0")
     assert trace_meta.total_items == 5 and "elsewhere" in [i["id"] for i in by_trace]
     assert all(i["datasetName"] in ("p", "other") for i in by_trace)
