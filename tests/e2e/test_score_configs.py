@@ -3,15 +3,20 @@ they are acknowledged: on `/ingestion` (that event's 400 inside the 207, the res
 `POST /scores`; a config change holds for the very next score; projects never share configs."""
 
 import asyncio
+import signal
 import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from langfuse import Langfuse
 from langfuse.api import ConfigCategory, NotFoundError
 
-from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, wait_healthy
+from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from libs.common.rpc import check_health, make_channel
+from libs.common.scope import ProjectScope
+from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack, free_port, wait_healthy
 from tests.e2e.load import new_project
 from tests.support.eventually import eventually
 
@@ -263,6 +268,43 @@ async def test_a_config_change_holds_for_the_very_next_score(stack: Stack) -> No
         assert await status(1) == 400
         assert (await client.patch(path, json={"isArchived": False})).status_code == 200
         assert await status(1) == 200
+
+
+async def test_a_config_change_reaches_every_ingestion_replica_before_it_is_answered(
+    stack: Stack,
+) -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    replica = stack.start("ingestion", INGESTION_GRPC_PORT=str(port))
+    try:
+        await eventually(lambda: check_health(address), lambda s: s == "SERVING", timeout=30)
+        async with (
+            httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client,
+            make_channel(address, token=stack.env["INTERNAL_AUTH_TOKEN"]) as channel,
+        ):
+            config = await create(client, name=unique("n"), dataType="NUMERIC", maxValue=10)
+            path = f"/api/public/score-configs/{config['id']}"
+            score = {"traceId": uuid.uuid4().hex, "name": config["name"], "configId": config["id"]}
+            other_replica = ingestion_pb2_grpc.IngestionServiceStub(channel)
+
+            async def errors_on_other_replica(value: float) -> list[str]:
+                reply = await other_replica.IngestScores(
+                    ingestion_pb2.IngestScoresRequest(body=orjson.dumps({**score, "value": value})),
+                    metadata=ProjectScope(PROJECT_ID).metadata(),
+                    timeout=10,
+                )
+                return [error.message for error in reply.errors]
+
+            # Both replicas have checked a score against the config, so both have it cached.
+            assert await errors_on_other_replica(8) == []
+            assert (await client.post("/api/public/scores", json={**score, "value": 8})).is_success
+            assert (await client.patch(path, json={"maxValue": 5})).status_code == 200
+            assert "above the config's maximum 5.0" in (await errors_on_other_replica(8))[0]
+            assert (await client.patch(path, json={"isArchived": True})).status_code == 200
+            assert "is archived" in (await errors_on_other_replica(1))[0]
+    finally:
+        replica.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(replica.wait, 30)
 
 
 async def test_projects_never_see_or_use_each_others_configs(stack: Stack) -> None:
