@@ -10,7 +10,8 @@ class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     s3_bucket: str
     # Scores naming a configId are checked against the config, asked of the evals service and
     # cached under the generation token evals keeps in this Redis (the same as EVALS_REDIS_URL).
-    evals_addr: str
+    # The address is read without the prefix, like every peer address (dev.env, the chart).
+    evals_addr: str = env("EVALS_ADDR")
     redis_url: str
     s3_endpoint_url: str = env("S3_ENDPOINT_URL", "")
     s3_region: str = env("S3_REGION", "us-east-1")

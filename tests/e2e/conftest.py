@@ -94,7 +94,6 @@ def stack_env(tmp: Path) -> dict[str, str]:
     for name in ("ingestion", "query", "prompts", "evals"):
         env[f"{name.upper()}_GRPC_PORT"] = str(ports[name])
         env[f"{name.upper()}_ADDR"] = f"127.0.0.1:{ports[name]}"
-    env["INGESTION_EVALS_ADDR"] = env["EVALS_ADDR"]
     for name in SERVICES:
         env[f"{name.upper()}_METRICS_PORT"] = "0"
     return env

@@ -43,7 +43,7 @@ def s3_config(bucket_prefix: str) -> IngestionConfig:
     """The local S3 with a bucket of this test's own."""
     return IngestionConfig(
         s3_bucket=unique(bucket_prefix).replace("_", "-"),
-        evals_addr=ENV["INGESTION_EVALS_ADDR"],
+        evals_addr=ENV["EVALS_ADDR"],
         redis_url=ENV["INGESTION_REDIS_URL"],
         kafka_bootstrap_servers=ENV["KAFKA_BOOTSTRAP_SERVERS"],
         internal_auth_token=ENV["INTERNAL_AUTH_TOKEN"],
