@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import aioboto3
+import asyncpg
 import httpx
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -127,6 +128,43 @@ async def test_unwritable_records_go_to_the_dlq_and_the_good_ones_beside_them_ar
     assert "Code: 69" in letters[0] or "Decimal" in letters[0]  # cost too big
     assert "Code: 72" in letters[1] or "Unsigned" in letters[1]  # negative prompt version
     assert all("query.clickhouse-writer" in line for line in letters)
+    assert_all_running(stack)
+
+
+async def test_a_project_model_with_unusable_prices_never_blocks_another_project(
+    stack: Stack,
+) -> None:
+    """Stored as an older models API accepted it (a tier without a name, a price as a string, a
+    bad regex condition): the poison project's generation is priced without it or dead-lettered,
+    the other project's record beside it is stored."""
+    tiers = [{"prices": {"input": "abc"}, "conditions": [
+        {"usageDetailPattern": "(", "operator": "gt", "value": 1}]}]  # fmt: skip
+    database = await asyncpg.connect(stack.env["QUERY_DATABASE_URL"])
+    try:
+        await database.execute(
+            "INSERT INTO models (id, project_id, model_name, match_pattern, tokenizer_id,"
+            " tokenizer_config, pricing_tiers) VALUES ($1, $2, 'bad', '(?i)^bad-model$',"
+            " 'openai', '{\"tokensPerMessage\": \"x\"}', $3::jsonb)",
+            uuid.uuid4().hex,
+            POISON_PROJECT,
+            orjson.dumps(tiers).decode(),
+        )
+    finally:
+        await database.close()
+    good, poison = uuid.uuid4().hex, uuid.uuid4().hex
+    priced = generation(poison, model="bad-model", usageDetails={"input": 10}, input="hi")
+    await publish(
+        stack,
+        Topic.INGESTION_EVENTS,
+        [
+            (f"{POISON_PROJECT}:{poison}", record(POISON_PROJECT, poison, priced)),
+            (f"{PROJECT_ID}:{good}", record(PROJECT_ID, good, (TRACE, {"id": good}))),
+        ],
+    )
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        await eventually(
+            lambda: client.get(f"/api/public/traces/{good}"), lambda r: r.status_code == 200
+        )
     assert_all_running(stack)
 
 
