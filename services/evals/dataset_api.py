@@ -21,10 +21,15 @@ QUERY_TIMEOUT_SECONDS = 10.0
 
 
 class DatasetApi:
-    def __init__(self, pool: asyncpg.Pool, query: query_pb2_grpc.QueryServiceStub) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        query: query_pb2_grpc.QueryServiceStub,
+        item_positions: items.PositionCache | None = None,
+    ) -> None:
         self._pool = pool
         self._query = query
-        self._item_totals = items.Totals()
+        self._item_positions = item_positions or items.PositionCache()
 
     # Datasets.
 
@@ -123,7 +128,7 @@ class DatasetApi:
                 dataset_revision=dataset["items_revision"] if dataset else None,
             )
             rows, total = await items.page(
-                conn, scope.project_id, query, page, limit, self._item_totals
+                conn, scope.project_id, query, page, limit, self._item_positions
             )
         return evals_pb2.ListDatasetItemsResponse(
             items_json=[items.document(row) for row in rows], meta=page_meta(page, limit, total)

@@ -38,6 +38,8 @@ from services.evals.fields import (
 from services.evals.schemas import ItemSchemas
 
 STATUSES = ("ACTIVE", "ARCHIVED")
+# Every ANCHOR_EVERY-th row of a list is remembered (PositionCache): deep pages seek to it.
+ANCHOR_EVERY = 1000
 _VALUES = (
     "status, input::text AS input, expected_output::text AS expected_output,"
     " metadata::text AS metadata, source_trace_id, source_observation_id"
@@ -75,24 +77,39 @@ class ItemQuery:
     dataset_revision: int | None = None
 
 
-class Totals:
-    """Totals of item lists by query, the dataset's items revision included, so paging through a
-    dataset counts its items once; a write bumps the revision, so no stale total is used. Lists
-    without a dataset count every time. Bounded: the oldest entries go first."""
+@dataclass(frozen=True, slots=True)
+class Positions:
+    """Where a list's rows are: its total, and the key (created_at, id) of every `every`-th row,
+    so a page seeks to the anchor before it and skips fewer than `every` index entries."""
 
-    def __init__(self, size: int = 10_000) -> None:
+    total: int
+    every: int
+    anchors: tuple[tuple[datetime, str], ...]
+
+    def anchor(self, offset: int) -> tuple[int, tuple[datetime, str]] | None:
+        """The position and key of the last anchor at or before `offset` (None: the start)."""
+        index = min(offset // self.every, len(self.anchors) - 1)
+        return (index * self.every, self.anchors[index]) if index >= 1 else None
+
+
+class PositionCache:
+    """Positions of item lists by query, the dataset's items revision included: a dataset is
+    counted and its anchors found once per revision (paging through it, as the SDKs do, costs
+    one scan), and a write bumps the revision, so stale positions are never used. Lists that
+    name no dataset have no revision and are counted every time. The oldest entries go first."""
+
+    def __init__(self, size: int = 10_000, anchor_every: int = ANCHOR_EVERY) -> None:
         self._size = size
-        self._totals: OrderedDict[tuple[str, ItemQuery], int] = OrderedDict()
+        self.anchor_every = anchor_every
+        self._positions: OrderedDict[tuple[str, ItemQuery], Positions] = OrderedDict()
 
-    def get(self, project_id: str, query: ItemQuery) -> int | None:
-        return self._totals.get((project_id, query))
+    def get(self, project_id: str, query: ItemQuery) -> Positions | None:
+        return self._positions.get((project_id, query))
 
-    def put(self, project_id: str, query: ItemQuery, total: int) -> None:
-        if query.dataset_revision is None:
-            return
-        self._totals[(project_id, query)] = total
-        while len(self._totals) > self._size:
-            self._totals.popitem(last=False)
+    def put(self, project_id: str, query: ItemQuery, positions: Positions) -> None:
+        self._positions[(project_id, query)] = positions
+        while len(self._positions) > self._size:
+            self._positions.popitem(last=False)
 
 
 def item_change(raw: bytes) -> ItemChange:
@@ -201,9 +218,27 @@ async def page(
     query: ItemQuery,
     page_number: int,
     limit: int,
-    totals: Totals,
+    positions: PositionCache,
 ) -> tuple[list[asyncpg.Record], int]:
     where, args = _where(project_id, query)
+    offset = (page_number - 1) * limit
+    known = positions.get(project_id, query)
+    if known is None and query.dataset_revision is not None:
+        known = await _positions(conn, where, args, positions.anchor_every)
+        positions.put(project_id, query, known)
+    if known is None:
+        total = await conn.fetchval(f"SELECT count(*) FROM dataset_items WHERE {where}", *args)
+    else:
+        total = known.total
+        anchored = known.anchor(offset)
+        if anchored is not None:
+            position, (created_at, item) = anchored
+            args += [created_at, item]
+            n = len(args)
+            where += f" AND created_at <= ${n - 1} AND (created_at < ${n - 1} OR id >= ${n})"
+            offset -= position
+    if offset >= total:
+        return [], total
     # The page's ids come from an index alone (offsets skip index entries, not rows); then only
     # those rows are read. At a version the row is (id, valid_from), now it is the current one.
     if query.version is None:
@@ -220,13 +255,25 @@ async def page(
         " ORDER BY p.created_at DESC, p.id",
         *args,
         limit,
-        (page_number - 1) * limit,
+        offset,
     )
-    total = totals.get(project_id, query)
-    if total is None:
-        total = await conn.fetchval(f"SELECT count(*) FROM dataset_items WHERE {where}", *args)
-        totals.put(project_id, query, total)
     return rows, total
+
+
+async def _positions(
+    conn: asyncpg.Connection, where: str, args: list[Any], every: int
+) -> Positions:
+    """One scan of the list's index entries: the total and every `every`-th key."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS total,"
+        f" array_agg(created_at ORDER BY n) FILTER (WHERE n % {every:d} = 0) AS times,"
+        f" array_agg(id ORDER BY n) FILTER (WHERE n % {every:d} = 0) AS ids"
+        " FROM (SELECT created_at, id, row_number() OVER (ORDER BY created_at DESC, id) - 1 AS n"
+        f" FROM dataset_items WHERE {where}) ranked",
+        *args,
+    )
+    anchors = tuple(zip(row["times"] or (), row["ids"] or (), strict=True))
+    return Positions(row["total"], every, anchors)
 
 
 async def active(

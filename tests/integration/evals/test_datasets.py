@@ -18,6 +18,7 @@ from libs.common.migrate import migrate_postgres
 from libs.common.scope import ProjectScope
 from libs.common.timestamps import to_timestamp
 from services.evals.dataset_api import DatasetApi
+from services.evals.items import PositionCache
 from services.evals.runs import run_id
 from services.evals.server import MIGRATIONS
 
@@ -43,7 +44,9 @@ class EmptyQueryService:
 async def api(pg_dsn: str) -> AsyncIterator[DatasetApi]:
     await migrate_postgres(pg_dsn, MIGRATIONS)
     pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=10)
-    yield DatasetApi(pool, EmptyQueryService())  # type: ignore[arg-type]
+    # Anchors every 3 rows, so a few items have deep pages.
+    positions = PositionCache(anchor_every=3)
+    yield DatasetApi(pool, EmptyQueryService(), positions)  # type: ignore[arg-type]
     await pool.close()
 
 
@@ -252,6 +255,14 @@ async def test_pages_are_newest_first_with_exact_counts_and_filters(api: Dataset
     first, meta = await listed(api, dataset_name="p", limit=3)
     last, _ = await listed(api, dataset_name="p", limit=3, page=3)
     assert [i["id"] for i in first] == ["i6", "i5", "i4"] and [i["id"] for i in last] == ["i0"]
+    # Every page size lands on the same order, whichever anchor a page seeks to.
+    now = datetime.now(UTC)
+    for limit, version in [(1, None), (2, None), (4, now), (5, None), (5, now)]:
+        pages = [
+            await listed(api, dataset_name="p", limit=limit, page=n, version=version)
+            for n in range(1, 9)
+        ]
+        assert [i["id"] for found, _ in pages for i in found] == [f"i{n}" for n in range(6, -1, -1)]
     assert (meta.total_items, meta.total_pages, meta.page, meta.limit) == (7, 3, 1, 3)
     # Totals are kept between pages, and every change of the dataset's items renews them.
     await item(api, datasetName="p", id="i7")
