@@ -55,12 +55,12 @@ class ScoreConfig:
         )
 
 
-class Unavailable:
+class ConfigUnavailable:
     """The lookup of a config failed (evals unreachable): its scores are refused with a 503."""
 
 
-UNAVAILABLE = Unavailable()
-Lookup = Mapping[str, ScoreConfig | None | Unavailable]
+UNAVAILABLE = ConfigUnavailable()
+Lookup = Mapping[str, ScoreConfig | None | ConfigUnavailable]
 
 
 def config_ids_of_batch(items: Iterable[Any]) -> set[str]:
@@ -95,7 +95,7 @@ def check_scores(events: Iterable[events_pb2.IngestionEvent], configs: Lookup) -
         if config_id is None:
             continue
         found = configs.get(config_id)
-        if isinstance(found, Unavailable):
+        if isinstance(found, ConfigUnavailable):
             raise EventError(
                 503,
                 "Service Unavailable",
@@ -158,7 +158,7 @@ class ScoreConfigs:
         if not config_ids:
             return {}
         generation = await self._generations.generation(project_id)
-        found: dict[str, ScoreConfig | None | Unavailable] = {}
+        found: dict[str, ScoreConfig | None | ConfigUnavailable] = {}
         missing = []
         for config_id in config_ids:
             cached = None
