@@ -12,7 +12,7 @@ import msgspec
 # Entity and event ids (Langfuse: 1-800 characters); control characters break logs, S3 keys and
 # the read routes' paths.
 MAX_ID_LENGTH = 800
-ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+\Z"  # \Z: "$" would let one trailing \n through
 _ID = re.compile(ID_PATTERN)
 
 # DateTime64(3) columns, sorted by toDate() (a Date: 1970 to 2149): from the Unix epoch (where an

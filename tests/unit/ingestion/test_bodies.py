@@ -43,6 +43,7 @@ SCORE = {"name": "s", "traceId": "t", "value": 1}
         (envelope("trace-create", {}, id=""), "id: Expected str of length >= 1"),
         (envelope("trace-create", {}, id="x" * 801), "id: Expected str of length <= 800"),
         (envelope("trace-create", {}, id="a\r\nb"), "id: must have no control characters"),
+        (envelope("trace-create", {}, id="trailing\n"), "id: must have no control characters"),
         (envelope("trace-create", {}, timestamp="2026-11-22T10:00:00"),
          "timestamp: Expected datetime with a timezone component"),
         (envelope("trace-create", {}, timestamp="0999-01-01T00:00:00Z"),
