@@ -20,7 +20,7 @@ PromptVersion = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_PROMPT_VERSION)]
 Level = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
 ScoreType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"]
 
-_ENVIRONMENT = re.compile(r"^[a-z0-9\-_]+$")
+_ENVIRONMENT = re.compile(r"[a-z0-9\-_]+")
 _LANGFUSE_PREFIX = re.compile(r"^(langfuse[-_]?)+")
 
 
@@ -203,7 +203,7 @@ def normalize_environment(value: Any) -> str:
 def _normalized_environment(value: str) -> str:
     """A project sends the same few environments again and again: each is worked out once."""
     lowered = _LANGFUSE_PREFIX.sub("", value.lower())[:40]
-    return lowered if _ENVIRONMENT.match(lowered) else "default"
+    return lowered if _ENVIRONMENT.fullmatch(lowered) else "default"
 
 
 def _in_range(moment: datetime, field: str) -> datetime:

@@ -109,7 +109,7 @@ def test_a_public_key_may_only_send_scores() -> None:
 @pytest.mark.parametrize(
     ("given", "stored"),
     [(None, "default"), ("Production", "production"), ("langfuse-langfuse_dev", "dev"),
-     ("has space", "default"), ("x" * 50, "x" * 40), ("", "default")],
+     ("has space", "default"), ("prod\n", "default"), ("x" * 50, "x" * 40), ("", "default")],
 )  # fmt: skip
 def test_environments_are_normalized_silently(given: Any, stored: str) -> None:
     assert normalize_environment(given) == stored
