@@ -20,7 +20,7 @@ _ID = re.compile(ID_PATTERN)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2099, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 EARLIEST_NS = 0
-LATEST_NS = int(LATEST.timestamp()) * 1_000_000_000
+LATEST_NS = (int(LATEST.timestamp()) + 1) * 1_000_000_000 - 1
 TIME_RANGE = "between 1970-01-01 and 2099-12-31"
 
 # Decimal64(12) keeps 6 digits before the point: each cost, and their sum, below 1,000,000 USD.
