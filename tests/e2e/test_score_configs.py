@@ -163,6 +163,39 @@ def test_the_python_sdk_5_manages_score_configs(stack: Stack) -> None:
         api.score_configs.get_by_id("no-such-config")
 
 
+async def test_sdk5_scores_naming_a_config_are_checked_and_read_back(stack: Stack) -> None:
+    public_key, secret_key = new_project(stack)  # a client of its own (the SDK keeps one per key)
+    langfuse = Langfuse(public_key=public_key, secret_key=secret_key, host=stack.gateway_url)
+    try:
+        config = langfuse.api.score_configs.create(
+            name=unique("sdk-tone"),
+            data_type="CATEGORICAL",
+            categories=[
+                ConfigCategory(label="good", value=1),
+                ConfigCategory(label="bad", value=0),
+            ],
+        )
+        trace_id = langfuse.create_trace_id()
+        for value in ("bad", "great"):  # "great" is no category: refused, never stored
+            langfuse.create_score(name=config.name, value=value, trace_id=trace_id,
+                                  config_id=config.id, data_type="CATEGORICAL")  # fmt: skip
+        await asyncio.to_thread(langfuse.flush)
+
+        async def scores() -> list[Any]:
+            page = await asyncio.to_thread(langfuse.api.scores.get_many, trace_id=trace_id)
+            return list(page.data)
+
+        stored = await eventually(scores, lambda found: len(found) == 1)
+        assert (stored[0].value, stored[0].config_id) == ("bad", config.id)
+        async with httpx.AsyncClient(
+            base_url=stack.gateway_url, auth=(public_key, secret_key)
+        ) as c:
+            v2 = await scores_of(c, trace_id)
+        assert [(s["value"], s["stringValue"]) for s in v2] == [(0, "bad")]
+    finally:
+        await asyncio.to_thread(langfuse.shutdown)
+
+
 async def test_violating_scores_are_refused_with_their_reason_and_the_rest_kept(
     stack: Stack,
 ) -> None:
