@@ -14,7 +14,7 @@ from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import ProjectScope
 from libs.common.timestamps import from_timestamp
 from services.evals import datasets, items, runs
-from services.evals.fields import invalid, page_meta, text
+from services.evals.fields import invalid, optional_text, page_meta, text
 from services.evals.results import run_numbers
 
 QUERY_TIMEOUT_SECONDS = 10.0
@@ -122,8 +122,10 @@ class DatasetApi:
                 dataset = await datasets.get(conn, scope.project_id, name)
             query = items.ItemQuery(
                 dataset_id=dataset["id"] if dataset else None,
-                source_trace_id=request.source_trace_id or None,
-                source_observation_id=request.source_observation_id or None,
+                source_trace_id=optional_text(request.source_trace_id or None, "sourceTraceId"),
+                source_observation_id=optional_text(
+                    request.source_observation_id or None, "sourceObservationId"
+                ),
                 version=version,
                 dataset_revision=dataset["items_revision"] if dataset else None,
             )

@@ -315,6 +315,10 @@ DATASETS, ITEMS, RUN_ITEMS = (
         ("GET", "/api/public/dataset-items/no-such-item", None, 404, "not found"),
         ("GET", "/api/public/v2/datasets/no-such-dataset", None, 404, "not found"),
         ("GET", "/api/public/dataset-run-items?datasetId=x", None, 400, "runName"),
+        ("GET", "/api/public/dataset-items?sourceTraceId=%00", None, 400, "sourceTraceId"),
+        ("GET", "/api/public/dataset-items/nul%00id", None, 400, "id"),
+        ("GET", "/api/public/datasets/d/runs/nul%00run", None, 400, "runName"),
+        ("POST", ITEMS, {"datasetName": "d\u0000"}, 400, "datasetName"),
     ],
 )  # fmt: skip
 async def test_bad_input_is_a_4xx_naming_the_problem(

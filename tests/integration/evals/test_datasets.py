@@ -190,6 +190,11 @@ async def test_an_item_id_belongs_to_one_dataset_of_its_project(api: DatasetApi)
     assert (await item(api, B, datasetName="first", id="shared"))["id"] == "shared"
     with pytest.raises(NotFound, match="Dataset missing not found"):
         await item(api, datasetName="missing")
+    # PostgreSQL's jsonb cannot hold NUL characters: a 400, not a store error.
+    with pytest.raises(InvalidArgument, match="NUL"):
+        await item(api, datasetName="first", input={"text": "a\u0000b"})
+    with pytest.raises(InvalidArgument, match="NUL"):
+        await dataset(api, name="first", metadata={"k\u0000": 1})
 
 
 async def test_a_version_shows_the_items_exactly_as_they_were_then(api: DatasetApi) -> None:
