@@ -173,7 +173,12 @@ async def experiment_rows(client: httpx.AsyncClient) -> list[Row]:
                 waiting.discard("scores")
         if "aggregate" in waiting:
             results = await run_results(result.experiment_id)
-            if results.get("itemCount") == count and score in (results.get("scores") or {}):
+            # The service names them countRunItems and avgScores (the proto's comment says
+            # itemCount and scores): either will do.
+            items = results.get("countRunItems", results.get("itemCount"))
+            if items == count and score in (
+                results.get("avgScores") or results.get("scores") or {}
+            ):
                 waiting.discard("aggregate")
         if waiting:
             await asyncio.sleep(0.05)
