@@ -27,6 +27,9 @@ from services.ingestion.batch import EventError
 log = structlog.get_logger()
 
 _EVALS_TIMEOUT_SECONDS = 5.0
+# Calls to evals at once per replica: a batch naming thousands of unknown configIds must not turn
+# into thousands of simultaneous calls.
+_MAX_CONCURRENT_FETCHES = 8
 _UNKNOWN = b"null"  # cached answer for an id the project has no config for
 
 
@@ -151,6 +154,7 @@ class ScoreConfigs:
     def __init__(self, stub: evals_pb2_grpc.EvalsServiceStub, generations: GenerationCache) -> None:
         self._stub = stub
         self._generations = generations
+        self._fetching = asyncio.Semaphore(_MAX_CONCURRENT_FETCHES)
 
     async def lookup(self, project_id: str, config_ids: set[str]) -> Lookup:
         """Each id's config, None when the project has none by that id, UNAVAILABLE when evals
@@ -183,11 +187,12 @@ class ScoreConfigs:
         if not config_id:
             return _UNKNOWN
         try:
-            reply = await self._stub.GetScoreConfig(
-                evals_pb2.GetScoreConfigRequest(config_id=config_id),
-                metadata=ProjectScope(project_id).metadata(),
-                timeout=_EVALS_TIMEOUT_SECONDS,
-            )
+            async with self._fetching:
+                reply = await self._stub.GetScoreConfig(
+                    evals_pb2.GetScoreConfigRequest(config_id=config_id),
+                    metadata=ProjectScope(project_id).metadata(),
+                    timeout=_EVALS_TIMEOUT_SECONDS,
+                )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return _UNKNOWN
