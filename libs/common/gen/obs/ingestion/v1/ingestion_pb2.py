@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n obs/ingestion/v1/ingestion.proto\x12\x10obs.ingestion.v1\"\"\n\x12IngestBatchRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\"I\n\x0b\x45ventResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"v\n\x13IngestBatchResponse\x12\x30\n\tsuccesses\x18\x01 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult\x12-\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult\"x\n\x11IngestOtlpRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x18\n\x10\x63ontent_encoding\x18\x03 \x01(\t\x12\x10\n\x08sdk_name\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\"\x14\n\x12IngestOtlpResponse\"#\n\x13IngestScoresRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\"R\n\x14IngestScoresResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12-\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult2\xa6\x02\n\x10IngestionService\x12Z\n\x0bIngestBatch\x12$.obs.ingestion.v1.IngestBatchRequest\x1a%.obs.ingestion.v1.IngestBatchResponse\x12W\n\nIngestOtlp\x12#.obs.ingestion.v1.IngestOtlpRequest\x1a$.obs.ingestion.v1.IngestOtlpResponse\x12]\n\x0cIngestScores\x12%.obs.ingestion.v1.IngestScoresRequest\x1a&.obs.ingestion.v1.IngestScoresResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n obs/ingestion/v1/ingestion.proto\x12\x10obs.ingestion.v1\"\"\n\x12IngestBatchRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\"I\n\x0b\x45ventResult\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"v\n\x13IngestBatchResponse\x12\x30\n\tsuccesses\x18\x01 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult\x12-\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult\"x\n\x11IngestOtlpRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x18\n\x10\x63ontent_encoding\x18\x03 \x01(\t\x12\x10\n\x08sdk_name\x18\x04 \x01(\t\x12\x13\n\x0bsdk_version\x18\x05 \x01(\t\"\x14\n\x12IngestOtlpResponse\"#\n\x13IngestScoresRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\"R\n\x14IngestScoresResponse\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12-\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x1d.obs.ingestion.v1.EventResult\"(\n\x18\x43reateMediaUploadRequest\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\"A\n\x19\x43reateMediaUploadResponse\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x12\n\nupload_url\x18\x02 \x01(\t\"3\n\x11PatchMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"\x14\n\x12PatchMediaResponse\"#\n\x0fGetMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"&\n\x10GetMediaResponse\x12\x12\n\nmedia_json\x18\x01 \x01(\x0c\x32\xc0\x04\n\x10IngestionService\x12Z\n\x0bIngestBatch\x12$.obs.ingestion.v1.IngestBatchRequest\x1a%.obs.ingestion.v1.IngestBatchResponse\x12W\n\nIngestOtlp\x12#.obs.ingestion.v1.IngestOtlpRequest\x1a$.obs.ingestion.v1.IngestOtlpResponse\x12]\n\x0cIngestScores\x12%.obs.ingestion.v1.IngestScoresRequest\x1a&.obs.ingestion.v1.IngestScoresResponse\x12l\n\x11\x43reateMediaUpload\x12*.obs.ingestion.v1.CreateMediaUploadRequest\x1a+.obs.ingestion.v1.CreateMediaUploadResponse\x12W\n\nPatchMedia\x12#.obs.ingestion.v1.PatchMediaRequest\x1a$.obs.ingestion.v1.PatchMediaResponse\x12Q\n\x08GetMedia\x12!.obs.ingestion.v1.GetMediaRequest\x1a\".obs.ingestion.v1.GetMediaResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,6 +45,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INGESTSCORESREQUEST']._serialized_end=464
   _globals['_INGESTSCORESRESPONSE']._serialized_start=466
   _globals['_INGESTSCORESRESPONSE']._serialized_end=548
-  _globals['_INGESTIONSERVICE']._serialized_start=551
-  _globals['_INGESTIONSERVICE']._serialized_end=845
+  _globals['_CREATEMEDIAUPLOADREQUEST']._serialized_start=550
+  _globals['_CREATEMEDIAUPLOADREQUEST']._serialized_end=590
+  _globals['_CREATEMEDIAUPLOADRESPONSE']._serialized_start=592
+  _globals['_CREATEMEDIAUPLOADRESPONSE']._serialized_end=657
+  _globals['_PATCHMEDIAREQUEST']._serialized_start=659
+  _globals['_PATCHMEDIAREQUEST']._serialized_end=710
+  _globals['_PATCHMEDIARESPONSE']._serialized_start=712
+  _globals['_PATCHMEDIARESPONSE']._serialized_end=732
+  _globals['_GETMEDIAREQUEST']._serialized_start=734
+  _globals['_GETMEDIAREQUEST']._serialized_end=769
+  _globals['_GETMEDIARESPONSE']._serialized_start=771
+  _globals['_GETMEDIARESPONSE']._serialized_end=809
+  _globals['_INGESTIONSERVICE']._serialized_start=812
+  _globals['_INGESTIONSERVICE']._serialized_end=1388
 # @@protoc_insertion_point(module_scope)

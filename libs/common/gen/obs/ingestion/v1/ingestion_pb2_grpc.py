@@ -52,6 +52,21 @@ class IngestionServiceStub:
                 request_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresRequest.SerializeToString,
                 response_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresResponse.FromString,
                 _registered_method=True)
+        self.CreateMediaUpload = channel.unary_unary(
+                '/obs.ingestion.v1.IngestionService/CreateMediaUpload',
+                request_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadRequest.SerializeToString,
+                response_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadResponse.FromString,
+                _registered_method=True)
+        self.PatchMedia = channel.unary_unary(
+                '/obs.ingestion.v1.IngestionService/PatchMedia',
+                request_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaRequest.SerializeToString,
+                response_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaResponse.FromString,
+                _registered_method=True)
+        self.GetMedia = channel.unary_unary(
+                '/obs.ingestion.v1.IngestionService/GetMedia',
+                request_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaRequest.SerializeToString,
+                response_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaResponse.FromString,
+                _registered_method=True)
 
 
 class IngestionServiceServicer:
@@ -81,6 +96,30 @@ class IngestionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMediaUpload(self, request, context):
+        """Media: records and links in ingestion's PostgreSQL, bytes in its bucket under media/;
+        clients upload and download through presigned S3 URLs, never through a service.
+        POST /api/public/media: the raw JSON body; the media id and a presigned PUT URL (empty when
+        the same content is already uploaded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PatchMedia(self, request, context):
+        """PATCH /api/public/media/{mediaId}: the upload status the client reports.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMedia(self, request, context):
+        """GET /api/public/media/{mediaId}: the record with a presigned GET URL, as JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IngestionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +137,21 @@ def add_IngestionServiceServicer_to_server(servicer, server):
                     servicer.IngestScores,
                     request_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresRequest.FromString,
                     response_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresResponse.SerializeToString,
+            ),
+            'CreateMediaUpload': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMediaUpload,
+                    request_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadRequest.FromString,
+                    response_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadResponse.SerializeToString,
+            ),
+            'PatchMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.PatchMedia,
+                    request_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaRequest.FromString,
+                    response_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaResponse.SerializeToString,
+            ),
+            'GetMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMedia,
+                    request_deserializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaRequest.FromString,
+                    response_serializer=obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +238,87 @@ class IngestionService:
             '/obs.ingestion.v1.IngestionService/IngestScores',
             obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresRequest.SerializeToString,
             obs_dot_ingestion_dot_v1_dot_ingestion__pb2.IngestScoresResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMediaUpload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.ingestion.v1.IngestionService/CreateMediaUpload',
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadRequest.SerializeToString,
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.CreateMediaUploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PatchMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.ingestion.v1.IngestionService/PatchMedia',
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaRequest.SerializeToString,
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.PatchMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.ingestion.v1.IngestionService/GetMedia',
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaRequest.SerializeToString,
+            obs_dot_ingestion_dot_v1_dot_ingestion__pb2.GetMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,16 @@ class IngestionServiceStub:
     """POST /api/public/otel/v1/traces: an OTLP ExportTraceServiceRequest, protobuf or JSON."""
     IngestScores: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.IngestScoresRequest, _ingestion_pb2.IngestScoresResponse]
     """POST /api/public/scores: one score object or a JSON array of them."""
+    CreateMediaUpload: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.CreateMediaUploadRequest, _ingestion_pb2.CreateMediaUploadResponse]
+    """Media: records and links in ingestion's PostgreSQL, bytes in its bucket under media/;
+    clients upload and download through presigned S3 URLs, never through a service.
+    POST /api/public/media: the raw JSON body; the media id and a presigned PUT URL (empty when
+    the same content is already uploaded).
+    """
+    PatchMedia: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.PatchMediaRequest, _ingestion_pb2.PatchMediaResponse]
+    """PATCH /api/public/media/{mediaId}: the upload status the client reports."""
+    GetMedia: _grpc.UnaryUnaryMultiCallable[_ingestion_pb2.GetMediaRequest, _ingestion_pb2.GetMediaResponse]
+    """GET /api/public/media/{mediaId}: the record with a presigned GET URL, as JSON."""
 
 @_typing.type_check_only
 class IngestionServiceAsyncStub(IngestionServiceStub):
@@ -57,6 +67,16 @@ class IngestionServiceAsyncStub(IngestionServiceStub):
     """POST /api/public/otel/v1/traces: an OTLP ExportTraceServiceRequest, protobuf or JSON."""
     IngestScores: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.IngestScoresRequest, _ingestion_pb2.IngestScoresResponse]  # type: ignore[assignment]
     """POST /api/public/scores: one score object or a JSON array of them."""
+    CreateMediaUpload: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.CreateMediaUploadRequest, _ingestion_pb2.CreateMediaUploadResponse]  # type: ignore[assignment]
+    """Media: records and links in ingestion's PostgreSQL, bytes in its bucket under media/;
+    clients upload and download through presigned S3 URLs, never through a service.
+    POST /api/public/media: the raw JSON body; the media id and a presigned PUT URL (empty when
+    the same content is already uploaded).
+    """
+    PatchMedia: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.PatchMediaRequest, _ingestion_pb2.PatchMediaResponse]  # type: ignore[assignment]
+    """PATCH /api/public/media/{mediaId}: the upload status the client reports."""
+    GetMedia: _aio.UnaryUnaryMultiCallable[_ingestion_pb2.GetMediaRequest, _ingestion_pb2.GetMediaResponse]  # type: ignore[assignment]
+    """GET /api/public/media/{mediaId}: the record with a presigned GET URL, as JSON."""
 
 class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
     """Accepts raw public-API payloads, validates them per event, appends them to the S3 event log and
@@ -87,5 +107,33 @@ class IngestionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ingestion_pb2.IngestScoresResponse, _abc.Awaitable[_ingestion_pb2.IngestScoresResponse]]:
         """POST /api/public/scores: one score object or a JSON array of them."""
+
+    @_abc_1.abstractmethod
+    def CreateMediaUpload(
+        self,
+        request: _ingestion_pb2.CreateMediaUploadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.CreateMediaUploadResponse, _abc.Awaitable[_ingestion_pb2.CreateMediaUploadResponse]]:
+        """Media: records and links in ingestion's PostgreSQL, bytes in its bucket under media/;
+        clients upload and download through presigned S3 URLs, never through a service.
+        POST /api/public/media: the raw JSON body; the media id and a presigned PUT URL (empty when
+        the same content is already uploaded).
+        """
+
+    @_abc_1.abstractmethod
+    def PatchMedia(
+        self,
+        request: _ingestion_pb2.PatchMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.PatchMediaResponse, _abc.Awaitable[_ingestion_pb2.PatchMediaResponse]]:
+        """PATCH /api/public/media/{mediaId}: the upload status the client reports."""
+
+    @_abc_1.abstractmethod
+    def GetMedia(
+        self,
+        request: _ingestion_pb2.GetMediaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ingestion_pb2.GetMediaResponse, _abc.Awaitable[_ingestion_pb2.GetMediaResponse]]:
+        """GET /api/public/media/{mediaId}: the record with a presigned GET URL, as JSON."""
 
 def add_IngestionServiceServicer_to_server(servicer: IngestionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
