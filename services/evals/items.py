@@ -245,17 +245,16 @@ async def page(
         picked, joined = "id, created_at", "i.id = p.id AND i.valid_to IS NULL"
     else:
         picked, joined = "id, valid_from, created_at", "i.id = p.id AND i.valid_from = p.valid_from"
-    n = len(args)
+    # Limit and offset are written into the statement (checked integers): with parameters there,
+    # a generic plan would not know a page is small and could join the whole table.
     rows = await conn.fetch(
         f"WITH p AS (SELECT {picked} FROM dataset_items WHERE {where}"
-        f" ORDER BY created_at DESC, id LIMIT ${n + 1} OFFSET ${n + 2})"
+        f" ORDER BY created_at DESC, id LIMIT {limit:d} OFFSET {offset:d})"
         f" SELECT {_DOCUMENT} FROM p"
         f" JOIN dataset_items i ON i.project_id = $1 AND {joined}"
         " JOIN datasets d ON d.id = i.dataset_id"
         " ORDER BY p.created_at DESC, p.id",
         *args,
-        limit,
-        offset,
     )
     return rows, total
 
