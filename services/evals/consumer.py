@@ -53,10 +53,24 @@ class ExperimentWriter:
         }
         if not items:
             return
+        try:
+            await self._write(list(items.values()))
+        except asyncpg.DataError:
+            # A value PostgreSQL refuses must neither hold back the items beside it nor be
+            # retried forever: one by one, the refused ones are logged and skipped.
+            for item in items.values():
+                try:
+                    await self._write([item])
+                except asyncpg.DataError as exc:
+                    log.warning("experiment_item_refused", trace=item.trace_id, error=str(exc))
+
+    async def _write(self, items: list[ExperimentItemSpan]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            runs = await _upsert_runs(conn, list(items.values()))
+            runs = await _upsert_runs(conn, items)
             rows = [
-                _item_row(item, runs[key[:2]]) for key, item in items.items() if key[:2] in runs
+                _item_row(item, runs[(item.project_id, item.experiment_id)])
+                for item in items
+                if (item.project_id, item.experiment_id) in runs
             ]
             if rows:
                 await conn.execute(_UPSERT_ITEMS, *map(list, zip(*rows, strict=True)))

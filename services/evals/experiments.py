@@ -56,7 +56,10 @@ def experiment_items(batch: events_pb2.IngestionEventBatch) -> list[ExperimentIt
     for event in batch.events:
         if event.type not in _OBSERVATION_EVENTS or b'"experiment"' not in event.body_json:
             continue
-        item = item_from_observation(event.project_id, orjson.loads(event.body_json))
+        body = orjson.loads(event.body_json)
+        if b"\\u0000" in event.body_json:
+            body = without_nul(body)
+        item = item_from_observation(event.project_id, body)
         if item is not None:
             items.append(item)
     return items
@@ -101,6 +104,17 @@ def item_from_observation(project_id: str, body: dict[str, Any]) -> ExperimentIt
         output=body.get("output"),
         metadata=metadata,
     )
+
+
+def without_nul(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL characters: each becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    return value
 
 
 def _text(value: Any) -> str | None:

@@ -24,6 +24,7 @@ from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import ProjectScope
 
 QUERY_TIMEOUT_SECONDS = 20.0
+MAX_OFFSET = 2**31
 EXPERIMENT_GROUPS = {"core", "metadata", "scores"}
 ITEM_GROUPS = {"core", "dataset", "io", "metadata", "itemMetadata", "experimentMetadata", "scores"}
 _DEFAULT_ITEM_GROUPS = {"core", "dataset"}
@@ -60,6 +61,10 @@ class _Where:
     conditions: list[str] = field(default_factory=list)
 
     def param(self, value: Any) -> str:
+        # PostgreSQL text cannot hold NUL: a client mistake, not a store error.
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(text, str) and "\x00" in text for text in texts):
+            raise InvalidArgument("Invalid request data: text must not contain NUL")
         self.params.append(value)
         return f"${len(self.params)}"
 
@@ -99,7 +104,10 @@ class ExperimentReads:
             *where.params,
         )
         page = rows[:limit]
-        scores = await run_scores(self._query, scope, [r["id"] for r in page], request.score_limit)
+        scores = {}
+        if "scores" in groups:
+            ids = [r["id"] for r in page]
+            scores = await run_scores(self._query, scope, ids, request.score_limit)
         documents = []
         for row in page:
             document = {
@@ -155,6 +163,8 @@ class ExperimentReads:
 
     async def run_results(self, scope: ProjectScope, run_id: str) -> dict[str, Any]:
         """The run with each item's numbers and the run's aggregates (see `run_numbers`)."""
+        if "\x00" in run_id:
+            raise NotFound(f"Dataset run {run_id!r} not found")
         run = await self._pool.fetchrow(
             "SELECT id, name, dataset_id FROM dataset_runs WHERE project_id = $1 AND id = $2",
             scope.project_id,
@@ -324,7 +334,7 @@ def decode_cursor(cursor: str) -> int:
         offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise InvalidArgument("Invalid request data: invalid cursor") from exc
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or not 0 <= offset < MAX_OFFSET:
         raise InvalidArgument("Invalid request data: invalid cursor")
     return offset
 

@@ -118,3 +118,11 @@ def test_an_item_without_its_ids_is_skipped(key: str) -> None:
 def test_oversized_ids_are_skipped() -> None:
     attrs = experiment("run1", **{"langfuse.experiment.name": "x" * 1001})
     assert items_of([span("run1", None, "experiment-item-run", **attrs)]) == []
+
+
+def test_nul_characters_become_replacement_characters() -> None:
+    attrs = experiment("run1", **{"langfuse.experiment.name": "run\x00A"})
+    [item] = items_of(
+        [span("run1", None, "experiment-item-run", input={"q\x00": "a\x00b"}, **attrs)]
+    )
+    assert item.run_name == "run\ufffdA" and item.input == {"q\ufffd": "a\ufffdb"}
