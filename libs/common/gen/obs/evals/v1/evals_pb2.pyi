@@ -913,9 +913,10 @@ class GetRunResultsResponse(_message.Message):
 
     RESULTS_JSON_FIELD_NUMBER: _builtins.int
     results_json: _builtins.bytes
-    """{runId, runName, datasetId, itemCount, avgLatency, totalCost, avgTotalCost, scores: {name:
-    mean}, runScores: [ScoreV3], items: [{id, datasetItemId, traceId, observationId, latency,
-    totalCost, scores: [ScoreV3]}]}
+    """{runId, runName, datasetId, items: [{id, datasetItemId, traceId, observationId, latency,
+    totalCost, scores: [ScoreV3]}], countRunItems, avgLatency, totalCost, avgTotalCost,
+    avgScores: {name: mean}, runScores: [ScoreV3]}; latency in seconds, costs in USD, null
+    while the items' traces are not stored.
     """
     def __init__(
         self,
