@@ -73,7 +73,7 @@ class ItemQuery:
     source_observation_id: str | None = None
     # The items as they were at this instant; None: as they are.
     version: datetime | None = None
-    # The named dataset's items revision: the list's total is kept under it.
+    # The named dataset's items revision: the list's positions are kept under it.
     dataset_revision: int | None = None
 
 
