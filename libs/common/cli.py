@@ -60,14 +60,19 @@ def main(
 
 
 async def _dlq(service: str, topic: Topic, action: str, offsets: list[int]) -> int:
-    """Needs only the Kafka variables. Prints one line per dead letter listed or replayed:
-    DLQ offset, original topic/partition@offset, when, consumer group, key, error."""
+    """Needs only the Kafka variables. Prints one line per dead letter of this service listed or
+    replayed: DLQ offset, original topic/partition@offset, when, consumer group, key, error."""
     try:
         cluster = config.load(KafkaClientSettings, "").kafka
     except config.ConfigError as exc:
         print(f"{service}: {exc}", file=sys.stderr)
         return 2
-    letters = await dlq.read_dead_letters(cluster, topic)
+    # Other services may consume the same topic: only the dead letters of this one's groups.
+    letters = [
+        letter
+        for letter in await dlq.read_dead_letters(cluster, topic)
+        if letter.group.startswith(cluster.group(f"{service}."))
+    ]
     if action == "replay":
         if offsets:
             letters = [letter for letter in letters if letter.offset in set(offsets)]

@@ -36,15 +36,17 @@ class DeadLetter:
     value: bytes | None
     own_headers: list[tuple[str, bytes]]  # the record's own, replayed with it
 
+    @property
+    def group(self) -> str:
+        """The consumer group that gave up on it."""
+        return self.headers.get(GROUP_HEADER, "")
+
     def line(self) -> str:
         h = self.headers
         origin = f"{h.get(TOPIC_HEADER)}/{h.get(PARTITION_HEADER)}@{h.get(OFFSET_HEADER)}"
         key = (self.key or b"").decode(errors="replace")
         error = h.get(ERROR_HEADER, "").replace("\n", " ")
-        return (
-            f"{self.offset}\t{origin}\t{h.get(AT_HEADER)}\t{h.get(GROUP_HEADER)}\t"
-            f"key={key}\t{error}"
-        )
+        return f"{self.offset}\t{origin}\t{h.get(AT_HEADER)}\t{self.group}\tkey={key}\t{error}"
 
 
 async def read_dead_letters(cluster: KafkaCluster, topic: Topic) -> list[DeadLetter]:

@@ -42,6 +42,7 @@ class Topic(StrEnum):
     INGESTION_EVENTS = "ingestion.events.v1"
     INGESTION_DELETIONS = "ingestion.deletions.v1"
     PROMPT_CHANGES = "prompts.changes.v1"
+    PROJECT_DELETIONS = "gateway.projects.deleted.v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,9 +261,7 @@ class BatchConsumer(Generic[T]):
                     await self._dead_letter(record, exc)
         if decoded:
             await self._settle(decoded)
-        await self._commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
-        for tp, records in batches.items():
-            CONSUMED.labels(self.name, tp.topic).inc(len(records))
+        await self._commit(batches)
 
     async def _settle(self, items: list[tuple[Record, T]]) -> None:
         """Handles these records; the ones that fail for their own sake end on the DLQ."""
@@ -348,7 +347,8 @@ class BatchConsumer(Generic[T]):
         if self._stop.is_set():
             raise _Stopping
 
-    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    async def _commit(self, batches: dict[TopicPartition, list[Record]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
@@ -358,6 +358,7 @@ class BatchConsumer(Generic[T]):
             log.warning("commit_failed", group=self.name, error=repr(exc))
             return
         for tp, offset in offsets.items():
+            CONSUMED.labels(self.name, tp.topic).inc(len(batches[tp]))
             highwater = self._consumer.highwater(tp)
             if highwater is not None:
                 CONSUMER_LAG.labels(self.name, tp.topic, tp.partition).set(highwater - offset)

@@ -19,7 +19,9 @@ CONSUMER_LAG = Gauge(
     "Records between the high watermark and the consumer position",
     ["group", "topic", "partition"],
 )
-CONSUMED = Counter("obs_consumed_records", "Records handled and committed", ["group", "topic"])
+CONSUMED = Counter(
+    "obs_consumed_records", "Records handled or dead-lettered, and committed", ["group", "topic"]
+)
 DEAD_LETTERED = Counter("obs_dead_lettered_records", "Records sent to a DLQ", ["group", "topic"])
 CONSUMER_TRANSIENT_ERRORS = Counter(
     "obs_consumer_transient_errors",

@@ -50,7 +50,9 @@ async def run(cfg: EvalsConfig) -> None:
         )
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
-        health = HealthWatch({"postgresql": lambda: pool.fetchval("SELECT 1")})
+        health = HealthWatch(
+            {"postgresql": lambda: pool.fetchval("SELECT 1")}, [experiment_consumer]
+        )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(experiment_consumer.run(stop))

@@ -73,7 +73,7 @@ async def test_a_dead_letter_is_listed_and_replayed_to_a_fixed_consumer(
             raise ValueError("no column holds this")
         handled.extend(batch)
 
-    group = unique("it.group")
+    group = kafka.group(unique("query.writer"))  # the query service's dlq lists its groups
     settings = ConsumerSettings(kafka.bootstrap_servers, group, (topic,))
     consumer = BatchConsumer(settings, lambda r: bytes(r.value or b"").decode(), handle, producer)
     stop = asyncio.Event()
