@@ -121,6 +121,8 @@ async def test_sdk5_run_experiment_on_a_dataset_records_the_run_from_its_spans(
     )
     assert experiment.description == "doubles n" and experiment.metadata == {"model": "x"}
     assert [s.name for s in experiment.scores or []] == ["pass_rate"]
+    run_scores = sdk.api.scores.get_many(experiment_id=result.experiment_id).data
+    assert [(s.name, s.subject.kind) for s in run_scores] == [("pass_rate", "experiment")]
 
     items = sdk.api.experiments.list_items(
         from_start_time=SINCE, experiment_id=result.experiment_id,

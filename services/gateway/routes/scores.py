@@ -88,6 +88,9 @@ async def list_scores_v3(request: Request, scope: ProjectScope) -> Response:
                 if request.query_params.get(n)]  # fmt: skip
     if request.query_params.get("observationId") and not request.query_params.get("traceId"):
         raise ApiError(400, "Invalid request data: observationId needs traceId")
+    if experiments := query_csv(request, "experimentId"):
+        # An experiment is a dataset run: its own scores carry its id as datasetRunId.
+        filters.append(query_pb2.Filter(key="datasetRunId", values=experiments))
     message = query_pb2.ListScoresRequest(
         cursor=common_pb2.CursorRequest(cursor=request.query_params.get("cursor", ""), limit=limit),
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
