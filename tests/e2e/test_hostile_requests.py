@@ -54,6 +54,15 @@ def assert_client_error(response: httpx.Response, status: int) -> None:
         ("DELETE", "/api/public/v2/prompts/a%00b", None, 400),
         ("POST", "/api/public/v2/prompts", b'{"name": "a\\u0000b", "prompt": "x"}', 400),
         ("POST", "/api/public/v2/prompts", b'{"name": "nul-text", "prompt": "a\\u0000"}', 400),
+        # Wrong JSON types in a prompt.
+        ("POST", "/api/public/v2/prompts", b'{"name": "t", "prompt": "x", "type": ["text"]}', 400),
+        ("POST", "/api/public/v2/prompts", b'{"name": "t", "prompt": "x", "type": {}}', 400),
+        (
+            "POST",
+            "/api/public/v2/prompts",
+            b'{"name": "c", "type": "chat", "prompt": [{"role": "u", "content": "x", "type": 5}]}',
+            400,
+        ),
         # JSON deeper than orjson writes (254 levels).
         ("POST", "/api/public/v2/prompts", DEEP, 400),
         ("DELETE", "/api/public/traces", b'{"traceIds": ' + b"[" * 300 + b"]" * 300 + b"}", 400),

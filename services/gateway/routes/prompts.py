@@ -166,7 +166,7 @@ def create_request(body: dict[str, Any]) -> prompts_pb2.CreatePromptRequest:
     if not isinstance(name, str):
         raise ApiError(400, "Invalid request data: name must be a string")
     kind = body.get("type") or "text"
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise ApiError(400, "Invalid request data: type must be 'text' or 'chat'")
     labels = body.get("labels") or []
     tags = body.get("tags")
@@ -229,10 +229,10 @@ def _chat_message(message: dict[str, Any]) -> prompts_pb2.ChatMessage:
         if not isinstance(name, str):
             raise ApiError(400, "Invalid request data: a placeholder needs a string name")
         return prompts_pb2.ChatMessage(type="placeholder", name=name)
-    role, content = message.get("role"), message.get("content")
-    if not isinstance(role, str) or not isinstance(content, str):
+    role, content, kind = message.get("role"), message.get("content"), message.get("type") or ""
+    if not isinstance(role, str) or not isinstance(content, str) or not isinstance(kind, str):
         raise ApiError(400, "Invalid request data: a chat message needs a string role and content")
-    return prompts_pb2.ChatMessage(role=role, content=content, type=message.get("type") or "")
+    return prompts_pb2.ChatMessage(role=role, content=content, type=kind)
 
 
 def _raw_segments(request: Request) -> list[str]:
