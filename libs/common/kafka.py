@@ -43,7 +43,6 @@ class Topic(StrEnum):
     INGESTION_DELETIONS = "ingestion.deletions.v1"
     PROMPT_CHANGES = "prompts.changes.v1"
     PROJECT_DELETIONS = "gateway.projects.deleted.v1"
-    PROJECT_DELETIONS = "gateway.projects.deleted.v1"
 
 
 @dataclass(frozen=True, slots=True)
