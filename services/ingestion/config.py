@@ -21,6 +21,14 @@ class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     events_partitions: int = 4
     # A gzip OTLP export expanding past this many bytes is refused with 413.
     max_otlp_bytes: int = 32 * 1024 * 1024
+    # Media records and links (PostgreSQL); without it the media routes answer 503.
+    database_url: str = ""
+    # The S3 endpoint the SDKs reach, used only to sign media URLs; default S3_ENDPOINT_URL.
+    s3_public_endpoint_url: str = ""
+    # Largest media accepted (Langfuse's LANGFUSE_S3_MEDIA_MAX_CONTENT_LENGTH default).
+    media_max_bytes: int = 1_000_000_000
+    # Lifetime of presigned media upload and download URLs.
+    media_url_seconds: int = 3600
 
 
 def load_ingestion_config() -> IngestionConfig:

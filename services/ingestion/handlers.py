@@ -17,6 +17,7 @@ from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope, score_event
+from services.ingestion.media import Media
 from services.ingestion.otel import otel_events
 from services.ingestion.otlp import OtlpError, read_export
 from services.ingestion.score_configs import (
@@ -39,8 +40,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         *,
         score_configs: ScoreConfigs,
         max_otlp_bytes: int = 32 * 1024 * 1024,
+        media: Media | None = None,
     ) -> None:
         self._event_log = event_log
+        self._media = media
         self._score_configs = score_configs
         self._producer = producer
         self._topic = topic
@@ -124,6 +127,37 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         if events:
             await self._publish(scope.project_id, received_at, events)
         return response
+
+    async def CreateMediaUpload(  # noqa: N802
+        self, request: ingestion_pb2.CreateMediaUploadRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.CreateMediaUploadResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        media_id, upload_url = await self._media_api().create_upload(scope.project_id, request.body)
+        return ingestion_pb2.CreateMediaUploadResponse(
+            media_id=media_id, upload_url=upload_url or ""
+        )
+
+    async def PatchMedia(  # noqa: N802
+        self, request: ingestion_pb2.PatchMediaRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.PatchMediaResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        await self._media_api().patch(scope.project_id, request.media_id, request.body)
+        return ingestion_pb2.PatchMediaResponse()
+
+    async def GetMedia(  # noqa: N802
+        self, request: ingestion_pb2.GetMediaRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.GetMediaResponse:
+        scope = scope_from(context)
+        scope.require_project_access()
+        media_json = await self._media_api().get(scope.project_id, request.media_id)
+        return ingestion_pb2.GetMediaResponse(media_json=media_json)
+
+    def _media_api(self) -> Media:
+        if self._media is None:
+            raise Unavailable("media storage is not configured")
+        return self._media
 
     async def _publish(
         self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]

@@ -3,23 +3,29 @@ the consumer that deletes the event log's part of deleted traces."""
 
 import asyncio
 from contextlib import AsyncExitStack
+from functools import partial
+from pathlib import Path
 
+import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2_grpc
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from libs.common.health import HealthWatch
+from libs.common.health import HealthWatch, Ping
 from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
+from libs.common.migrate import migrate_postgres
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.ingestion.config import IngestionConfig
 from services.ingestion.deletions import EventLogCleaner, cleaner_settings, decode_notice
 from services.ingestion.handlers import IngestionServicer
+from services.ingestion.media import Media, MediaObjects
 from services.ingestion.score_configs import ScoreConfigs
 from services.ingestion.store import EventLog, open_s3
 
+MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"].full_name
 
 
@@ -27,8 +33,19 @@ async def run(cfg: IngestionConfig) -> None:
     stop = stop_on_signals()
     serve_metrics(cfg.metrics_port)
     async with AsyncExitStack() as stack:
-        event_log = EventLog(await open_s3(cfg, stack), cfg.s3_bucket)
+        s3 = await open_s3(cfg, stack)
+        event_log = EventLog(s3, cfg.s3_bucket)
         await event_log.ping()
+        pings: dict[str, Ping] = {"s3": event_log.ping}
+        pool = None
+        if cfg.database_url:
+            pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
+            stack.push_async_callback(pool.close)
+            pings["postgresql"] = partial(pool.fetchval, "SELECT 1")
+        # Media URLs are signed for the endpoint the SDKs reach, which may differ from ours.
+        presigner = await open_s3(cfg, stack, cfg.s3_public_endpoint_url)
+        objects = MediaObjects(s3, presigner, cfg.s3_bucket, cfg.media_url_seconds)
+        media = Media(pool, objects, cfg.media_max_bytes)
         producer = make_producer(cfg.kafka, client_id="ingestion")
         await producer.start()
         stack.push_async_callback(producer.stop)
@@ -41,7 +58,7 @@ async def run(cfg: IngestionConfig) -> None:
         )
         servicer = IngestionServicer(
             event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS),
-            score_configs=score_configs, max_otlp_bytes=cfg.max_otlp_bytes,
+            score_configs=score_configs, max_otlp_bytes=cfg.max_otlp_bytes, media=media,
         )  # fmt: skip
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
         server = make_server(
@@ -56,15 +73,15 @@ async def run(cfg: IngestionConfig) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(cleaner.run(stop))
-            tasks.create_task(
-                HealthWatch({"s3": event_log.ping}, [cleaner]).run(stop, server.set_serving)
-            )
+            tasks.create_task(HealthWatch(pings, [cleaner]).run(stop, server.set_serving))
 
 
 async def migrate(cfg: IngestionConfig) -> None:
     """Ingestion owns its bucket and the topics it produces."""
     async with AsyncExitStack() as stack:
         await EventLog(await open_s3(cfg, stack), cfg.s3_bucket).ensure_bucket()
+    if cfg.database_url:
+        await migrate_postgres(cfg.database_url, MIGRATIONS)
     await ensure_topics(
         cfg.kafka,
         {Topic.INGESTION_EVENTS: cfg.events_partitions, Topic.INGESTION_DELETIONS: 1},

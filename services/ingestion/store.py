@@ -17,7 +17,8 @@ from botocore.exceptions import ClientError
 from services.ingestion.config import IngestionConfig
 
 
-async def open_s3(cfg: IngestionConfig, stack: AsyncExitStack) -> Any:
+async def open_s3(cfg: IngestionConfig, stack: AsyncExitStack, endpoint_url: str = "") -> Any:
+    """A client of S3 at `endpoint_url`, by default S3_ENDPOINT_URL."""
     session = aioboto3.Session(
         aws_access_key_id=cfg.s3_access_key or None,
         aws_secret_access_key=cfg.s3_secret_key or None,
@@ -34,7 +35,9 @@ async def open_s3(cfg: IngestionConfig, stack: AsyncExitStack) -> Any:
         max_pool_connections=50,
     )
     return await stack.enter_async_context(
-        session.client("s3", endpoint_url=cfg.s3_endpoint_url or None, config=client_config)
+        session.client(
+            "s3", endpoint_url=endpoint_url or cfg.s3_endpoint_url or None, config=client_config
+        )
     )
 
 

@@ -81,6 +81,7 @@ def stack_env(tmp: Path) -> dict[str, str]:
             "QUERY_DATABASE_URL": f"{pg}/e2e_{run_id}_query",
             "PROMPTS_DATABASE_URL": f"{pg}/e2e_{run_id}_prompts",
             "EVALS_DATABASE_URL": f"{pg}/e2e_{run_id}_evals",
+            "INGESTION_DATABASE_URL": f"{pg}/e2e_{run_id}_ingestion",
             "QUERY_CLICKHOUSE_URL": f"chdb://{tmp / 'chdb'}",
             "INGESTION_S3_BUCKET": f"e2e-{run_id}",
             "LANGFUSE_INIT_ORG_ID": "e2e-org",
@@ -152,7 +153,7 @@ async def drop_databases(env: dict[str, str]) -> None:
     server, _, _ = env["GATEWAY_DATABASE_URL"].rpartition("/")
     admin = await asyncpg.connect(f"{server}/postgres")
     try:
-        for service in ("GATEWAY", "QUERY", "PROMPTS", "EVALS"):
+        for service in ("GATEWAY", "QUERY", "PROMPTS", "EVALS", "INGESTION"):
             name = env[f"{service}_DATABASE_URL"].rpartition("/")[2]
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -7,6 +7,7 @@ from services.gateway.routes import (
     experiments,
     health,
     ingestion,
+    media,
     models,
     projects,
     prompts,
@@ -28,4 +29,5 @@ def all_routes() -> list[Route]:
         *score_configs.ROUTES,
         *experiments.ROUTES,
         *datasets.ROUTES,
+        *media.ROUTES,
     ]

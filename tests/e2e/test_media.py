@@ -1,0 +1,227 @@
+"""Media: the official SDK uploads `LangfuseMedia` and base64 data URIs straight to MinIO through
+presigned URLs, the stored input keeps the reference strings, and `api.media.get` hands back a URL
+of the very bytes. Checksums, limits, other projects and trace deletion as the issue asks."""
+
+import base64
+import hashlib
+import re
+import struct
+import uuid
+import zlib
+from typing import Any
+
+import httpx
+import pytest
+from langfuse import Langfuse, LangfuseMedia
+
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.test_ingestion_batch import admin
+from tests.support.eventually import eventually
+
+AUTH = (PUBLIC_KEY, SECRET_KEY)
+REFERENCE = re.compile(r"@@@langfuseMedia:type=([^|]+)\|id=([^|]+)\|source=([^@]+)@@@")
+
+
+def png(seed: str, side: int = 8) -> bytes:
+    """A valid RGB PNG whose pixels depend on `seed` (so each test has content of its own)."""
+    noise = hashlib.sha256(seed.encode()).digest()
+    rows = b"".join(b"\x00" + bytes(noise[(y * side + x) % 32] for x in range(side * 3))
+                    for y in range(side))  # fmt: skip
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def sha256_b64(content: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(content).digest()).decode()
+
+
+def media_id_of(content: bytes) -> str:
+    return sha256_b64(content).replace("+", "-").replace("/", "_")[:22]
+
+
+def upload_request(content: bytes, trace_id: str, **changes: Any) -> dict[str, Any]:
+    body = {"traceId": trace_id, "field": "input", "contentType": "image/png",
+            "contentLength": len(content), "sha256Hash": sha256_b64(content)}  # fmt: skip
+    return {**body, **changes}
+
+
+def put_headers(content: bytes, content_type: str = "image/png") -> dict[str, str]:
+    """The headers the Python SDK sends with its PUT."""
+    return {"Content-Type": content_type, "x-ms-blob-type": "BlockBlob",
+            "x-amz-checksum-sha256": sha256_b64(content)}  # fmt: skip
+
+
+async def upload(client: httpx.AsyncClient, content: bytes, trace_id: str) -> str:
+    """The SDK's three steps over plain HTTP; returns the media id."""
+    created = (
+        await client.post("/api/public/media", json=upload_request(content, trace_id))
+    ).json()
+    if created["uploadUrl"] is not None:
+        put = await client.put(created["uploadUrl"], content=content, headers=put_headers(content),
+                               auth=None)  # fmt: skip
+        patch = {"uploadedAt": "2026-12-01T00:00:00Z", "uploadHttpStatus": put.status_code}
+        assert (
+            await client.patch(f"/api/public/media/{created['mediaId']}", json=patch)
+        ).is_success
+    return str(created["mediaId"])
+
+
+@pytest.fixture
+def sdk(stack: Stack) -> Langfuse:
+    return Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, host=stack.gateway_url)
+
+
+async def test_sdk5_uploads_media_and_reads_it_back(stack: Stack, sdk: Langfuse) -> None:
+    image = png(f"bytes {uuid.uuid4()}")
+    pasted = png(f"uri {uuid.uuid4()}")
+    data_uri = "data:image/png;base64," + base64.b64encode(pasted).decode()
+    with sdk.start_as_current_observation(name="with media") as span:
+        span.update(input={"image": LangfuseMedia(content_bytes=image, content_type="image/png"),
+                           "pasted": data_uri})  # fmt: skip
+        observation_id = span.id
+    sdk.flush()
+
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+
+        async def stored_input() -> Any:
+            response = await client.get(f"/api/public/observations/{observation_id}")
+            return response.json().get("input") if response.is_success else None
+
+        stored = await eventually(stored_input, lambda value: value is not None)
+    assert REFERENCE.fullmatch(stored["image"]).groups() == (  # type: ignore[union-attr]
+        "image/png",
+        media_id_of(image),
+        "bytes",
+    )
+    assert REFERENCE.fullmatch(stored["pasted"]).groups() == (  # type: ignore[union-attr]
+        "image/png",
+        media_id_of(pasted),
+        "base64_data_uri",
+    )
+
+    for content in (image, pasted):
+        media = sdk.api.media.get(media_id_of(content))
+        assert (media.content_type, media.content_length) == ("image/png", len(content))
+        assert media.url.startswith("http://127.0.0.1:9000/")  # the S3 endpoint the SDK sees
+        assert httpx.get(media.url).content == content
+    resolved = LangfuseMedia.resolve_media_references(
+        obj=stored, langfuse_client=sdk, resolve_with="base64_data_uri"
+    )
+    assert resolved["pasted"] == data_uri
+
+
+async def test_the_same_content_twice_is_one_media_without_a_second_upload(stack: Stack) -> None:
+    content = png(f"twice {uuid.uuid4()}")
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        media_id = await upload(client, content, uuid.uuid4().hex)
+        again = await client.post("/api/public/media", json=upload_request(content, "other-trace"))
+        assert again.json() == {"mediaId": media_id, "uploadUrl": None}
+        record = (await client.get(f"/api/public/media/{media_id}")).json()
+    assert record["uploadedAt"] == "2026-12-01T00:00:00.000Z"
+    assert record["urlExpiry"] > record["uploadedAt"]
+
+
+async def test_a_body_whose_checksum_differs_is_refused_by_s3(stack: Stack) -> None:
+    content = png(f"checksum {uuid.uuid4()}")
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        created = await client.post("/api/public/media", json=upload_request(content, "t"))
+        media_id, url = created.json()["mediaId"], created.json()["uploadUrl"]
+        put = await client.put(url, content=content + b"!", headers=put_headers(content), auth=None)
+        assert put.status_code == 400 and b"XAmzContentChecksumMismatch" in put.content
+        # The SDK reports the failure; a client that claims success is not believed either.
+        for status in (put.status_code, 200):
+            patch = {"uploadedAt": "2026-12-01T00:00:00Z", "uploadHttpStatus": status,
+                     "uploadHttpError": put.text}  # fmt: skip
+            assert (
+                await client.patch(f"/api/public/media/{media_id}", json=patch)
+            ).status_code == 204
+            missing = await client.get(f"/api/public/media/{media_id}")
+            assert missing.status_code == 404
+            assert missing.json()["message"] == "Media not yet uploaded"
+        # Another content type than the signed one is refused too.
+        wrong_type = await client.put(url, content=content, auth=None,
+                                      headers=put_headers(content, "image/jpeg"))  # fmt: skip
+        assert wrong_type.status_code == 403
+        # Still not uploaded: a second request gets an upload URL again, and the right bytes pass.
+        assert await upload(client, content, "t") == media_id
+        assert (await client.get(f"/api/public/media/{media_id}")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"contentType": "image/x-unknown"}, "contentType"),
+        ({"contentLength": 1_000_000_001}, "contentLength"),
+        ({"contentLength": 0}, "contentLength"),
+        ({"sha256Hash": "not base64!"}, "sha256Hash"),
+        ({"sha256Hash": base64.b64encode(b"short").decode()}, "sha256Hash"),
+        ({"field": "expectedOutput"}, "field"),
+        ({"traceId": None}, "traceId"),
+        ({"datasetId": "d", "datasetItemId": "i"}, "traceId"),
+        ({"traceId": "a\x00b"}, "traceId"),
+    ],
+)
+async def test_bad_upload_requests_are_400(
+    stack: Stack, changes: dict[str, Any], message: str
+) -> None:
+    body = upload_request(b"content", "t", **changes)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        response = await client.post("/api/public/media", json=body)
+    assert response.status_code == 400
+    assert message in response.json()["message"]
+
+
+async def test_bad_patches_and_unknown_media(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        created = await client.post("/api/public/media", json=upload_request(b"patched", "t"))
+        media_id = created.json()["mediaId"]
+        for body in ({}, {"uploadedAt": "yesterday", "uploadHttpStatus": 200},
+                     {"uploadedAt": "2026-12-01T00:00:00Z", "uploadHttpStatus": 42}):  # fmt: skip
+            response = await client.patch(f"/api/public/media/{media_id}", json=body)
+            assert response.status_code == 400, body
+        ok = {"uploadedAt": "2026-12-01T00:00:00Z", "uploadHttpStatus": 200}
+        for unknown in ("nope", "a%00b"):
+            assert (await client.get(f"/api/public/media/{unknown}")).status_code == 404
+            assert (await client.patch(f"/api/public/media/{unknown}", json=ok)).status_code == 404
+
+
+async def test_dataset_item_media_are_accepted(stack: Stack) -> None:
+    content = png(f"dataset {uuid.uuid4()}")
+    body = upload_request(content, "", traceId=None, datasetId="d", datasetItemId="item",
+                          field="expectedOutput")  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        created = await client.post("/api/public/media", json=body)
+    assert created.status_code == 200 and created.json()["mediaId"] == media_id_of(content)
+
+
+async def test_another_project_sees_no_media_and_urls_cover_their_key(stack: Stack) -> None:
+    other = f"media-{uuid.uuid4().hex[:6]}"
+    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", "M")
+    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
+    content, second = png(f"mine {uuid.uuid4()}"), png(f"second {uuid.uuid4()}")
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as owner:
+        media_id = await upload(owner, content, "t")
+        url = (await owner.get(f"/api/public/media/{media_id}")).json()["url"]
+        pending = (await owner.post("/api/public/media", json=upload_request(second, "t"))).json()
+    stranger_auth = (keys["publicKey"], keys["secretKey"])
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=stranger_auth) as stranger:
+        assert (await stranger.get(f"/api/public/media/{media_id}")).status_code == 404
+        patch = {"uploadedAt": "2026-12-01T00:00:00Z", "uploadHttpStatus": 200}
+        assert (
+            await stranger.patch(f"/api/public/media/{media_id}", json=patch)
+        ).status_code == 404
+        # The same content in the other project is a media of its own, still to be uploaded.
+        theirs = await stranger.post("/api/public/media", json=upload_request(content, "t"))
+        assert theirs.json()["mediaId"] == media_id and theirs.json()["uploadUrl"] is not None
+    # A presigned URL signs its object's key: replayed for another object, S3 refuses it.
+    assert httpx.get(url.replace(media_id, media_id_of(second))).status_code == 403
+    upload_url = pending["uploadUrl"].replace(pending["mediaId"], media_id_of(content))
+    replayed = httpx.put(upload_url, content=second, headers=put_headers(second))
+    assert replayed.status_code == 403
