@@ -5,6 +5,12 @@ public key is tolerated). Bearer `public` alone grants score creation only. Resu
 in-process for a short time, so a burst of SDK requests costs one database lookup. Successes and
 failures live in separate bounded caches: a flood of made-up credentials fills only the failure
 cache (and costs one lookup per distinct header every few seconds), never evicting a valid key.
+
+Revocation (a deleted key or project) must hold at once on every replica, so cached successes are
+filed under a *revocation generation*, a token in Redis that every revocation replaces after its
+database change: each request reads the token (one Redis GET beside the rate limit's call) and a
+success cached under an older one is resolved again. Without Redis the success cache steps aside
+and every request is resolved in PostgreSQL, which is fresh by definition.
 """
 
 import base64
@@ -16,6 +22,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from libs.common.gencache import GenerationCache
 from libs.common.scope import AccessLevel, ProjectScope
 from services.gateway.errors import ApiError
 from services.gateway.keys import hash_secret
@@ -25,6 +32,9 @@ log = structlog.get_logger()
 
 _HINT = ". Confirm that you've configured the correct host."
 ORG_KEY_MESSAGE = "Project ID not found for API token. Are you using an organization key?"
+PROJECT_KEY_MESSAGE = "Invalid API key. Organization-scoped API key required for this operation."
+# The one scope of the revocation generation: any revocation renews every replica's cache.
+_REVOCATION_SCOPE = "keys"
 # A failed lookup is cached briefly too, so retries of a bad credential cannot flood the database.
 _NEGATIVE_CACHE_SECONDS = 5.0
 _MAX_CACHED = 10_000
@@ -74,25 +84,41 @@ class Principal:
             raise ApiError(401, "Access Scope Denied" + _HINT)
         return ProjectScope(self.key.project_id, self.access)
 
+    def org_id(self) -> str:
+        """The organization of a management route: organization keys only."""
+        if self.key.scope is not KeyScope.ORGANIZATION or self.access is not AccessLevel.PROJECT:
+            raise ApiError(403, PROJECT_KEY_MESSAGE)
+        return self.key.org_id
+
 
 class Authenticator:
     def __init__(
-        self, store: ProjectStore, salt: str, cache_seconds: float, max_cached: int = _MAX_CACHED
+        self,
+        store: ProjectStore,
+        salt: str,
+        cache_seconds: float,
+        max_cached: int = _MAX_CACHED,
+        revocations: GenerationCache | None = None,
     ) -> None:
+        """`revocations` None: no other replica can revoke keys (a single process, unit tests)."""
         self._store = store
-        self._salt = salt
+        self.salt = salt
         self._cache_seconds = cache_seconds
-        self.successes: ExpiringLru[Principal] = ExpiringLru(max_cached)
+        self._revocations = revocations
+        self._max_cached = max_cached
+        # Successes with the revocation generation they were resolved under.
+        self.successes: ExpiringLru[tuple[str, Principal]] = ExpiringLru(max_cached)
         self.failures: ExpiringLru[ApiError] = ExpiringLru(max_cached)
 
     async def authenticate(self, header: str | None) -> Principal:
         if not header:
             raise ApiError(401, "No authorization header" + _HINT)
         cache_key = hashlib.sha256(header.encode()).hexdigest()
+        generation = await self._generation()
         now = time.monotonic()
-        principal = self.successes.get(cache_key, now)
-        if principal is not None:
-            return principal
+        cached = self.successes.get(cache_key, now)
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1]
         failure = self.failures.get(cache_key, now)
         if failure is not None:
             raise failure
@@ -100,8 +126,24 @@ class Authenticator:
         if isinstance(result, ApiError):
             self.failures.put(cache_key, result, now + _NEGATIVE_CACHE_SECONDS)
             raise result
-        self.successes.put(cache_key, result, now + self._cache_seconds)
+        if generation is not None:
+            self.successes.put(cache_key, (generation, result), now + self._cache_seconds)
         return result
+
+    async def revoked(self) -> None:
+        """Call after a key or project left the database and before answering: no replica
+        accepts a cached success from before. Raises RedisError when Redis cannot take the new
+        generation (the caller answers 503; a retry renews it)."""
+        if self._revocations is not None:
+            await self._revocations.invalidate(_REVOCATION_SCOPE)
+        self.successes = ExpiringLru(self._max_cached)
+
+    async def _generation(self) -> str | None:
+        """The current revocation generation; "" without a revocation source; None when Redis
+        cannot tell (then nothing cached is trusted)."""
+        if self._revocations is None:
+            return ""
+        return await self._revocations.generation(_REVOCATION_SCOPE)
 
     async def _resolve(self, header: str) -> Principal | ApiError:
         kind, _, credentials = header.strip().partition(" ")
@@ -125,7 +167,7 @@ class Authenticator:
         public_key, sep, secret_key = decoded.partition(":")
         if not sep or not public_key or not secret_key:
             return ApiError(401, "Invalid authorization header" + _HINT)
-        key = await self._store.key_by_secret_hash(hash_secret(secret_key, self._salt))
+        key = await self._store.key_by_secret_hash(hash_secret(secret_key, self.salt))
         if key is None:
             return ApiError(401, "Invalid credentials" + _HINT)
         if key.public_key != public_key:

@@ -15,10 +15,11 @@ from starlette.middleware import Middleware
 
 from libs.common import VERSION
 from libs.common.gencache import GenerationCache
-from libs.common.kafka import BatchConsumer, make_producer
+from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.project_deletions import consumer_settings, decode_deletion
 from libs.common.prompt_changes import decode_change, listener_settings
 from services.gateway import clients, ratelimit
 from services.gateway.auth import Authenticator
@@ -26,6 +27,7 @@ from services.gateway.config import GatewayConfig, load_init_settings
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
+from services.gateway.project_deletions import DeletionAnnouncer, ProjectPurger
 from services.gateway.protocol import header_deadline_protocol
 from services.gateway.readiness import BackendReadiness
 from services.gateway.routes import all_routes
@@ -86,12 +88,18 @@ async def run(cfg: GatewayConfig) -> None:
         stack.push_async_callback(backends.close)
         state = GatewayState(
             store=store,
-            authenticator=Authenticator(store, cfg.api_key_salt, cfg.auth_cache_seconds),
+            authenticator=Authenticator(
+                store,
+                cfg.api_key_salt,
+                cfg.auth_cache_seconds,
+                revocations=GenerationCache(limiter_client, "gateway.auth"),
+            ),
             backends=backends,
             backend_timeout=cfg.backend_timeout_seconds,
             version=VERSION,
             prompt_cache=GenerationCache(cache_client, "gateway.prompts"),
             rate_limiter=ratelimit.RateLimiter(limiter_client, ratelimit.limits(cfg)),
+            deletions=DeletionAnnouncer(producer, cfg.kafka),
         )
         # Prompt writes made without this gateway (another service over gRPC) reach its cache
         # through the change topic.
@@ -99,6 +107,13 @@ async def run(cfg: GatewayConfig) -> None:
             listener_settings(cfg.kafka, "gateway"),
             decode_change,
             PromptChangeListener(state.prompt_cache).handle,
+            producer,
+        )
+        # The gateway's own part of a project deletion: its tombstone row and Redis keys.
+        purger = BatchConsumer(
+            consumer_settings(cfg.kafka, "gateway"),
+            decode_deletion,
+            ProjectPurger(store, cache_client).handle,
             producer,
         )
         server = _Server(
@@ -130,7 +145,9 @@ async def run(cfg: GatewayConfig) -> None:
             tasks.create_task(drain_on_stop())
             tasks.create_task(serve())
             tasks.create_task(listener.run(stop))
+            tasks.create_task(purger.run(stop))
 
 
 async def migrate(cfg: GatewayConfig) -> None:
     await migrate_postgres(cfg.database_url, MIGRATIONS)
+    await ensure_topics(cfg.kafka, {Topic.PROJECT_DELETIONS: 1})

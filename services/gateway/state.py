@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from libs.common.gencache import GenerationCache
 from services.gateway.auth import Authenticator
 from services.gateway.clients import Backends
+from services.gateway.project_deletions import DeletionAnnouncer
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.store import ProjectStore
 
@@ -19,5 +20,7 @@ class GatewayState:
     # Prompt responses by project; see routes/prompts.py for how it stays fresh.
     prompt_cache: GenerationCache
     rate_limiter: RateLimiter
+    # Publishes project deletions (the management API); None where no broker is wired (unit tests).
+    deletions: DeletionAnnouncer | None = field(default=None)
     # Set on SIGTERM: /ready then fails so traffic drains away before the server stops.
     draining: bool = field(default=False)

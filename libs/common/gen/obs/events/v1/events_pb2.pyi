@@ -182,3 +182,34 @@ class TracesDeleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TracesDeleted: _TypeAlias = TracesDeleted  # noqa: Y015
+
+@_typing.final
+class ProjectDeleted(_message.Message):
+    """Topic `gateway.projects.deleted.v1`, keyed by project id: a project whose keys are gone and
+    whose data every owning service deletes from its own stores (idempotent, so a replay or a
+    repeated deletion changes nothing).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    ORG_ID_FIELD_NUMBER: _builtins.int
+    DELETED_AT_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    org_id: _builtins.str
+    @_builtins.property
+    def deleted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        org_id: _builtins.str = ...,
+        deleted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_at", b"deleted_at", "org_id", b"org_id", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectDeleted: _TypeAlias = ProjectDeleted  # noqa: Y015

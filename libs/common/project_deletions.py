@@ -1,0 +1,66 @@
+"""Topic `gateway.projects.deleted.v1`: the gateway announces a deleted project (its keys are
+already gone) and every owning service deletes that project's data from its own stores, each in a
+consumer group of its own. Handlers must be idempotent: a replay, or the same project announced
+again by a repeated DELETE, deletes nothing more."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import redis.asyncio as redis
+from aiokafka import AIOKafkaProducer
+
+from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
+
+
+def consumer_settings(cluster: KafkaCluster, service: str) -> ConsumerSettings:
+    return ConsumerSettings(
+        bootstrap_servers=cluster.bootstrap_servers,
+        group_id=cluster.group(f"{service}.project-deletions"),
+        topics=(cluster.topic(Topic.PROJECT_DELETIONS),),
+        max_records=100,
+        max_wait_ms=200,
+    )
+
+
+async def announce(
+    producer: AIOKafkaProducer, cluster: KafkaCluster, org_id: str, project_id: str
+) -> None:
+    """Publishes the deletion and waits until the broker has it."""
+    event = events_pb2.ProjectDeleted(project_id=project_id, org_id=org_id)
+    event.deleted_at.FromDatetime(datetime.now(UTC))
+    await producer.send_and_wait(
+        cluster.topic(Topic.PROJECT_DELETIONS),
+        value=event.SerializeToString(),
+        key=project_id.encode(),
+    )
+
+
+def decode_deletion(record: Record) -> events_pb2.ProjectDeleted:
+    try:
+        event = events_pb2.ProjectDeleted.FromString(record.value or b"")
+    except Exception as exc:
+        raise InvalidMessage(f"not a ProjectDeleted message: {exc}") from exc
+    if not event.project_id:
+        raise InvalidMessage("ProjectDeleted without a project id")
+    return event
+
+
+def glob_escape(text: str) -> str:
+    """`text` as a literal inside a Redis MATCH pattern (project ids may hold `*`, `?`, `[`)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+
+
+async def delete_redis_keys(client: redis.Redis, patterns: Sequence[str]) -> int:
+    """Deletes every key matching the patterns (SCAN, never KEYS: Redis stays responsive)."""
+    deleted = 0
+    for pattern in patterns:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                deleted += await client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += await client.delete(*batch)
+    return deleted
