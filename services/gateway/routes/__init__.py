@@ -7,6 +7,7 @@ from services.gateway.routes import (
     experiments,
     health,
     ingestion,
+    management,
     media,
     models,
     projects,
@@ -21,6 +22,7 @@ def all_routes() -> list[Route]:
     return [
         *health.ROUTES,
         *projects.ROUTES,
+        *management.ROUTES,
         *prompts.ROUTES,
         *ingestion.ROUTES,
         *traces.ROUTES,
