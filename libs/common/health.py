@@ -1,7 +1,8 @@
 """Health that tells the truth: a backend reports NOT_SERVING while a store it needs does not
 answer a cheap ping, or while one of its consumers has been waiting out an outage for longer than
-`stuck_after` seconds; SERVING again once they recover. A short hiccup changes nothing: a ping
-must fail (or a consumer stay stuck) at a check, and checks run every `interval` seconds."""
+`stuck_after` seconds; SERVING again at the first check where all is well. A store must fail two
+checks in a row (`interval` seconds apart), so one slow answer under load does not take the
+replica out of rotation (the gateway's readiness follows its backends' health)."""
 
 import asyncio
 import contextlib
@@ -50,12 +51,19 @@ class HealthWatch:
         """Checks every `interval` until `stop`; reports each change through `set_serving`
         (GrpcServer.set_serving, which the server itself sets to SERVING when it starts)."""
         serving = True
+        failed_before: dict[str, str] = {}
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval)
             if stop.is_set():
                 return  # the server's drain owns the status from here
-            failing = await self.failing()
+            failing_now = await self.failing()
+            failing = {
+                name: why
+                for name, why in failing_now.items()
+                if name in failed_before or name not in self._pings
+            }
+            failed_before = failing_now
             for name in [*self._pings, *(consumer.name for consumer in self._consumers)]:
                 HEALTH_FAILING.labels(name).set(1 if name in failing else 0)
             if serving != (not failing) and not stop.is_set():

@@ -239,15 +239,28 @@ async def set_max_message_bytes(kafka: KafkaCluster, topic: str, size: int) -> N
         await admin.close()
 
 
-async def test_health_names_a_store_that_does_not_answer() -> None:
-    async def reachable() -> None:
-        connection = await asyncpg.connect(f"{PG_SERVER}/postgres")
+async def test_health_follows_a_store_that_stops_and_starts_answering() -> None:
+    """The store's address is switched from a closed port to the real PostgreSQL: NOT_SERVING
+    (after two failed checks), then SERVING again."""
+    dsn = "postgresql://obs:obs@127.0.0.1:1/postgres"
+    reported: list[bool] = []
+
+    async def ping() -> None:
+        connection = await asyncpg.connect(dsn)
         await connection.close()
 
-    async def unreachable() -> None:
-        await asyncpg.connect("postgresql://obs:obs@127.0.0.1:1/postgres")
+    async def set_serving(serving: bool) -> None:
+        reported.append(serving)
 
-    watch = HealthWatch({"postgresql": reachable, "other": unreachable})
-    failing = await watch.failing()
-    assert list(failing) == ["other"]
-    assert "ConnectionRefusedError" in failing["other"] or "OSError" in failing["other"]
+    watch = HealthWatch({"postgresql": ping}, interval=0.05)
+    assert "postgresql" in await watch.failing()
+    stop = asyncio.Event()
+    watching = asyncio.create_task(watch.run(stop, set_serving))
+    try:
+        await eventually(now(lambda: list(reported)), lambda got: got == [False])
+        dsn = f"{PG_SERVER}/postgres"
+        await eventually(now(lambda: list(reported)), lambda got: got == [False, True])
+        assert await watch.failing() == {}
+    finally:
+        stop.set()
+        await watching
