@@ -7,7 +7,6 @@ An experiment is a run (with or without a dataset); its start and end are its it
 asked range, so runs without items in the range are not listed. An item's time is its root
 span's start, or its creation for run items no span has described (POST /dataset-run-items)."""
 
-import base64
 import statistics
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ import asyncpg
 import grpc
 import orjson
 
+from libs.common.cursors import decode_cursor, encode_cursor
 from libs.common.errors import InvalidArgument, NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
@@ -24,7 +24,6 @@ from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.scope import ProjectScope
 
 QUERY_TIMEOUT_SECONDS = 20.0
-MAX_OFFSET = 2**31
 EXPERIMENT_GROUPS = {"core", "metadata", "scores"}
 ITEM_GROUPS = {"core", "dataset", "io", "metadata", "itemMetadata", "experimentMetadata", "scores"}
 _DEFAULT_ITEM_GROUPS = {"core", "dataset"}
@@ -321,22 +320,6 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"v": 1, "offset": offset})).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    if not cursor:
-        return 0
-    try:
-        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-        raise InvalidArgument("Invalid request data: invalid cursor") from exc
-    if not isinstance(offset, int) or not 0 <= offset < MAX_OFFSET:
-        raise InvalidArgument("Invalid request data: invalid cursor")
-    return offset
 
 
 def _where_items(

@@ -1,7 +1,6 @@
 """QueryServicer: reads over ClickHouse, answered as the public API's JSON documents."""
 
 import asyncio
-import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +8,7 @@ import grpc
 import orjson
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from libs.common.cursors import decode_cursor, encode_cursor
 from libs.common.errors import InvalidArgument, NotFound
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
@@ -121,7 +121,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
                 observation_v2_view(r, project_id, groups, expand, traces.get(r["trace_id"]))
                 for r in rows
             ]
-            cursor = _encode_cursor(offset + len(rows)) if more else ""
+            cursor = encode_cursor(offset + len(rows)) if more else ""
             return query_pb2.ListObservationsResponse(
                 observations_json=[orjson.dumps(d) for d in documents],
                 cursor_meta=common_pb2.CursorMeta(next_cursor=cursor),
@@ -202,7 +202,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             return query_pb2.ListScoresResponse(
                 scores_json=[orjson.dumps(score_v3_view(r, project_id)) for r in rows],
                 cursor_meta=common_pb2.CursorMeta(
-                    next_cursor=_encode_cursor(offset + len(rows)) if more else ""
+                    next_cursor=encode_cursor(offset + len(rows)) if more else ""
                 ),
             )
         page, limit = _page(request.page)
@@ -348,7 +348,7 @@ def _cursor(cursor: common_pb2.CursorRequest) -> tuple[int, int]:
     """A cursor request's limit and the offset its cursor stands for."""
     if not 1 <= cursor.limit <= _MAX_CURSOR_LIMIT:
         raise InvalidArgument(f"limit must be between 1 and {_MAX_CURSOR_LIMIT}")
-    return cursor.limit, _decode_cursor(cursor.cursor)
+    return cursor.limit, decode_cursor(cursor.cursor)
 
 
 def _check_id(value: str) -> None:
@@ -362,19 +362,3 @@ def _page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
     return common_pb2.PageMeta(
         page=page, limit=limit, total_items=total, total_pages=-(-total // limit)
     )
-
-
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"offset": offset})).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    if not cursor:
-        return 0
-    try:
-        offset = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-        raise InvalidArgument("Invalid cursor") from exc
-    if not isinstance(offset, int) or not 0 <= offset < 2**63:
-        raise InvalidArgument("Invalid cursor")
-    return offset
