@@ -6,7 +6,7 @@
 #   scripts/engines.sh kafka-start DIR PORT CONTROLLER_PORT | kafka-stop DIR   (a broker of its own)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a; source scripts/dev.env; set +a
+source scripts/dev_env.sh; load_dev_env
 ROOT=$PWD
 DEV=$ROOT/$OBS_DEV_DIR
 RUN=$DEV/run

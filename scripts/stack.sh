@@ -4,7 +4,7 @@
 #   scripts/stack.sh up|down|health
 set -euo pipefail
 cd "$(dirname "$0")/.."
-set -a; source scripts/dev.env; set +a
+source scripts/dev_env.sh; load_dev_env
 DEV=$PWD/$OBS_DEV_DIR
 PY=$PWD/.venv/bin/python
 SERVICES=(ingestion query prompts evals gateway)
