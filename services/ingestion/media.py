@@ -190,6 +190,10 @@ class MediaObjects:
             raise
         return int(head["ContentLength"]), str(head.get("ContentType") or "")
 
+    async def delete_project(self, project_id: str) -> int:
+        """Removes every media object of a deleted project; returns how many there were."""
+        return await delete_prefix(self._s3, self._bucket, f"media/{quote(project_id, safe='')}/")
+
     async def delete(self, keys: list[str]) -> None:
         for start in range(0, len(keys), 1000):  # S3's per-call limit
             chunk = keys[start : start + 1000]
@@ -277,6 +281,14 @@ class Media:
             "url": url,
             "urlExpiry": _iso(expiry),
         })  # fmt: skip
+
+    async def forget_project(self, project_id: str) -> int:
+        """Deletes every medium of a deleted project, objects and rows (links go with their
+        media); returns how many objects there were. Idempotent."""
+        objects = await self._objects.delete_project(project_id)
+        if self._pool is not None:
+            await self._pool.execute("DELETE FROM media WHERE project_id = $1", project_id)
+        return objects
 
     async def forget_traces(self, project_id: str, trace_ids: Iterable[str]) -> int:
         """Unlinks the traces' media and deletes the media no other trace or dataset item
