@@ -19,6 +19,8 @@ _OBSERVATION_EVENTS = {
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE,
     events_pb2.EVENT_TYPE_OBSERVATION_UPDATE,
 }
+# In the JSON body of every span that belongs to an experiment item, and rarely elsewhere.
+EXPERIMENT_MARKER = b'"item.root_observation_id"'
 # Ids and names beyond this are not the SDKs' (which send 16-hex ids and short names): skipped.
 MAX_TEXT = 1000
 
@@ -50,11 +52,11 @@ class ExperimentItemSpan:
 
 
 def experiment_items(batch: events_pb2.IngestionEventBatch) -> list[ExperimentItemSpan]:
-    """The experiment items among a batch's events. Only observation bodies that mention an
-    experiment are parsed (most spans are not experiments). Raises on a body that is not JSON."""
+    """The experiment items among a batch's events. Only observation bodies that carry the marker
+    are parsed (most spans are not experiments). Raises on a body that is not JSON."""
     items = []
     for event in batch.events:
-        if event.type not in _OBSERVATION_EVENTS or b'"experiment"' not in event.body_json:
+        if event.type not in _OBSERVATION_EVENTS or EXPERIMENT_MARKER not in event.body_json:
             continue
         body = orjson.loads(event.body_json)
         if b"\\u0000" in event.body_json:

@@ -4,12 +4,16 @@ root observation (Python 5: the experiment-item-task span; JS: the experiment-it
 nothing for other spans."""
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
+from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.kafka import InvalidMessage
+from services.evals.consumer import decode_items
 from services.evals.experiments import experiment_items
 
 TRACE = "b9476d60b682ee29af6ce4258a3d30d5"
@@ -126,3 +130,19 @@ def test_nul_characters_become_replacement_characters() -> None:
         [span("run1", None, "experiment-item-run", input={"q\x00": "a\x00b"}, **attrs)]
     )
     assert item.run_name == "run\ufffdA" and item.input == {"q\ufffd": "a\ufffdb"}
+
+
+def test_kafka_messages_decode_to_their_items_and_garbage_is_poison() -> None:
+    attrs = experiment("run1")
+    with_item = events_pb2.IngestionEventBatch(events=[span("run1", None, "run", **attrs)])
+    without = events_pb2.IngestionEventBatch(events=[span("a", None, "plain")])
+
+    def record(value: bytes) -> Any:
+        return SimpleNamespace(value=value)
+
+    assert [i.observation_id for i in decode_items(record(encode_event_batch(with_item)))] == [
+        "run1"
+    ]
+    assert decode_items(record(encode_event_batch(without))) == []
+    with pytest.raises(InvalidMessage):
+        decode_items(record(b"\x1f\x8bnot gzip"))
