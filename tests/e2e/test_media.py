@@ -4,8 +4,11 @@ of the very bytes. Checksums, limits, other projects and trace deletion as the i
 
 import base64
 import hashlib
+import json
+import os
 import re
 import struct
+import subprocess
 import uuid
 import zlib
 from typing import Any
@@ -16,6 +19,7 @@ from langfuse import Langfuse, LangfuseMedia
 
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
 from tests.e2e.test_ingestion_batch import admin
+from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -225,3 +229,38 @@ async def test_another_project_sees_no_media_and_urls_cover_their_key(stack: Sta
     upload_url = pending["uploadUrl"].replace(pending["mediaId"], media_id_of(content))
     replayed = httpx.put(upload_url, content=second, headers=put_headers(second))
     assert replayed.status_code == 403
+
+
+NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
+
+
+async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
+    content = png(f"js {uuid.uuid4()}")
+    result = subprocess.run(
+        ["node", str(ROOT / "tests" / "e2e" / "js" / "media.mjs")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "LANGFUSE_NODE_MODULES": NODE_MODULES.as_uri(),
+            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
+            "LANGFUSE_SECRET_KEY": SECRET_KEY,
+            "LANGFUSE_BASE_URL": stack.gateway_url,
+            "MEDIA_DATA_URI": "data:image/png;base64," + base64.b64encode(content).decode(),
+        },
+    )
+    observation_id = json.loads(result.stdout.strip().splitlines()[-1])["observationId"]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+
+        async def stored_input() -> Any:
+            response = await client.get(f"/api/public/observations/{observation_id}")
+            return response.json().get("input") if response.is_success else None
+
+        stored = await eventually(stored_input, lambda value: value is not None)
+        reference = REFERENCE.fullmatch(stored["image"])
+        assert reference is not None
+        assert reference.groups() == ("image/png", media_id_of(content), "base64_data_uri")
+        record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
+    assert httpx.get(record["url"]).content == content
