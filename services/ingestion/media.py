@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from libs.common import limits
 from libs.common.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from libs.common.limits import Id, Time
+from services.ingestion.store import delete_prefix
 
 # The SDKs' MediaContentType enum (Langfuse's OpenAPI file); anything else is a 400.
 ContentType = Literal[

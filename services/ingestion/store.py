@@ -83,6 +83,26 @@ class EventLog:
             raise RuntimeError(f"{len(failed)} event-log objects not deleted, e.g. {failed[0]}")
         return len(keys)
 
+    async def delete_project(self, project_id: str) -> int:
+        """Removes every event-log object of a deleted project; returns how many there were."""
+        return await delete_prefix(self._s3, self._bucket, f"events/{_segment(project_id)}/")
+
+
+async def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Removes every object under `prefix`, a listed page (at most 1,000 keys, S3's limit of one
+    delete call) at a time, so memory stays flat however many there are; returns the count."""
+    deleted = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if not keys:
+            continue
+        reply = await s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+        if failed := reply.get("Errors"):
+            raise RuntimeError(f"{len(failed)} objects under {prefix} not deleted: {failed[0]}")
+        deleted += len(keys)
+    return deleted
+
 
 def _prefix(project_id: str, trace_id: str) -> str:
     return f"events/{_segment(project_id)}/{_segment(trace_id)}/"
