@@ -147,6 +147,8 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", project_id, new_id
             )
+        await _changing(conn, dataset)
+        if change.item_id is not None:
             current = await conn.fetchrow(
                 f"SELECT dataset_id, valid_from, created_at, {_VALUES} FROM dataset_items"
                 " WHERE project_id = $1 AND id = $2 AND valid_to IS NULL",
@@ -193,7 +195,6 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
                 merged["source_observation_id"],
                 current["created_at"] if current is not None else instant,
             )
-        await _changed(conn, dataset["id"])
         return await get(conn, project_id, new_id)
 
 
@@ -305,21 +306,27 @@ async def delete(conn: asyncpg.Connection, project_id: str, item: str) -> None:
         await conn.execute(
             "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", project_id, item
         )
-        dataset_id = await conn.fetchval(
-            "UPDATE dataset_items SET valid_to = greatest(date_trunc('milliseconds',"
-            " clock_timestamp()), valid_from + interval '1 millisecond')"
-            " WHERE project_id = $1 AND id = $2 AND valid_to IS NULL RETURNING dataset_id",
+        dataset = await conn.fetchrow(
+            "SELECT d.id, d.name FROM dataset_items i JOIN datasets d ON d.id = i.dataset_id"
+            " WHERE i.project_id = $1 AND i.id = $2 AND i.valid_to IS NULL",
             project_id,
             item,
         )
-        if dataset_id is None:
+        if dataset is None:
             raise NotFound(f"Dataset item {item} not found")
+        await _changing(conn, dataset)
+        await conn.execute(
+            "UPDATE dataset_items SET valid_to = greatest(date_trunc('milliseconds',"
+            " clock_timestamp()), valid_from + interval '1 millisecond')"
+            " WHERE project_id = $1 AND id = $2 AND valid_to IS NULL",
+            project_id,
+            item,
+        )
         await conn.execute(
             "DELETE FROM dataset_run_items WHERE project_id = $1 AND dataset_item_id = $2",
             project_id,
             item,
         )
-        await _changed(conn, dataset_id)
 
 
 def document(row: asyncpg.Record) -> bytes:
@@ -344,11 +351,15 @@ def document(row: asyncpg.Record) -> bytes:
     )
 
 
-async def _changed(conn: asyncpg.Connection, dataset_id: str) -> None:
-    """Last in a write's transaction (it locks the dataset's row until the commit)."""
-    await conn.execute(
-        "UPDATE datasets SET items_revision = items_revision + 1 WHERE id = $1", dataset_id
+async def _changing(conn: asyncpg.Connection, dataset: asyncpg.Record) -> None:
+    """Bumps the dataset's items revision at the start of an item write: its row stays locked
+    until the commit, taken before any item row, in the order a dataset's deletion takes them
+    (so the two never deadlock). A dataset deleted meanwhile is a 404."""
+    bumped = await conn.execute(
+        "UPDATE datasets SET items_revision = items_revision + 1 WHERE id = $1", dataset["id"]
     )
+    if bumped.endswith(" 0"):
+        raise NotFound(f"Dataset {dataset['name']} not found")
 
 
 def _merged(current: asyncpg.Record | None, change: ItemChange) -> dict[str, Any]:

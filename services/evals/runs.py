@@ -161,23 +161,27 @@ async def create_run_item(
     item's dataset, run name) and takes the request's description and metadata."""
     async with conn.transaction():
         dataset_id = await active_item_dataset(conn, project_id, request.dataset_item_id)
-        run = await upsert_run(
-            conn,
-            project_id,
-            dataset_id,
-            request.run_name,
-            description=request.run_description,
-            metadata=request.metadata,
-        )
-        item = await upsert_run_item(
-            conn,
-            project_id,
-            run["id"],
-            request.dataset_item_id,
-            trace_id,
-            observation_id=request.observation_id,
-            created_at=request.created_at,
-        )
+        try:
+            run = await upsert_run(
+                conn,
+                project_id,
+                dataset_id,
+                request.run_name,
+                description=request.run_description,
+                metadata=request.metadata,
+            )
+            item = await upsert_run_item(
+                conn,
+                project_id,
+                run["id"],
+                request.dataset_item_id,
+                trace_id,
+                observation_id=request.observation_id,
+                created_at=request.created_at,
+            )
+        except asyncpg.ForeignKeyViolationError as exc:
+            # The dataset (or the run) was deleted meanwhile.
+            raise NotFound("Dataset item not found or not active") from exc
     return run_item_document(item, run["name"])
 
 

@@ -382,3 +382,22 @@ async def test_the_legacy_v1_shapes_carry_items_and_run_names(api: DatasetApi) -
     page = await api.list_datasets(A, evals_pb2.ListDatasetsRequest(legacy_v1=True))
     listed_one = orjson.loads(page.datasets_json[0])
     assert sorted(listed_one["items"]) == ["active", "archived"] and listed_one["runs"] == ["run"]
+
+
+async def test_writes_racing_a_dataset_deletion_succeed_or_find_nothing(api: DatasetApi) -> None:
+    for round_ in range(3):
+        name = f"race-{round_}"
+        await dataset(api, name=name)
+        await item(api, datasetName=name, id=f"{name}-seed")
+        writes = [item(api, datasetName=name, id=f"{name}-{n % 3}", input=n) for n in range(12)]
+        writes += [
+            run_item(api, runName="r", datasetItemId=f"{name}-seed", traceId=f"t{n}")
+            for n in range(6)
+        ]
+        writes.append(api.delete_item(A, evals_pb2.DeleteDatasetItemRequest(item_id=f"{name}-0")))
+        deletion = api.delete_dataset(A, evals_pb2.DeleteDatasetRequest(dataset_name=name))
+        outcomes = await asyncio.gather(*writes[:9], deletion, *writes[9:], return_exceptions=True)
+        unexpected = [
+            o for o in outcomes if isinstance(o, Exception) and not isinstance(o, NotFound)
+        ]
+        assert unexpected == []
