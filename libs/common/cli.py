@@ -1,10 +1,10 @@
 """The one entry point shape of every service: `python -m services.<name> {run,migrate}`, and
-`dlq list|replay` for the services that consume a topic (libs/common/dlq.py)."""
+`dlq list|replay` for the services that consume topics (libs/common/dlq.py)."""
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,16 +27,22 @@ def main(
     load_config: Callable[[], C],
     run: Command[C],
     migrate: Command[C],
-    consumes: Topic | None = None,
+    consumes: Sequence[Topic] = (),
 ) -> None:
-    """`consumes`: the topic this service consumes, whose DLQ `dlq` lists and replays."""
+    """`consumes`: the topics this service consumes, whose DLQs `dlq` lists and replays."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="serve")
     commands.add_parser("migrate", help="prepare the stores this service owns")
-    if consumes is not None:
-        dead = commands.add_parser("dlq", help=f"dead letters of {consumes.value}")
+    if consumes:
+        dead = commands.add_parser("dlq", help="list or replay this service's dead letters")
         dead.add_argument("action", choices=["list", "replay"])
+        dead.add_argument(
+            "--topic",
+            choices=[topic.value for topic in consumes],
+            default=consumes[0].value if len(consumes) == 1 else None,
+            help="the consumed topic whose DLQ to replay (needed when there are several)",
+        )
         chosen = dead.add_mutually_exclusive_group()
         chosen.add_argument(
             "--offset", type=int, action="append", default=[], help="DLQ offset (repeatable)"
@@ -44,10 +50,10 @@ def main(
         chosen.add_argument("--all", action="store_true", help="replay every dead letter")
     args = parser.parse_args()
     if args.command == "dlq":
-        assert consumes is not None
-        if args.action == "replay" and not (args.offset or args.all):
-            parser.error("dlq replay needs --offset N (repeatable) or --all")
-        sys.exit(asyncio.run(_dlq(service, consumes, args.action, args.offset)))
+        if args.action == "replay" and not (args.topic and (args.offset or args.all)):
+            parser.error("dlq replay needs --offset N (repeatable) or --all, and --topic T")
+        topics = [Topic(args.topic)] if args.action == "replay" else list(consumes)
+        sys.exit(asyncio.run(_dlq(service, topics, args.action, args.offset)))
     try:
         log_settings = config.load(LogSettings, "")
         cfg = load_config()
@@ -59,7 +65,7 @@ def main(
     asyncio.run(command(cfg))
 
 
-async def _dlq(service: str, topic: Topic, action: str, offsets: list[int]) -> int:
+async def _dlq(service: str, topics: list[Topic], action: str, offsets: list[int]) -> int:
     """Needs only the Kafka variables. Prints one line per dead letter of this service listed or
     replayed: DLQ offset, original topic/partition@offset, when, consumer group, key, error."""
     try:
@@ -67,20 +73,20 @@ async def _dlq(service: str, topic: Topic, action: str, offsets: list[int]) -> i
     except config.ConfigError as exc:
         print(f"{service}: {exc}", file=sys.stderr)
         return 2
-    # Other services may consume the same topic: only the dead letters of this one's groups.
-    letters = [
-        letter
-        for letter in await dlq.read_dead_letters(cluster, topic)
-        if letter.group.startswith(cluster.group(f"{service}."))
-    ]
-    if action == "replay":
-        if offsets:
-            letters = [letter for letter in letters if letter.offset in set(offsets)]
-            missing = set(offsets) - {letter.offset for letter in letters}
-            if missing:
-                print(f"{service}: no dead letter at offset {sorted(missing)}", file=sys.stderr)
-                return 1
-        await dlq.replay(cluster, topic, letters)
-    for letter in letters:
-        print(("replayed\t" if action == "replay" else "") + letter.line())
+    for topic in topics:
+        # Other services may consume the same topic: only the dead letters of this one's groups.
+        letters = [
+            letter
+            for letter in await dlq.read_dead_letters(cluster, topic)
+            if letter.group.startswith(cluster.group(f"{service}."))
+        ]
+        if action == "replay":
+            if offsets:
+                letters = [letter for letter in letters if letter.offset in offsets]
+                if missing := set(offsets) - {letter.offset for letter in letters}:
+                    print(f"{service}: no dead letter at offset {sorted(missing)}", file=sys.stderr)
+                    return 1
+            await dlq.replay(cluster, topic, letters)
+        for letter in letters:
+            print(("replayed\t" if action == "replay" else "") + letter.line())
     return 0

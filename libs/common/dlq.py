@@ -58,6 +58,8 @@ async def read_dead_letters(cluster: KafkaCluster, topic: Topic) -> list[DeadLet
     )
     await consumer.start()
     try:
+        if partition.topic not in await consumer.topics():
+            return []  # not created yet (`migrate` creates it): nothing was dead-lettered
         consumer.assign([partition])
         end = (await consumer.end_offsets([partition]))[partition]
         letters: list[DeadLetter] = []
