@@ -165,7 +165,7 @@ def create_request(body: dict[str, Any]) -> prompts_pb2.CreatePromptRequest:
     name = body.get("name")
     if not isinstance(name, str):
         raise ApiError(400, "Invalid request data: name must be a string")
-    kind = body.get("type") or "text"
+    kind = "text" if body.get("type") is None else body["type"]
     if not isinstance(kind, str) or kind not in _TYPES:
         raise ApiError(400, "Invalid request data: type must be 'text' or 'chat'")
     labels = body.get("labels") or []
