@@ -78,6 +78,23 @@ class GenerationCache:
                     raise
                 await asyncio.sleep(0.05 * attempt)
 
+    async def drop(self, scope: str) -> int:
+        """Deletes a scope that is gone for good (a deleted project): its token and its entries,
+        here and in Redis; returns how many Redis keys went. Raises RedisError when Redis is
+        unreachable, so the caller retries. Idempotent."""
+        self.forget(scope)
+        pattern = f"{self._namespace}:v:{_glob_literal(scope)}:*"
+        deleted = await self._redis.delete(f"{self._namespace}:gen:{scope}")
+        batch: list[bytes] = []
+        async for key in self._redis.scan_iter(match=pattern, count=1000):
+            batch.append(key)
+            if len(batch) == 500:
+                deleted += await self._redis.delete(*batch)
+                batch = []
+        if batch:
+            deleted += await self._redis.delete(*batch)
+        return int(deleted)
+
     def forget(self, scope: str) -> None:
         """Drops this replica's local entries of a scope (on a change event from any replica)."""
         for local_key in [k for k in self._local if k[0] == scope]:
@@ -90,3 +107,8 @@ class GenerationCache:
 
     def _redis_key(self, scope: str, generation: str, key: str) -> str:
         return f"{self._namespace}:v:{scope}:{generation}:{key}"
+
+
+def _glob_literal(text: str) -> str:
+    """`text` matched literally inside a Redis MATCH pattern (scopes may hold `*`, `?`, `[`)."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

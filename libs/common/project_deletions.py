@@ -3,10 +3,8 @@ already gone) and every owning service deletes that project's data from its own 
 consumer group of its own. Handlers must be idempotent: a replay, or the same project announced
 again by a repeated DELETE, deletes nothing more."""
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from libs.common.gen.obs.events.v1 import events_pb2
@@ -44,23 +42,3 @@ def decode_deletion(record: Record) -> events_pb2.ProjectDeleted:
     if not event.project_id:
         raise InvalidMessage("ProjectDeleted without a project id")
     return event
-
-
-def glob_escape(text: str) -> str:
-    """`text` as a literal inside a Redis MATCH pattern (project ids may hold `*`, `?`, `[`)."""
-    return "".join("\\" + char if char in "*?[]\\" else char for char in text)
-
-
-async def delete_redis_keys(client: redis.Redis, patterns: Sequence[str]) -> int:
-    """Deletes every key matching the patterns (SCAN, never KEYS: Redis stays responsive)."""
-    deleted = 0
-    for pattern in patterns:
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += await client.delete(*batch)
-                batch = []
-        if batch:
-            deleted += await client.delete(*batch)
-    return deleted

@@ -121,9 +121,15 @@ class RateLimiter:
         limits: Mapping[Bucket, Limit],
         namespace: str = "gateway.ratelimit",
     ) -> None:
+        self._redis = client
         self._take = client.register_script(_TAKE)
         self._limits = dict(limits)
         self._namespace = namespace
+
+    async def forget(self, project_id: str) -> None:
+        """Deletes a deleted project's buckets (they would expire on their own within seconds).
+        Raises RedisError when Redis is unreachable, so the caller retries."""
+        await self._redis.delete(*(f"{self._namespace}:{b.value}:{project_id}" for b in Bucket))
 
     async def retry_after(self, project_id: str, bucket: Bucket) -> int | None:
         """None when the project may make this request now; otherwise the whole seconds (≥ 1)

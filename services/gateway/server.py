@@ -113,7 +113,7 @@ async def run(cfg: GatewayConfig) -> None:
         purger = BatchConsumer(
             consumer_settings(cfg.kafka, "gateway"),
             decode_deletion,
-            ProjectPurger(store, cache_client).handle,
+            ProjectPurger(store, state.prompt_cache, state.rate_limiter).handle,
             producer,
         )
         server = _Server(

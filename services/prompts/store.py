@@ -137,6 +137,11 @@ class PromptStore:
             await _take_labels(conn, project_id, name, version, labels)
             return _version(row)
 
+    async def delete_project(self, project_id: str) -> int:
+        """Deletes every version of every prompt of a deleted project; returns how many."""
+        status = await self._pool.execute("DELETE FROM prompts WHERE project_id = $1", project_id)
+        return int(status.rpartition(" ")[2])
+
     @_text_checked
     async def delete(
         self, project_id: str, name: str, version: int | None, label: str | None

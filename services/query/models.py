@@ -71,6 +71,11 @@ class ModelStore:
                 f"A model named {entry['modelName']!r} with this start date already exists"
             ) from exc
 
+    async def delete_project(self, project_id: str) -> int:
+        """Deletes every model of a deleted project; returns how many there were."""
+        status = await self._pool.execute("DELETE FROM models WHERE project_id = $1", project_id)
+        return int(status.rpartition(" ")[2])
+
     async def delete(self, project_id: str, model_id: str) -> bool:
         result = await self._pool.execute(
             "DELETE FROM models WHERE project_id = $1 AND id = $2", project_id, model_id

@@ -1,0 +1,88 @@
+"""What each owner deletes of a deleted project, against the real stores: everything of that
+project, nothing of another whose id it prefixes or that looks like a pattern, and a second run
+finds nothing left (replays are harmless)."""
+
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.asyncio as redis
+
+from libs.common.gencache import GenerationCache
+from libs.common.migrate import load_migrations, migrate
+from services.ingestion.store import EventLog, open_s3
+from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
+from services.query.server import MIGRATIONS
+from services.query.store import TraceStore
+from tests.integration.conftest import ENV, unique
+from tests.integration.test_stores import s3_config
+
+
+async def test_a_dropped_cache_scope_loses_its_token_and_entries_and_no_other() -> None:
+    client = redis.from_url(f"redis://127.0.0.1:{ENV['REDIS_PORT']}/0")
+    cache = GenerationCache(client, unique("ns"))
+    deleted = unique("p*")
+    pattern_like = deleted.replace("*", "x")  # matched by the scope's pattern unless escaped
+    prefixed = f"{deleted}-2"
+    try:
+        for scope in (deleted, pattern_like, prefixed):
+            generation = await cache.generation(scope)
+            assert generation is not None
+            await cache.put(scope, generation, "k", b"v")
+        assert await cache.drop(deleted) == 2
+        assert await cache.drop(deleted) == 0
+        for scope in (pattern_like, prefixed):
+            generation = await cache.generation(scope)
+            assert generation is not None and await cache.get(scope, generation, "k") == b"v"
+    finally:
+        await client.aclose()
+
+
+async def test_a_deleted_projects_event_log_goes_and_a_prefixed_projects_stays() -> None:
+    cfg = s3_config("it-project-deletion")
+    async with AsyncExitStack() as stack:
+        s3 = await open_s3(cfg, stack)
+        event_log = EventLog(s3, cfg.s3_bucket)
+        await event_log.ensure_bucket()
+        now = datetime.now(UTC)
+        for project, traces in (("p", 1005), ("p2", 1)):  # more than one listed page
+            for i in range(traces):
+                await event_log.put(EventLog.key(project, f"t{i}", now), b"x")
+        assert await event_log.delete_project("p") == 1005
+        assert await event_log.delete_project("p") == 0
+        left = await s3.list_objects_v2(Bucket=cfg.s3_bucket)
+        assert [item["Key"].split("/")[1] for item in left["Contents"]] == ["p2"]
+
+
+async def test_a_deleted_projects_clickhouse_rows_go_for_good(tmp_path: Path) -> None:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    try:
+        await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS / "clickhouse"))
+        for project in ("gone", "kept"):
+            await clickhouse.execute(
+                "INSERT INTO traces (project_id, id, timestamp, created_at, updated_at, event_ts)"
+                " VALUES ({p:String}, 't1', now64(3), now64(3), now64(3), now64(3))",
+                {"p": project},
+            )
+            await clickhouse.execute(
+                "INSERT INTO observations (project_id, id, trace_id, type, name, start_time,"
+                " created_at, updated_at, event_ts) VALUES ({p:String}, 'o1', 't1', 'SPAN', 'n',"
+                " now64(3), now64(3), now64(3), now64(3))",
+                {"p": project},
+            )
+        store = TraceStore(clickhouse)
+        await store.delete_project("gone")
+        await store.delete_project("gone")
+        counts = {
+            table: await clickhouse.select(
+                f"SELECT project_id, count() AS n FROM {table} GROUP BY project_id"
+            )
+            for table in ("traces", "observations", "scores")
+        }
+    finally:
+        clickhouse.close()
+    assert counts == {
+        "traces": [{"project_id": "kept", "n": 1}],
+        "observations": [{"project_id": "kept", "n": 1}],
+        "scores": [],
+    }
