@@ -138,7 +138,6 @@ def item_id(value: Any) -> str:
 
 async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) -> asyncpg.Record:
     dataset = await datasets.get(conn, project_id, change.dataset_name)
-    schemas = ItemSchemas.of(dataset["input_schema"], dataset["expected_output_schema"])
     new_id = change.item_id or str(uuid.uuid4())
     async with conn.transaction():
         current = None
@@ -147,7 +146,8 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", project_id, new_id
             )
-        await _changing(conn, dataset)
+        # The schemas as of the lock: a schema change waits for this write or this for it.
+        schemas = await _changing(conn, dataset)
         if change.item_id is not None:
             current = await conn.fetchrow(
                 f"SELECT dataset_id, valid_from, created_at, {_VALUES} FROM dataset_items"
@@ -351,15 +351,19 @@ def document(row: asyncpg.Record) -> bytes:
     )
 
 
-async def _changing(conn: asyncpg.Connection, dataset: asyncpg.Record) -> None:
-    """Bumps the dataset's items revision at the start of an item write: its row stays locked
-    until the commit, taken before any item row, in the order a dataset's deletion takes them
-    (so the two never deadlock). A dataset deleted meanwhile is a 404."""
-    bumped = await conn.execute(
-        "UPDATE datasets SET items_revision = items_revision + 1 WHERE id = $1", dataset["id"]
+async def _changing(conn: asyncpg.Connection, dataset: asyncpg.Record) -> ItemSchemas:
+    """Bumps the dataset's items revision at the start of an item write and answers its schemas:
+    the row stays locked until the commit, taken before any item row, in the order a dataset's
+    deletion takes them (so the two never deadlock). A dataset deleted meanwhile is a 404."""
+    bumped = await conn.fetchrow(
+        "UPDATE datasets SET items_revision = items_revision + 1 WHERE id = $1"
+        " RETURNING input_schema::text AS input_schema,"
+        " expected_output_schema::text AS expected_output_schema",
+        dataset["id"],
     )
-    if bumped.endswith(" 0"):
+    if bumped is None:
         raise NotFound(f"Dataset {dataset['name']} not found")
+    return ItemSchemas.of(bumped["input_schema"], bumped["expected_output_schema"])
 
 
 def _merged(current: asyncpg.Record | None, change: ItemChange) -> dict[str, Any]:

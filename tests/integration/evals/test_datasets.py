@@ -401,3 +401,19 @@ async def test_writes_racing_a_dataset_deletion_succeed_or_find_nothing(api: Dat
             o for o in outcomes if isinstance(o, Exception) and not isinstance(o, NotFound)
         ]
         assert unexpected == []
+
+
+async def test_a_schema_change_and_item_writes_never_leave_a_breaking_item(
+    api: DatasetApi,
+) -> None:
+    number = {"type": "number"}
+    for round_ in range(3):
+        name = f"schema-race-{round_}"
+        await dataset(api, name=name)
+        writes = [item(api, datasetName=name, input="text" if n % 2 else n) for n in range(10)]
+        change = dataset(api, name=name, inputSchema=number)
+        await asyncio.gather(*writes[:5], change, *writes[5:], return_exceptions=True)
+        schema = (await dataset(api, name=name))["inputSchema"]
+        found, _ = await listed(api, dataset_name=name)
+        if schema == number:
+            assert all(isinstance(i["input"], int) for i in found)
