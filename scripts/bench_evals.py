@@ -80,6 +80,10 @@ async def dataset_of(client: httpx.AsyncClient, size: int, purpose: str) -> str:
 
 
 def sdk_client() -> Langfuse:
+    # OTel's span queue holds 2,048 spans by default: a 1,000-item run of a trivial task makes
+    # 2,000 at once and the SDK drops the rest ("Queue full, dropping Span"). A client running
+    # experiments of that size raises it the same way.
+    os.environ.setdefault("OTEL_BSP_MAX_QUEUE_SIZE", "16384")
     return Langfuse(public_key=AUTH[0], secret_key=AUTH[1], base_url=GATEWAY)
 
 
