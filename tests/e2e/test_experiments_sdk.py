@@ -1,8 +1,8 @@
 """Experiments through the official SDKs, unmodified: Python 5's run_experiment (spans only: it
 never calls POST /dataset-run-items) on dataset items and on local data, with item and run
 evaluators; re-runs with the same run name; run items from POST /dataset-run-items and from the
-JS client's experiment runner landing in the same run; `api.experiments` reads; a run's results
-with their numbers."""
+JS and Python 3 experiment runners (run items, then spans) landing in the same run;
+`api.experiments` reads; a run's results with their numbers."""
 
 import hashlib
 import json
@@ -23,6 +23,7 @@ from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
 NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
+SDK3_PYTHON = ROOT / ".dev" / "venvs" / "langfuse3" / "bin" / "python"
 SINCE = datetime.now(UTC) - timedelta(hours=1)
 
 
@@ -160,27 +161,52 @@ async def test_reruns_and_run_items_of_every_sdk_land_in_one_run(
     assert created.status_code == 200
     assert created.json()["datasetRunId"] == first.experiment_id
 
-    # The JS runner posts run items and sends spans whose root is its experiment-item-run span.
+    # The JS and Python 3 runners post run items, then send spans whose item root is their
+    # experiment-item-run span: the spans describe the same run items.
     js = run_js_experiment(stack, dataset.name, "shared")
-    assert js["datasetRunId"] == first.experiment_id
-    js_traces = {t["traceId"] for t in js["traces"]}
+    sdk3 = run_sdk3_experiment(stack, dataset.name, "shared")
+    assert js["datasetRunId"] == sdk3["datasetRunId"] == first.experiment_id
+    posted_traces = {t["traceId"] for t in js["traces"] + sdk3["traces"]}
 
-    def js_items_described(page: Any) -> bool:
-        described = [i for i in page.data if i.trace_id in js_traces and i.output is not None]
-        return len(described) == 2
+    def described(page: Any) -> bool:
+        items = [i for i in page.data if i.trace_id in posted_traces and i.output is not None]
+        return len(items) == 4
 
-    items = await eventually(lambda: _list_items(sdk, first.experiment_id), js_items_described)
-    assert len(items.data) == 7
-    for item in (i for i in items.data if i.trace_id in js_traces):
+    items = await eventually(lambda: _list_items(sdk, first.experiment_id), described)
+    assert len(items.data) == 9
+    for item in (i for i in items.data if i.trace_id in posted_traces):
         assert item.output == item.input["n"] * 2 and item.environment == "sdk-experiment"
     [experiment] = sdk.api.experiments.list(from_start_time=SINCE, id=first.experiment_id).data
-    assert experiment.item_count == 7
+    assert experiment.item_count == 9
 
 
 async def _list_items(sdk: Langfuse, experiment_id: str) -> Any:
     return sdk.api.experiments.list_items(
         from_start_time=SINCE, experiment_id=experiment_id, fields="core,io", limit=100
     )
+
+
+SDK3_EXPERIMENT = """
+import json, sys
+from langfuse import Langfuse
+public_key, secret_key, host, dataset_name, run_name = sys.argv[1:6]
+client = Langfuse(public_key=public_key, secret_key=secret_key, host=host)
+result = client.get_dataset(dataset_name).run_experiment(
+    name="doubling", run_name=run_name, task=lambda *, item, **kwargs: item.input["n"] * 2
+)
+client.flush()
+print(json.dumps({"datasetRunId": result.dataset_run_id,
+                  "traces": [{"traceId": r.trace_id} for r in result.item_results]}))
+"""
+
+
+def run_sdk3_experiment(stack: Stack, dataset_name: str, run_name: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [str(SDK3_PYTHON), "-c", SDK3_EXPERIMENT, PUBLIC_KEY, SECRET_KEY, stack.gateway_url,
+         dataset_name, run_name],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def run_js_experiment(stack: Stack, dataset_name: str, run_name: str) -> dict[str, Any]:
