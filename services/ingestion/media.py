@@ -225,16 +225,16 @@ class Media:
         already uploaded. Either way the link to the trace or dataset item is recorded."""
         request, link = parse_upload(body, self._max_bytes)
         media_id = media_id_of(request.sha256_hash)
-        async with self._db().acquire() as conn, conn.transaction():
-            # The upsert locks the row, so a concurrent deletion of its last link waits for this
-            # link (or this waits for the deletion and starts a new record).
-            row = await conn.fetchrow(_UPSERT_MEDIA, project_id, media_id, request.sha256_hash,
-                                      request.content_type, request.content_length)  # fmt: skip
-            if row["sha256_hash"] != request.sha256_hash:
-                raise Conflict("Invalid request data: another content has this media id")
-            await conn.execute(_INSERT_LINK, project_id, media_id, link.trace_id,
-                               link.observation_id, link.dataset_id, link.dataset_item_id,
-                               link.field)  # fmt: skip
+        # One statement (one round trip): the upsert locks the media row, so a concurrent
+        # deletion of its last link waits for this link, or this waits for the deletion and
+        # starts a new record. No row comes back when the id belongs to other content.
+        row = await self._db().fetchrow(
+            _UPSERT_MEDIA_AND_LINK, project_id, media_id, request.sha256_hash,
+            request.content_type, request.content_length, link.trace_id, link.observation_id,
+            link.dataset_id, link.dataset_item_id, link.field,
+        )  # fmt: skip
+        if row is None:
+            raise Conflict("Invalid request data: another content has this media id")
         if row["uploaded_at"] is not None:
             return media_id, None
         key = MediaObjects.key(project_id, media_id)
@@ -247,7 +247,7 @@ class Media:
         whose checksum differed was refused, whatever the client says)."""
         request = parse_patch(body)
         pool = self._db()
-        if not limits.is_id(media_id) or not await pool.fetchval(_EXISTS, project_id, media_id):
+        if not limits.is_id(media_id):
             raise NotFound("Media asset not found")
         stored = None
         if 200 <= request.upload_http_status < 300:
@@ -255,11 +255,13 @@ class Media:
         length, content_type = stored or (None, None)
         # S3's XML error, kept short; PostgreSQL text holds no NUL.
         error = (request.upload_http_error or "").replace("\x00", "")[:_MAX_UPLOAD_ERROR] or None
-        await pool.execute(
+        updated = await pool.fetchval(
             _PATCH_MEDIA, project_id, media_id, request.upload_http_status, error,
             request.upload_time_ms, request.uploaded_at if stored else None, length,
             content_type or None,
         )  # fmt: skip
+        if not updated:
+            raise NotFound("Media asset not found")
 
     async def get(self, project_id: str, media_id: str) -> bytes:
         pool = self._db()
@@ -319,23 +321,25 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-_UPSERT_MEDIA = """
-INSERT INTO media (project_id, id, sha256_hash, content_type, content_length)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (project_id, id) DO UPDATE SET
-    content_type = CASE WHEN media.uploaded_at IS NULL
-                        THEN EXCLUDED.content_type ELSE media.content_type END,
-    content_length = CASE WHEN media.uploaded_at IS NULL
-                          THEN EXCLUDED.content_length ELSE media.content_length END
-RETURNING sha256_hash, uploaded_at
+_UPSERT_MEDIA_AND_LINK = """
+WITH upserted AS (
+    INSERT INTO media (project_id, id, sha256_hash, content_type, content_length)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (project_id, id) DO UPDATE SET
+        content_type = CASE WHEN media.uploaded_at IS NULL
+                            THEN EXCLUDED.content_type ELSE media.content_type END,
+        content_length = CASE WHEN media.uploaded_at IS NULL
+                              THEN EXCLUDED.content_length ELSE media.content_length END
+    WHERE media.sha256_hash = EXCLUDED.sha256_hash
+    RETURNING uploaded_at
+), linked AS (
+    INSERT INTO media_links
+        (project_id, media_id, trace_id, observation_id, dataset_id, dataset_item_id, field)
+    SELECT $1, $2, $6, $7, $8, $9, $10 FROM upserted
+    ON CONFLICT DO NOTHING
+)
+SELECT uploaded_at FROM upserted
 """
-_INSERT_LINK = """
-INSERT INTO media_links
-    (project_id, media_id, trace_id, observation_id, dataset_id, dataset_item_id, field)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT DO NOTHING
-"""
-_EXISTS = "SELECT true FROM media WHERE project_id = $1 AND id = $2"
 _PATCH_MEDIA = """
 UPDATE media SET
     upload_http_status = $3,
@@ -345,6 +349,7 @@ UPDATE media SET
     content_length = COALESCE($7, content_length),
     content_type = COALESCE($8, content_type)
 WHERE project_id = $1 AND id = $2
+RETURNING true
 """
 _SELECT_MEDIA = """
 SELECT content_type, content_length, uploaded_at FROM media WHERE project_id = $1 AND id = $2

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from libs.common.errors import NotFound
+from libs.common.errors import Conflict, NotFound
 from libs.common.migrate import migrate_postgres
 from services.ingestion.media import Media, MediaObjects
 from services.ingestion.server import MIGRATIONS
@@ -107,3 +107,19 @@ async def test_deletions_beside_new_links_never_lose_a_referenced_media(
         )
 
     await asyncio.gather(*(race(n) for n in range(20)))
+
+
+async def test_an_id_taken_by_other_content_is_a_conflict(
+    media: tuple[Media, MediaObjects],
+) -> None:
+    api, _ = media
+    first = sha(b"first")
+    # Another digest with the same first 22 characters: the same media id, other content.
+    other = first[:30] + ("A" if first[30] != "A" else "B") + first[31:]
+    body = orjson.loads(request(b"first", traceId="t"))
+    media_id, _ = await api.create_upload(PROJECT, orjson.dumps(body))
+    with pytest.raises(Conflict):
+        await api.create_upload(PROJECT, orjson.dumps({**body, "sha256Hash": other,
+                                                       "contentType": "image/png"}))  # fmt: skip
+    pending = await api.create_upload(PROJECT, orjson.dumps(body))
+    assert pending[0] == media_id and pending[1] is not None
