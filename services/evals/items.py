@@ -15,6 +15,7 @@ keeps its place across versions. Pages pick their ids on an index alone, then re
 
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,12 @@ _DOCUMENT = (
     "i.id, i.status, i.input::text AS input, i.expected_output::text AS expected_output,"
     " i.metadata::text AS metadata, i.source_trace_id, i.source_observation_id, i.dataset_id,"
     " d.name AS dataset_name, i.created_at, i.valid_from"
+)
+# What an insert returns for the document (the dataset's name is known already).
+_RETURNED = (
+    "id, status, input::text AS input, expected_output::text AS expected_output,"
+    " metadata::text AS metadata, source_trace_id, source_observation_id, dataset_id,"
+    " created_at, valid_from"
 )
 # The JSON fields of a body and their columns.
 _JSON_FIELDS = {"input": "input", "expectedOutput": "expected_output", "metadata": "metadata"}
@@ -136,7 +143,9 @@ def item_id(value: Any) -> str:
     return text(value, "id", max_length=ID_MAX_LENGTH)
 
 
-async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) -> asyncpg.Record:
+async def upsert(
+    conn: asyncpg.Connection, project_id: str, change: ItemChange
+) -> Mapping[str, Any]:
     dataset = await datasets.get(conn, project_id, change.dataset_name)
     new_id = change.item_id or str(uuid.uuid4())
     async with conn.transaction():
@@ -179,10 +188,11 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
                 instant,
             )
         with nul_refused():
-            await conn.execute(
+            row = await conn.fetchrow(
                 "INSERT INTO dataset_items (project_id, id, valid_from, dataset_id, status, input,"
                 " expected_output, metadata, source_trace_id, source_observation_id, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11)",
+                " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9, $10, $11)"
+                f" RETURNING {_RETURNED}",
                 project_id,
                 new_id,
                 instant,
@@ -195,7 +205,7 @@ async def upsert(conn: asyncpg.Connection, project_id: str, change: ItemChange) 
                 merged["source_observation_id"],
                 current["created_at"] if current is not None else instant,
             )
-        return await get(conn, project_id, new_id)
+    return {**row, "dataset_name": dataset["name"]}
 
 
 async def get(
@@ -329,7 +339,7 @@ async def delete(conn: asyncpg.Connection, project_id: str, item: str) -> None:
         )
 
 
-def document(row: asyncpg.Record) -> bytes:
+def document(row: Mapping[str, Any]) -> bytes:
     """The public `DatasetItem`. `version` is when this state became current; media references
     are not resolved here, so `mediaReferences` (a key the Python SDK requires) is empty."""
     return orjson.dumps(
