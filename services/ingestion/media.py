@@ -10,7 +10,6 @@ content type and `x-amz-checksum-sha256`, so S3 refuses any other body, and a me
 uploaded only once S3 holds its object (checked when the client reports success)."""
 
 import base64
-import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,7 +102,7 @@ def parse_upload(body: bytes, max_bytes: int) -> tuple[UploadRequest, Link]:
         )
     try:
         digest = base64.b64decode(request.sha256_hash, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters outside ASCII
         digest = b""
     if len(digest) != 32:
         raise InvalidArgument("Invalid request data: sha256Hash: must be a base64 SHA-256 digest")
