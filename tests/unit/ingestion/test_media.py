@@ -53,7 +53,7 @@ def test_the_sdks_content_types_are_accepted() -> None:
         ({"contentLength": 101}, "contentLength"),
         ({"contentLength": 0}, "contentLength"),
         ({"contentLength": "12"}, "contentLength"),
-        ({"contentLength": 10**30}, "contentLength"),
+        ({"contentLength": 2**64 - 1}, "contentLength"),
         ({"sha256Hash": SHA[:-2]}, "sha256Hash"),
         ({"sha256Hash": base64.b64encode(b"x" * 31).decode()}, "sha256Hash"),
         ({"sha256Hash": None}, "sha256Hash"),
