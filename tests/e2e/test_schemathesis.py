@@ -7,10 +7,6 @@ Operations of the file that the gateway does not serve (yet) are left out by ask
 route table, not by a list. Where we deliberately answer differently from the file, the difference
 is listed in EXCLUDED with its reason."""
 
-import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +25,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from tests.contract.test_openapi_routes import OPENAPI, normalized, served
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
-from tests.support.devenv import ROOT
+from tests.e2e.test_ingestion_batch import admin
 from tests.support.eventually import eventually
 
 # Examples per operation and generation mode: enough to reach every parameter's edge cases (the
@@ -54,18 +50,6 @@ class OtherProject:
 
     project_id: str
     marker: str
-
-
-def admin(stack: Stack, *args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.admin", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 def sample_batch(marker: str) -> dict[str, Any]:
@@ -115,8 +99,8 @@ async def fill(stack: Stack, auth: tuple[str, str], marker: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def other_project(stack: Stack) -> OtherProject:
-    """The stack's first project gets sample data; a second project gets its own, all marked."""
+async def second_project(stack: Stack) -> OtherProject:
+    """Sample data in the stack's project, and a second project with its own, all marked."""
     await fill(stack, AUTH, f"sample-{uuid.uuid4().hex[:8]}")
     project_id = f"second-{uuid.uuid4().hex[:8]}"
     marker = f"leak-{uuid.uuid4().hex}"
@@ -143,12 +127,12 @@ def checks_for(operation: Any) -> list[Any]:
 
 @pytest.mark.parametrize("operation", list(operations()))
 def test_operation_conforms_and_never_fails(
-    stack: Stack, other_project: OtherProject, operation: Any
+    stack: Stack, second_project: OtherProject, operation: Any
 ) -> None:
     failures: list[str] = []
 
     def leaks_nothing(ctx: CheckContext, response: schemathesis.Response, case: Case) -> None:
-        for secret in (other_project.marker, other_project.project_id):
+        for secret in (second_project.marker, second_project.project_id):
             assert secret not in response.text, "another project's data leaked"
 
     checks = [*checks_for(operation), leaks_nothing]
