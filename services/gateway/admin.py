@@ -3,7 +3,9 @@
     python -m services.gateway.admin create-project --org-id ORG --project-id ID --name NAME
     python -m services.gateway.admin create-key --org-id ORG [--project-id ID]
 
-`create-key` without a project creates an organization-scoped key. The secret is printed once.
+`create-key` without a project creates an organization-scoped key (and the organization, if it
+is new), which manages projects and their keys through the management API
+(services/gateway/routes/management.py). The secret is printed once.
 """
 
 import argparse
@@ -33,6 +35,8 @@ async def create_key(
 ) -> dict[str, str | None]:
     pair = new_key_pair()
     scope = KeyScope.PROJECT if args.project_id else KeyScope.ORGANIZATION
+    # An organization key is how a new organization starts: its projects come through the API.
+    await store.add_organization_if_missing(args.org_id, args.org_id)
     await store.put_key(
         public_key=pair.public_key,
         secret_hash=hash_secret(pair.secret_key, salt),
