@@ -1,7 +1,8 @@
 """The evals service's part of a project deletion (libs/common/project_deletions.py): its rows in
-every table (run items, runs, dataset items, datasets, score configs) in one transaction, and the
-project's score-config cache generation and entries in Redis (evals owns that namespace;
-libs/common/score_config_cache.py). Idempotent: a replay deletes nothing more."""
+every table (comments, annotation queues with their items and assignments, run items, runs,
+dataset items, datasets, score configs) in one transaction, and the project's score-config cache
+generation and entries in Redis (evals owns that namespace; libs/common/score_config_cache.py).
+Idempotent: a replay deletes nothing more."""
 
 from collections.abc import Sequence
 
@@ -14,7 +15,17 @@ from libs.common.gencache import GenerationCache
 log = structlog.get_logger()
 
 # Referencing tables before the ones they reference.
-TABLES = ("dataset_run_items", "dataset_runs", "dataset_items", "datasets", "score_configs")
+TABLES = (
+    "comments",
+    "annotation_queue_assignments",
+    "annotation_queue_items",
+    "annotation_queues",
+    "dataset_run_items",
+    "dataset_runs",
+    "dataset_items",
+    "datasets",
+    "score_configs",
+)
 
 
 class ProjectPurger:
