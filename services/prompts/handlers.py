@@ -171,6 +171,16 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
             raise NotFound(f"Prompt not found: '{request.name}' with version {request.version}")
         return prompts_pb2.GetPromptIdResponse(prompt_id=found.id)
 
+    async def GetPromptVersionById(  # noqa: N802
+        self, request: prompts_pb2.GetPromptVersionByIdRequest, context: grpc.aio.ServicerContext
+    ) -> prompts_pb2.GetPromptVersionByIdResponse:
+        project_id = scope_from(context).project_id
+        found = await self._store.name_and_version(project_id, request.prompt_id)
+        if found is None:
+            raise NotFound(f"Prompt {request.prompt_id} not found within authorized project")
+        name, version = found
+        return prompts_pb2.GetPromptVersionByIdResponse(name=name, version=version)
+
     async def _resolved(
         self, project_id: str, request: prompts_pb2.GetPromptRequest
     ) -> prompts_pb2.Prompt:

@@ -117,6 +117,16 @@ class PromptStore:
             return await _find(conn, project_id, reference)
 
     @_text_checked
+    async def name_and_version(self, project_id: str, prompt_id: str) -> tuple[str, int] | None:
+        """The name and version of the project's prompt version `prompt_id`."""
+        row = await self._pool.fetchrow(
+            "SELECT name, version FROM prompts WHERE project_id = $1 AND id = $2",
+            project_id,
+            prompt_id,
+        )
+        return None if row is None else (row["name"], row["version"])
+
+    @_text_checked
     async def add_labels(
         self, project_id: str, name: str, version: int, labels: tuple[str, ...]
     ) -> PromptVersion:

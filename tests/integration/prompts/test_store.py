@@ -95,6 +95,13 @@ async def test_labelling_a_missing_version_is_not_found(store: PromptStore) -> N
         await store.add_labels(PROJECT, "ghost", 1, ("production",))
 
 
+async def test_a_version_is_found_by_its_id_in_its_project_only(store: PromptStore) -> None:
+    created = await store.create(PROJECT, text("by-id"), accept)
+    assert await store.name_and_version(PROJECT, created.id) == ("by-id", 1)
+    assert await store.name_and_version("another-project", created.id) is None
+    assert await store.name_and_version(PROJECT, "no-such-id") is None
+
+
 async def test_list_groups_versions_by_name_with_exact_meta(store: PromptStore) -> None:
     for name in ("a", "a", "b", "c"):
         await store.create(PROJECT, text(name, labels=("production",)), accept)

@@ -139,6 +139,71 @@ class EvalsServiceStub:
                 request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.SerializeToString,
                 response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.FromString,
                 _registered_method=True)
+        self.CreateComment = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateComment',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentResponse.FromString,
+                _registered_method=True)
+        self.GetComment = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetComment',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentResponse.FromString,
+                _registered_method=True)
+        self.ListComments = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListComments',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsResponse.FromString,
+                _registered_method=True)
+        self.CreateAnnotationQueue = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateAnnotationQueue',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueResponse.FromString,
+                _registered_method=True)
+        self.GetAnnotationQueue = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetAnnotationQueue',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueResponse.FromString,
+                _registered_method=True)
+        self.ListAnnotationQueues = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListAnnotationQueues',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesResponse.FromString,
+                _registered_method=True)
+        self.CreateAnnotationQueueItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateAnnotationQueueItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemResponse.FromString,
+                _registered_method=True)
+        self.GetAnnotationQueueItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetAnnotationQueueItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemResponse.FromString,
+                _registered_method=True)
+        self.ListAnnotationQueueItems = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListAnnotationQueueItems',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsResponse.FromString,
+                _registered_method=True)
+        self.UpdateAnnotationQueueItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpdateAnnotationQueueItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemResponse.FromString,
+                _registered_method=True)
+        self.DeleteAnnotationQueueItem = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteAnnotationQueueItem',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemResponse.FromString,
+                _registered_method=True)
+        self.CreateAnnotationQueueAssignment = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateAnnotationQueueAssignment',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentResponse.FromString,
+                _registered_method=True)
+        self.DeleteAnnotationQueueAssignment = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteAnnotationQueueAssignment',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.FromString,
+                _registered_method=True)
 
 
 class EvalsServiceServicer:
@@ -276,6 +341,88 @@ class EvalsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateComment(self, request, context):
+        """Comments on a trace, observation, session or prompt of the project (checked with the query
+        or prompts service before the comment is written).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetComment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListComments(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAnnotationQueue(self, request, context):
+        """Annotation queues (with the score configs their reviewers fill in), their items (a trace,
+        observation or session to review, PENDING or COMPLETED) and the users assigned to them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAnnotationQueue(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnnotationQueues(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAnnotationQueueItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAnnotationQueueItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAnnotationQueueItems(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAnnotationQueueItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAnnotationQueueItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAnnotationQueueAssignment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAnnotationQueueAssignment(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +525,71 @@ def add_EvalsServiceServicer_to_server(servicer, server):
                     servicer.GetRunResults,
                     request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.FromString,
                     response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.SerializeToString,
+            ),
+            'CreateComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateComment,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentResponse.SerializeToString,
+            ),
+            'GetComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetComment,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentResponse.SerializeToString,
+            ),
+            'ListComments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListComments,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsResponse.SerializeToString,
+            ),
+            'CreateAnnotationQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAnnotationQueue,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueResponse.SerializeToString,
+            ),
+            'GetAnnotationQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnnotationQueue,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueResponse.SerializeToString,
+            ),
+            'ListAnnotationQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnnotationQueues,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesResponse.SerializeToString,
+            ),
+            'CreateAnnotationQueueItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAnnotationQueueItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemResponse.SerializeToString,
+            ),
+            'GetAnnotationQueueItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAnnotationQueueItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemResponse.SerializeToString,
+            ),
+            'ListAnnotationQueueItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnnotationQueueItems,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsResponse.SerializeToString,
+            ),
+            'UpdateAnnotationQueueItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAnnotationQueueItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemResponse.SerializeToString,
+            ),
+            'DeleteAnnotationQueueItem': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAnnotationQueueItem,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemResponse.SerializeToString,
+            ),
+            'CreateAnnotationQueueAssignment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAnnotationQueueAssignment,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentResponse.SerializeToString,
+            ),
+            'DeleteAnnotationQueueAssignment': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAnnotationQueueAssignment,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -925,6 +1137,357 @@ class EvalsService:
             '/obs.evals.v1.EvalsService/GetRunResults',
             obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsRequest.SerializeToString,
             obs_dot_evals_dot_v1_dot_evals__pb2.GetRunResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateComment',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetComment',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListComments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListComments',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListCommentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAnnotationQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateAnnotationQueue',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnnotationQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetAnnotationQueue',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnnotationQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListAnnotationQueues',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAnnotationQueueItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateAnnotationQueueItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAnnotationQueueItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetAnnotationQueueItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetAnnotationQueueItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnnotationQueueItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListAnnotationQueueItems',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListAnnotationQueueItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAnnotationQueueItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpdateAnnotationQueueItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateAnnotationQueueItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAnnotationQueueItem(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteAnnotationQueueItem',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueItemResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAnnotationQueueAssignment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateAnnotationQueueAssignment',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateAnnotationQueueAssignmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAnnotationQueueAssignment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteAnnotationQueueAssignment',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

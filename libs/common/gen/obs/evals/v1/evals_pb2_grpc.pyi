@@ -67,6 +67,25 @@ class EvalsServiceStub:
     """A run's results: each item with its trace's latency, total cost and scores, and the run's
     aggregates (item count, mean latency, total cost, mean of each numeric score).
     """
+    CreateComment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateCommentRequest, _evals_pb2.CreateCommentResponse]
+    """Comments on a trace, observation, session or prompt of the project (checked with the query
+    or prompts service before the comment is written).
+    """
+    GetComment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetCommentRequest, _evals_pb2.GetCommentResponse]
+    ListComments: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListCommentsRequest, _evals_pb2.ListCommentsResponse]
+    CreateAnnotationQueue: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueRequest, _evals_pb2.CreateAnnotationQueueResponse]
+    """Annotation queues (with the score configs their reviewers fill in), their items (a trace,
+    observation or session to review, PENDING or COMPLETED) and the users assigned to them.
+    """
+    GetAnnotationQueue: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetAnnotationQueueRequest, _evals_pb2.GetAnnotationQueueResponse]
+    ListAnnotationQueues: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListAnnotationQueuesRequest, _evals_pb2.ListAnnotationQueuesResponse]
+    CreateAnnotationQueueItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueItemRequest, _evals_pb2.CreateAnnotationQueueItemResponse]
+    GetAnnotationQueueItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetAnnotationQueueItemRequest, _evals_pb2.GetAnnotationQueueItemResponse]
+    ListAnnotationQueueItems: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListAnnotationQueueItemsRequest, _evals_pb2.ListAnnotationQueueItemsResponse]
+    UpdateAnnotationQueueItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpdateAnnotationQueueItemRequest, _evals_pb2.UpdateAnnotationQueueItemResponse]
+    DeleteAnnotationQueueItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueItemRequest, _evals_pb2.DeleteAnnotationQueueItemResponse]
+    CreateAnnotationQueueAssignment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueAssignmentRequest, _evals_pb2.CreateAnnotationQueueAssignmentResponse]
+    DeleteAnnotationQueueAssignment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueAssignmentRequest, _evals_pb2.DeleteAnnotationQueueAssignmentResponse]
 
 @_typing.type_check_only
 class EvalsServiceAsyncStub(EvalsServiceStub):
@@ -107,6 +126,25 @@ class EvalsServiceAsyncStub(EvalsServiceStub):
     """A run's results: each item with its trace's latency, total cost and scores, and the run's
     aggregates (item count, mean latency, total cost, mean of each numeric score).
     """
+    CreateComment: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateCommentRequest, _evals_pb2.CreateCommentResponse]  # type: ignore[assignment]
+    """Comments on a trace, observation, session or prompt of the project (checked with the query
+    or prompts service before the comment is written).
+    """
+    GetComment: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetCommentRequest, _evals_pb2.GetCommentResponse]  # type: ignore[assignment]
+    ListComments: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListCommentsRequest, _evals_pb2.ListCommentsResponse]  # type: ignore[assignment]
+    CreateAnnotationQueue: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueRequest, _evals_pb2.CreateAnnotationQueueResponse]  # type: ignore[assignment]
+    """Annotation queues (with the score configs their reviewers fill in), their items (a trace,
+    observation or session to review, PENDING or COMPLETED) and the users assigned to them.
+    """
+    GetAnnotationQueue: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetAnnotationQueueRequest, _evals_pb2.GetAnnotationQueueResponse]  # type: ignore[assignment]
+    ListAnnotationQueues: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListAnnotationQueuesRequest, _evals_pb2.ListAnnotationQueuesResponse]  # type: ignore[assignment]
+    CreateAnnotationQueueItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueItemRequest, _evals_pb2.CreateAnnotationQueueItemResponse]  # type: ignore[assignment]
+    GetAnnotationQueueItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetAnnotationQueueItemRequest, _evals_pb2.GetAnnotationQueueItemResponse]  # type: ignore[assignment]
+    ListAnnotationQueueItems: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListAnnotationQueueItemsRequest, _evals_pb2.ListAnnotationQueueItemsResponse]  # type: ignore[assignment]
+    UpdateAnnotationQueueItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpdateAnnotationQueueItemRequest, _evals_pb2.UpdateAnnotationQueueItemResponse]  # type: ignore[assignment]
+    DeleteAnnotationQueueItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueItemRequest, _evals_pb2.DeleteAnnotationQueueItemResponse]  # type: ignore[assignment]
+    CreateAnnotationQueueAssignment: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueAssignmentRequest, _evals_pb2.CreateAnnotationQueueAssignmentResponse]  # type: ignore[assignment]
+    DeleteAnnotationQueueAssignment: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueAssignmentRequest, _evals_pb2.DeleteAnnotationQueueAssignmentResponse]  # type: ignore[assignment]
 
 class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
@@ -264,5 +302,102 @@ class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
         """A run's results: each item with its trace's latency, total cost and scores, and the run's
         aggregates (item count, mean latency, total cost, mean of each numeric score).
         """
+
+    @_abc_1.abstractmethod
+    def CreateComment(
+        self,
+        request: _evals_pb2.CreateCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateCommentResponse, _abc.Awaitable[_evals_pb2.CreateCommentResponse]]:
+        """Comments on a trace, observation, session or prompt of the project (checked with the query
+        or prompts service before the comment is written).
+        """
+
+    @_abc_1.abstractmethod
+    def GetComment(
+        self,
+        request: _evals_pb2.GetCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetCommentResponse, _abc.Awaitable[_evals_pb2.GetCommentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListComments(
+        self,
+        request: _evals_pb2.ListCommentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListCommentsResponse, _abc.Awaitable[_evals_pb2.ListCommentsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAnnotationQueue(
+        self,
+        request: _evals_pb2.CreateAnnotationQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateAnnotationQueueResponse, _abc.Awaitable[_evals_pb2.CreateAnnotationQueueResponse]]:
+        """Annotation queues (with the score configs their reviewers fill in), their items (a trace,
+        observation or session to review, PENDING or COMPLETED) and the users assigned to them.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAnnotationQueue(
+        self,
+        request: _evals_pb2.GetAnnotationQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetAnnotationQueueResponse, _abc.Awaitable[_evals_pb2.GetAnnotationQueueResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAnnotationQueues(
+        self,
+        request: _evals_pb2.ListAnnotationQueuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListAnnotationQueuesResponse, _abc.Awaitable[_evals_pb2.ListAnnotationQueuesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAnnotationQueueItem(
+        self,
+        request: _evals_pb2.CreateAnnotationQueueItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateAnnotationQueueItemResponse, _abc.Awaitable[_evals_pb2.CreateAnnotationQueueItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetAnnotationQueueItem(
+        self,
+        request: _evals_pb2.GetAnnotationQueueItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetAnnotationQueueItemResponse, _abc.Awaitable[_evals_pb2.GetAnnotationQueueItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListAnnotationQueueItems(
+        self,
+        request: _evals_pb2.ListAnnotationQueueItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListAnnotationQueueItemsResponse, _abc.Awaitable[_evals_pb2.ListAnnotationQueueItemsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateAnnotationQueueItem(
+        self,
+        request: _evals_pb2.UpdateAnnotationQueueItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpdateAnnotationQueueItemResponse, _abc.Awaitable[_evals_pb2.UpdateAnnotationQueueItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAnnotationQueueItem(
+        self,
+        request: _evals_pb2.DeleteAnnotationQueueItemRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteAnnotationQueueItemResponse, _abc.Awaitable[_evals_pb2.DeleteAnnotationQueueItemResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateAnnotationQueueAssignment(
+        self,
+        request: _evals_pb2.CreateAnnotationQueueAssignmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateAnnotationQueueAssignmentResponse, _abc.Awaitable[_evals_pb2.CreateAnnotationQueueAssignmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteAnnotationQueueAssignment(
+        self,
+        request: _evals_pb2.DeleteAnnotationQueueAssignmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteAnnotationQueueAssignmentResponse, _abc.Awaitable[_evals_pb2.DeleteAnnotationQueueAssignmentResponse]]: ...
 
 def add_EvalsServiceServicer_to_server(servicer: EvalsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -71,6 +71,11 @@ class PromptsServiceStub:
                 request_serializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdRequest.SerializeToString,
                 response_deserializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdResponse.FromString,
                 _registered_method=True)
+        self.GetPromptVersionById = channel.unary_unary(
+                '/obs.prompts.v1.PromptsService/GetPromptVersionById',
+                request_serializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdRequest.SerializeToString,
+                response_deserializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdResponse.FromString,
+                _registered_method=True)
 
 
 class PromptsServiceServicer:
@@ -125,6 +130,14 @@ class PromptsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPromptVersionById(self, request, context):
+        """The name and version of a prompt version's id (comments name prompts by id); NOT_FOUND when
+        the project has no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PromptsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +175,11 @@ def add_PromptsServiceServicer_to_server(servicer, server):
                     servicer.GetPromptId,
                     request_deserializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdRequest.FromString,
                     response_serializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdResponse.SerializeToString,
+            ),
+            'GetPromptVersionById': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromptVersionById,
+                    request_deserializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdRequest.FromString,
+                    response_serializer=obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +373,33 @@ class PromptsService:
             '/obs.prompts.v1.PromptsService/GetPromptId',
             obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdRequest.SerializeToString,
             obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptIdResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPromptVersionById(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.prompts.v1.PromptsService/GetPromptVersionById',
+            obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdRequest.SerializeToString,
+            obs_dot_prompts_dot_v1_dot_prompts__pb2.GetPromptVersionByIdResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class PromptsServiceStub:
     """Resolves a prompt and fills its {{variables}} and chat placeholders server-side."""
     GetPromptId: _grpc.UnaryUnaryMultiCallable[_prompts_pb2.GetPromptIdRequest, _prompts_pb2.GetPromptIdResponse]
     """The id of a name+version, for linking generations to prompts."""
+    GetPromptVersionById: _grpc.UnaryUnaryMultiCallable[_prompts_pb2.GetPromptVersionByIdRequest, _prompts_pb2.GetPromptVersionByIdResponse]
+    """The name and version of a prompt version's id (comments name prompts by id); NOT_FOUND when
+    the project has no such version.
+    """
 
 @_typing.type_check_only
 class PromptsServiceAsyncStub(PromptsServiceStub):
@@ -67,6 +71,10 @@ class PromptsServiceAsyncStub(PromptsServiceStub):
     """Resolves a prompt and fills its {{variables}} and chat placeholders server-side."""
     GetPromptId: _aio.UnaryUnaryMultiCallable[_prompts_pb2.GetPromptIdRequest, _prompts_pb2.GetPromptIdResponse]  # type: ignore[assignment]
     """The id of a name+version, for linking generations to prompts."""
+    GetPromptVersionById: _aio.UnaryUnaryMultiCallable[_prompts_pb2.GetPromptVersionByIdRequest, _prompts_pb2.GetPromptVersionByIdResponse]  # type: ignore[assignment]
+    """The name and version of a prompt version's id (comments name prompts by id); NOT_FOUND when
+    the project has no such version.
+    """
 
 class PromptsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Versioned prompts with labels. The project scope travels in call metadata
@@ -126,5 +134,15 @@ class PromptsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_prompts_pb2.GetPromptIdResponse, _abc.Awaitable[_prompts_pb2.GetPromptIdResponse]]:
         """The id of a name+version, for linking generations to prompts."""
+
+    @_abc_1.abstractmethod
+    def GetPromptVersionById(
+        self,
+        request: _prompts_pb2.GetPromptVersionByIdRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_prompts_pb2.GetPromptVersionByIdResponse, _abc.Awaitable[_prompts_pb2.GetPromptVersionByIdResponse]]:
+        """The name and version of a prompt version's id (comments name prompts by id); NOT_FOUND when
+        the project has no such version.
+        """
 
 def add_PromptsServiceServicer_to_server(servicer: PromptsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
