@@ -5,9 +5,10 @@ reads the media back through a presigned GET URL. The bytes never pass through a
 Records and their links to traces, observations and dataset items live in PostgreSQL: one row per
 (project, media id), so the same content uploaded twice is one object, and a trace deletion
 unlinks its media and deletes, in one transaction, the media nothing else references. The bytes
-live in the ingestion bucket under `media/<project>/<media id>`. The presigned PUT signs the
-content type and `x-amz-checksum-sha256`, so S3 refuses any other body, and a media counts as
-uploaded only once S3 holds its object (checked when the client reports success)."""
+live in the ingestion bucket under `media/<project>/<media id>`. The presigned PUT (SigV4) signs
+the content type, the declared length and `x-amz-checksum-sha256`, so S3 refuses any other body,
+and a media counts as uploaded only once S3 holds its object (checked when the client reports
+success)."""
 
 import base64
 from collections.abc import Iterable
@@ -166,9 +167,10 @@ class MediaObjects:
     def key(project_id: str, media_id: str) -> str:
         return f"media/{quote(project_id, safe='')}/{media_id}"
 
-    async def upload_url(self, key: str, content_type: str, sha256_hash: str) -> str:
+    async def upload_url(self, key: str, content_type: str, length: int, sha256_hash: str) -> str:
+        """A PUT URL that signs the body's type, length and checksum: S3 refuses any other."""
         params = {"Bucket": self._bucket, "Key": key, "ContentType": content_type,
-                  "ChecksumSHA256": sha256_hash}  # fmt: skip
+                  "ContentLength": length, "ChecksumSHA256": sha256_hash}  # fmt: skip
         url: str = await self._presigner.generate_presigned_url(
             "put_object", Params=params, ExpiresIn=self.url_seconds
         )
@@ -238,7 +240,7 @@ class Media:
             return media_id, None
         key = MediaObjects.key(project_id, media_id)
         return media_id, await self._objects.upload_url(
-            key, request.content_type, request.sha256_hash
+            key, request.content_type, request.content_length, request.sha256_hash
         )
 
     async def patch(self, project_id: str, media_id: str, body: bytes) -> None:

@@ -27,8 +27,11 @@ async def open_s3(cfg: IngestionConfig, stack: AsyncExitStack, endpoint_url: str
     # Path-style addressing: local and most self-hosted S3 servers have no per-bucket DNS.
     # Checksums only where S3 requires them: botocore's per-request CRC work showed in profiles,
     # and the objects are small and re-creatable from the SDKs' retries until acknowledged.
+    # Signature V4 also for presigned URLs (botocore presigns with V2 otherwise, which AWS no
+    # longer accepts and which cannot sign the media's content length).
     client_config = Config(
         s3={"addressing_style": "path"},
+        signature_version="s3v4",
         retries={"max_attempts": 5},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",

@@ -137,7 +137,10 @@ async def test_a_body_whose_checksum_differs_is_refused_by_s3(stack: Stack) -> N
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
         created = await client.post("/api/public/media", json=upload_request(content, "t"))
         media_id, url = created.json()["mediaId"], created.json()["uploadUrl"]
-        put = await client.put(url, content=content + b"!", headers=put_headers(content), auth=None)
+        signed = "X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost%3Bx-amz-checksum-sha256"
+        assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in url and signed in url
+        tampered = content[:-1] + bytes([content[-1] ^ 1])  # the signed length, other bytes
+        put = await client.put(url, content=tampered, headers=put_headers(content), auth=None)
         assert put.status_code == 400 and b"XAmzContentChecksumMismatch" in put.content
         # The SDK reports the failure; a client that claims success is not believed either.
         for status in (put.status_code, 200):
@@ -153,6 +156,11 @@ async def test_a_body_whose_checksum_differs_is_refused_by_s3(stack: Stack) -> N
         wrong_type = await client.put(url, content=content, auth=None,
                                       headers=put_headers(content, "image/jpeg"))  # fmt: skip
         assert wrong_type.status_code == 403
+        # The length is signed too: a URL for another length than the body's is refused.
+        longer = upload_request(content, "t", contentLength=len(content) + 1)
+        longer_url = (await client.post("/api/public/media", json=longer)).json()["uploadUrl"]
+        put = await client.put(longer_url, content=content, headers=put_headers(content), auth=None)
+        assert put.status_code == 403
         # Still not uploaded: a second request gets an upload URL again, and the right bytes pass.
         assert await upload(client, content, "t") == media_id
         assert (await client.get(f"/api/public/media/{media_id}")).status_code == 200
@@ -264,3 +272,4 @@ async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
         assert reference.groups() == ("image/png", media_id_of(content), "base64_data_uri")
         record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
     assert httpx.get(record["url"]).content == content
+
