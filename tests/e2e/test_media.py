@@ -272,4 +272,3 @@ async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
         assert reference.groups() == ("image/png", media_id_of(content), "base64_data_uri")
         record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
     assert httpx.get(record["url"]).content == content
-
