@@ -436,7 +436,7 @@ async def readable(
 ) -> Counter[str]:
     """Good observations readable per project (started since `since`), polled until each
     project shows what it acknowledged, or nothing grew for a minute (a writer catching up
-    grows the counts), or five minutes passed."""
+    grows the counts), or fifteen minutes passed."""
     found: Counter[str] = Counter()
     started = last_growth = time.perf_counter()
     while True:
@@ -453,7 +453,7 @@ async def readable(
                 found[tenant.project_id], last_growth = count, time.perf_counter()
         if all(found[p] >= n for p, n in expected.items()):
             return found
-        if time.perf_counter() - last_growth > 60 or time.perf_counter() - started > 300:
+        if time.perf_counter() - last_growth > 60 or time.perf_counter() - started > 900:
             return found
         await asyncio.sleep(1)
 
