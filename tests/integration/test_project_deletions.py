@@ -6,10 +6,13 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gencache import GenerationCache
-from libs.common.migrate import load_migrations, migrate
+from libs.common.migrate import load_migrations, migrate, migrate_postgres
+from services.evals import project_deletions as evals_deletions
+from services.evals.server import MIGRATIONS as EVALS_MIGRATIONS
 from services.ingestion.store import EventLog, open_s3
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
 from services.query.server import MIGRATIONS
@@ -86,3 +89,16 @@ async def test_a_deleted_projects_clickhouse_rows_go_for_good(tmp_path: Path) ->
         "observations": [{"project_id": "kept", "n": 1}],
         "scores": [],
     }
+
+
+async def test_the_evals_purger_covers_every_evals_table_with_project_data(pg_dsn: str) -> None:
+    await migrate_postgres(pg_dsn, EVALS_MIGRATIONS)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND column_name = 'project_id'"
+        )
+    finally:
+        await conn.close()
+    assert sorted(evals_deletions.TABLES) == sorted(t["table_name"] for t in tables)
