@@ -13,6 +13,8 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     # The query service (`host:port`), read without the prefix like the gateway's: evals asks it
     # for what lives in ClickHouse (an observation's trace) and never reads ClickHouse itself.
     query_addr: str = env("QUERY_ADDR")
+    # The prompts service, asked whether a prompt version a comment names exists.
+    prompts_addr: str = env("PROMPTS_ADDR")
     grpc_port: int = 50054
 
 

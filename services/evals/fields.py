@@ -64,6 +64,12 @@ def checked_text(value: str, field: str, max_length: int | None = NAME_MAX_LENGT
     return value
 
 
+def findable(value: str) -> bool:
+    """False for an id no row can have (PostgreSQL text cannot hold NUL): such a lookup is a plain
+    404 instead of a store error."""
+    return "\x00" not in value
+
+
 def optional_time(value: Any, field: str) -> datetime | None:
     """An ISO 8601 timestamp or null; a time without offset is UTC."""
     if value is None:

@@ -4,14 +4,17 @@ import orjson
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
 from libs.common.scope import scope_from
+from services.evals.annotation_queues import AnnotationQueueApi
+from services.evals.comments import CommentApi
 from services.evals.dataset_api import DatasetApi
 from services.evals.results import ExperimentReads
 from services.evals.score_configs import ScoreConfigApi
 
 
 class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
-    """Score configs, datasets and evaluators. The RPCs arrive with the evals issues; until then
-    the generated base answers UNIMPLEMENTED, which the gateway maps to 501."""
+    """Score configs, datasets, experiments, comments and annotation queues; each RPC delegates
+    to its domain's module. RPCs not built yet are answered UNIMPLEMENTED by the generated base,
+    which the gateway maps to 501."""
 
     def __init__(
         self,
@@ -20,8 +23,12 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
         score_configs: ScoreConfigApi,
         experiments: ExperimentReads,
         datasets: DatasetApi,
+        comments: CommentApi,
+        annotation_queues: AnnotationQueueApi,
     ) -> None:
         self._pool = pool
+        self._comments = comments
+        self._queues = annotation_queues
         self._datasets = datasets
         self._score_configs = score_configs
         self._experiments = experiments
@@ -132,3 +139,84 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
     ) -> evals_pb2.GetRunResultsResponse:
         results = await self._experiments.run_results(scope_from(context), request.run_id)
         return evals_pb2.GetRunResultsResponse(results_json=orjson.dumps(results))
+
+    # Comments (services/evals/comments.py).
+
+    async def CreateComment(  # noqa: N802
+        self, request: evals_pb2.CreateCommentRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.CreateCommentResponse:
+        return await self._comments.create(scope_from(context), request)
+
+    async def GetComment(  # noqa: N802
+        self, request: evals_pb2.GetCommentRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetCommentResponse:
+        return await self._comments.get(scope_from(context), request)
+
+    async def ListComments(  # noqa: N802
+        self, request: evals_pb2.ListCommentsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListCommentsResponse:
+        return await self._comments.list(scope_from(context), request)
+
+    # Annotation queues, their items and assignments (services/evals/annotation_queues.py).
+
+    async def CreateAnnotationQueue(  # noqa: N802
+        self, request: evals_pb2.CreateAnnotationQueueRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.CreateAnnotationQueueResponse:
+        return await self._queues.create_queue(scope_from(context), request)
+
+    async def GetAnnotationQueue(  # noqa: N802
+        self, request: evals_pb2.GetAnnotationQueueRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetAnnotationQueueResponse:
+        return await self._queues.get_queue(scope_from(context), request)
+
+    async def ListAnnotationQueues(  # noqa: N802
+        self, request: evals_pb2.ListAnnotationQueuesRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListAnnotationQueuesResponse:
+        return await self._queues.list_queues(scope_from(context), request)
+
+    async def CreateAnnotationQueueItem(  # noqa: N802
+        self,
+        request: evals_pb2.CreateAnnotationQueueItemRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.CreateAnnotationQueueItemResponse:
+        return await self._queues.create_item(scope_from(context), request)
+
+    async def GetAnnotationQueueItem(  # noqa: N802
+        self, request: evals_pb2.GetAnnotationQueueItemRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetAnnotationQueueItemResponse:
+        return await self._queues.get_item(scope_from(context), request)
+
+    async def ListAnnotationQueueItems(  # noqa: N802
+        self,
+        request: evals_pb2.ListAnnotationQueueItemsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.ListAnnotationQueueItemsResponse:
+        return await self._queues.list_items(scope_from(context), request)
+
+    async def UpdateAnnotationQueueItem(  # noqa: N802
+        self,
+        request: evals_pb2.UpdateAnnotationQueueItemRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.UpdateAnnotationQueueItemResponse:
+        return await self._queues.update_item(scope_from(context), request)
+
+    async def DeleteAnnotationQueueItem(  # noqa: N802
+        self,
+        request: evals_pb2.DeleteAnnotationQueueItemRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.DeleteAnnotationQueueItemResponse:
+        return await self._queues.delete_item(scope_from(context), request)
+
+    async def CreateAnnotationQueueAssignment(  # noqa: N802
+        self,
+        request: evals_pb2.CreateAnnotationQueueAssignmentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.CreateAnnotationQueueAssignmentResponse:
+        return await self._queues.assign(scope_from(context), request)
+
+    async def DeleteAnnotationQueueAssignment(  # noqa: N802
+        self,
+        request: evals_pb2.DeleteAnnotationQueueAssignmentRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> evals_pb2.DeleteAnnotationQueueAssignmentResponse:
+        return await self._queues.unassign(scope_from(context), request)

@@ -8,6 +8,7 @@ import asyncpg
 import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
+from libs.common.gen.obs.prompts.v1.prompts_pb2_grpc import PromptsServiceStub
 from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
 from libs.common.health import HealthWatch
 from libs.common.kafka import BatchConsumer, make_producer
@@ -16,10 +17,13 @@ from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
+from services.evals.annotation_queues import AnnotationQueueApi
+from services.evals.comments import CommentApi
 from services.evals.config import EvalsConfig
 from services.evals.consumer import ExperimentWriter, consumer_settings, decode_items
 from services.evals.dataset_api import DatasetApi
 from services.evals.handlers import EvalsServicer
+from services.evals.references import ObjectLookup
 from services.evals.results import ExperimentReads
 from services.evals.score_configs import ScoreConfigApi
 
@@ -33,14 +37,18 @@ async def run(cfg: EvalsConfig) -> None:
     pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
     client = redis.from_url(cfg.redis_url)
     query_channel = make_channel(cfg.query_addr, token=cfg.internal_auth_token)
+    prompts_channel = make_channel(cfg.prompts_addr, token=cfg.internal_auth_token)
     producer = make_producer(cfg.kafka, client_id="evals")
     try:
         query = QueryServiceStub(query_channel)
+        objects = ObjectLookup(query, PromptsServiceStub(prompts_channel))
         servicer = EvalsServicer(
             pool,
             score_configs=ScoreConfigApi(pool, score_config_generations(client)),
             experiments=ExperimentReads(pool, query),
             datasets=DatasetApi(pool, query),
+            comments=CommentApi(pool, objects),
+            annotation_queues=AnnotationQueueApi(pool, objects),
         )
         # Spans with experiment attributes become runs and run items; the producer takes its
         # dead letters.
@@ -60,6 +68,7 @@ async def run(cfg: EvalsConfig) -> None:
     finally:
         await producer.stop()
         await query_channel.close()
+        await prompts_channel.close()
         await client.aclose()
         await pool.close()
 

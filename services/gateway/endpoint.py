@@ -36,6 +36,8 @@ def endpoint(
         state = state_of(request)
         principal = await state.authenticator.authenticate(request.headers.get("authorization"))
         scope = principal.project_scope(scores_only=scores_only)
+        # Who called, for the few records that keep it (who completed an annotation queue item).
+        request.state.public_key = principal.key.public_key
         retry_after = await state.rate_limiter.retry_after(scope.project_id, bucket_of(request))
         if retry_after is not None:
             return too_many_requests(retry_after)

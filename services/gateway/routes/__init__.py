@@ -3,6 +3,8 @@
 from starlette.routing import Route
 
 from services.gateway.routes import (
+    annotation_queues,
+    comments,
     datasets,
     experiments,
     health,
@@ -32,4 +34,6 @@ def all_routes() -> list[Route]:
         *experiments.ROUTES,
         *datasets.ROUTES,
         *media.ROUTES,
+        *comments.ROUTES,
+        *annotation_queues.ROUTES,
     ]
