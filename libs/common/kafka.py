@@ -1,4 +1,4 @@
-"""Kafka topics, the producer factory and the batch consumer every consuming service uses.
+"""Kafka topics, the producer every service uses and the batch consumer every consuming one uses.
 
 Delivery is at-least-once: a batch's offsets are committed only after its handler succeeded, and
 sinks are idempotent under replay. A record that cannot be decoded or handled is a poison message:
@@ -18,8 +18,16 @@ from typing import Generic, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from libs.common.config import env
 from libs.common.metrics import (
@@ -87,19 +95,98 @@ class InvalidMessage(Exception):
     """Raised by a decoder for a record that can never be processed (the poison-message path)."""
 
 
-def make_producer(cluster: KafkaCluster, client_id: str) -> AIOKafkaProducer:
-    # Set explicitly, never left to client defaults: a send counts only once every in-sync
-    # replica has it, and the idempotent producer keeps retries from duplicating or reordering.
-    return AIOKafkaProducer(
-        bootstrap_servers=cluster.bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=1024 * 1024,
-        max_request_size=16 * 1024 * 1024,
-        request_timeout_ms=30_000,
-    )
+# Failures after which an aiokafka producer never delivers again: its producer id and per-partition
+# sequence numbers no longer match the broker's (aiokafka never resets them, where the Java client
+# bumps its epoch), or it was closed.
+_FATAL = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    ProducerClosed,
+)
+
+
+class Producer:
+    """aiokafka's idempotent producer, replaced by a new one when it can no longer deliver.
+
+    aiokafka numbers each partition's batches and never renumbers them: a batch that fails unsent
+    leaves a gap (it does, for one, when a restarting broker had no leader for the partition for
+    longer than request_timeout_ms: the batch expires with its number taken), and from then on
+    the broker refuses every later batch of that partition as OutOfOrderSequenceNumber, for as
+    long as the process lives. So the send that meets such a state fails (its caller answers
+    UNAVAILABLE and the client retries: nothing acknowledged is lost, a message may be stored
+    twice) and the next sends go through a new producer with a new id. Concurrent failures share
+    one replacement.
+    """
+
+    def __init__(self, cluster: KafkaCluster, client_id: str) -> None:
+        self._cluster = cluster
+        self._client_id = client_id
+        self._client = self._new_client()
+        self._lock = asyncio.Lock()  # held while the producer is replaced or stopped
+        self._stopped = False
+        # Replaced producers being stopped (their pending batches end, delivered or failed).
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    def _new_client(self) -> AIOKafkaProducer:
+        # Set explicitly, never left to client defaults: a send counts only once every in-sync
+        # replica has it, and the idempotent producer keeps retries from duplicating or reordering.
+        return AIOKafkaProducer(
+            bootstrap_servers=self._cluster.bootstrap_servers,
+            client_id=self._client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            max_batch_size=1024 * 1024,
+            max_request_size=16 * 1024 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    async def start(self) -> None:
+        await self._client.start()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            self._stopped = True
+        await asyncio.gather(self._client.stop(), *self._retiring)
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+    ) -> RecordMetadata:
+        """Returns once the broker has the message; raises KafkaError when it may not."""
+        client = self._client
+        try:
+            delivery = await client.send(topic, value, key=key, headers=headers)
+            return await delivery
+        except _FATAL as exc:
+            await self._replace(client, exc)
+            raise
+
+    async def _replace(self, broken: AIOKafkaProducer, error: KafkaError) -> None:
+        async with self._lock:
+            if self._client is not broken or self._stopped:
+                return  # another send replaced it already, or the service is stopping
+            fresh = self._new_client()
+            try:
+                await fresh.start()
+            except BaseException:
+                await fresh.stop()
+                raise  # the broker is away: the next fatal send tries again
+            self._client = fresh
+        log.warning("kafka_producer_replaced", client_id=self._client_id, error=repr(error))
+        retiring = asyncio.create_task(broken.stop())
+        self._retiring.add(retiring)
+        retiring.add_done_callback(self._retiring.discard)
+
+
+def make_producer(cluster: KafkaCluster, client_id: str) -> Producer:
+    return Producer(cluster, client_id)
 
 
 async def ensure_topics(cluster: KafkaCluster, partitions: Mapping[Topic, int]) -> None:
@@ -189,7 +276,7 @@ class BatchConsumer(Generic[T]):
         settings: ConsumerSettings,
         decode: Callable[[ConsumerRecord[bytes, bytes]], T],
         handle: Callable[[Sequence[T]], Awaitable[None]],
-        dlq_producer: AIOKafkaProducer,
+        dlq_producer: Producer,
         transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self._settings = settings

@@ -5,10 +5,15 @@ again by a repeated DELETE, deletes nothing more."""
 
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
-
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
+from libs.common.kafka import (
+    ConsumerSettings,
+    InvalidMessage,
+    KafkaCluster,
+    Producer,
+    Record,
+    Topic,
+)
 
 
 def consumer_settings(cluster: KafkaCluster, service: str) -> ConsumerSettings:
@@ -21,9 +26,7 @@ def consumer_settings(cluster: KafkaCluster, service: str) -> ConsumerSettings:
     )
 
 
-async def announce(
-    producer: AIOKafkaProducer, cluster: KafkaCluster, org_id: str, project_id: str
-) -> None:
+async def announce(producer: Producer, cluster: KafkaCluster, org_id: str, project_id: str) -> None:
     """Publishes the deletion and waits until the broker has it."""
     event = events_pb2.ProjectDeleted(project_id=project_id, org_id=org_id)
     event.deleted_at.FromDatetime(datetime.now(UTC))

@@ -5,11 +5,10 @@ rate-limit buckets). The project's API keys went when it was tombstoned."""
 from collections.abc import Sequence
 
 import structlog
-from aiokafka import AIOKafkaProducer
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gencache import GenerationCache
-from libs.common.kafka import KafkaCluster
+from libs.common.kafka import KafkaCluster, Producer
 from libs.common.project_deletions import announce
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.store import ProjectStore
@@ -20,7 +19,7 @@ log = structlog.get_logger()
 class DeletionAnnouncer:
     """Publishes ProjectDeleted for the owning services (libs/common/project_deletions.py)."""
 
-    def __init__(self, producer: AIOKafkaProducer, cluster: KafkaCluster) -> None:
+    def __init__(self, producer: Producer, cluster: KafkaCluster) -> None:
         self._producer = producer
         self._cluster = cluster
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import grpc
 import orjson
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -15,6 +14,7 @@ from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from libs.common.kafka import Producer
 from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope, score_event
 from services.ingestion.media import Media
@@ -35,7 +35,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
     def __init__(
         self,
         event_log: EventLog,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         topic: str,
         *,
         score_configs: ScoreConfigs,
@@ -178,10 +178,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         try:
             await asyncio.gather(*(self._event_log.put(log_key, value)
                                    for log_key, _, value in messages))  # fmt: skip
-            sends = [
-                await self._producer.send(self._topic, value, key=partition_key.encode())
+            sends = (
+                self._producer.send_and_wait(self._topic, value, key=partition_key.encode())
                 for _, partition_key, value in messages
-            ]
+            )
             await asyncio.gather(*sends)
         except (BotoCoreError, ClientError, KafkaError) as exc:
             # Nothing is acknowledged unless both the log and the topic have it; the SDKs retry.

@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 import orjson
-from aiokafka import AIOKafkaProducer
 from redis.exceptions import RedisError
 
 from libs.common.chat_messages import chat_message_dict
@@ -16,7 +15,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.gencache import GenerationCache
-from libs.common.kafka import KafkaCluster, Topic
+from libs.common.kafka import KafkaCluster, Producer, Topic
 from libs.common.scope import scope_from
 from services.prompts.compiler import compile_chat, compile_text
 from services.prompts.composition import Reference, Resolution, has_references
@@ -45,7 +44,7 @@ class PromptsServicer(prompts_pb2_grpc.PromptsServiceServicer):  # type: ignore[
         self,
         store: PromptStore,
         cache: GenerationCache,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         kafka: KafkaCluster,
     ) -> None:
         self._store = store

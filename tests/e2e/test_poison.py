@@ -3,6 +3,7 @@ topics (as a bug, an older ingestion or a replay could): they end on the dead-le
 by `python -m services.<name> dlq list`, while good records of another project in the same burst
 are stored, and every service keeps running and SERVING."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -58,12 +59,11 @@ async def publish(stack: Stack, topic: Topic, messages: list[tuple[str, bytes]])
     producer = make_producer(cluster, "e2e-poison")
     await producer.start()
     try:
-        sent = [
-            await producer.send(cluster.topic(topic), value, key=key.encode())
+        sends = (
+            producer.send_and_wait(cluster.topic(topic), value, key=key.encode())
             for key, value in messages
-        ]
-        for delivery in sent:
-            await delivery
+        )
+        await asyncio.gather(*sends)
     finally:
         await producer.stop()
 
