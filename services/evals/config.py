@@ -1,8 +1,9 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import GrpcServiceSettings, env
+from libs.common.config import ConfigError, GrpcServiceSettings, env
 from libs.common.kafka import KafkaClientSettings
+from services.evals.secret_box import SecretKeyError, parse_key
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -15,7 +16,32 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     query_addr: str = env("QUERY_ADDR")
     # The prompts service, asked whether a prompt version a comment names exists.
     prompts_addr: str = env("PROMPTS_ADDR")
+    # The ingestion service: judge scores and the judge's own generation are ingested there.
+    ingestion_addr: str = env("INGESTION_ADDR", "")
     grpc_port: int = 50054
+    # AES-256-GCM key of LLM connection secrets (services/evals/secret_box.py); without it LLM
+    # connections cannot be saved and judge jobs cannot run.
+    encryption_key: str = ""
+    encryption_key_previous: str = ""
+    # LLM-as-a-judge jobs: calls in flight per LLM connection, attempts before a job's final
+    # error, and the deadline of one call.
+    judge_concurrency: int = 32
+    judge_max_attempts: int = 5
+    judge_timeout_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        super(EvalsConfig, self).__post_init__()
+        for name, value in (
+            ("EVALS_ENCRYPTION_KEY", self.encryption_key),
+            ("EVALS_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous),
+        ):
+            try:
+                if value:
+                    parse_key(value)
+            except SecretKeyError as exc:
+                raise ConfigError(f"{name} {exc}") from exc
+        if self.judge_concurrency < 1 or self.judge_max_attempts < 1:
+            raise ConfigError("EVALS_JUDGE_CONCURRENCY and EVALS_JUDGE_MAX_ATTEMPTS must be ≥ 1")
 
 
 def load_evals_config() -> EvalsConfig:
