@@ -352,9 +352,9 @@ def _cursor(cursor: common_pb2.CursorRequest) -> tuple[int, int]:
 
 
 def _check_id(value: str) -> None:
-    """Ids as ingestion accepts them (libs/common/limits.py); never `.` or `..`, which the event
-    log's cleaner would turn into a path segment that S3 refuses."""
-    if not is_id(value) or value in (".", ".."):
+    """Ids as ingestion accepts them (libs/common/limits.py): a trace that could be stored can be
+    deleted, and nothing else reaches the event log's cleaner."""
+    if not is_id(value):
         raise InvalidArgument(f"Invalid trace id: {value!r}")
 
 
