@@ -21,6 +21,7 @@ ERROR_NAMES = {
     409: "LangfuseConflictError",
     413: "PayloadTooLargeError",
     429: "TooManyRequestsError",
+    431: "RequestHeaderFieldsTooLargeError",
     500: "InternalServerError",
     501: "NotImplementedError",
     503: "ServiceUnavailableError",

@@ -28,7 +28,7 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.init import apply_init
 from services.gateway.middleware import BodyLimit, RequestContext
 from services.gateway.project_deletions import DeletionAnnouncer, ProjectPurger
-from services.gateway.protocol import header_deadline_protocol
+from services.gateway.protocol import bounded_header_protocol
 from services.gateway.readiness import BackendReadiness
 from services.gateway.routes import all_routes
 from services.gateway.routes.prompts import PromptChangeListener
@@ -121,7 +121,7 @@ async def run(cfg: GatewayConfig) -> None:
                 build_app(state, cfg.max_body_bytes, cfg.body_timeout_seconds),
                 host=cfg.http_host,
                 port=cfg.http_port,
-                http=header_deadline_protocol(cfg.header_timeout_seconds),
+                http=bounded_header_protocol(cfg.header_timeout_seconds),
                 log_config=None,
                 access_log=False,
                 timeout_graceful_shutdown=30,

@@ -1,5 +1,6 @@
 """Slow clients cannot hold the gateway: a connection must send its request headers, and then its
-body, within deadlines (here a gateway started with 1-second ones); others are served meanwhile."""
+body, within deadlines (here a gateway started with 1-second ones), and headers are bounded in
+size; others are served meanwhile."""
 
 import asyncio
 import base64
@@ -85,6 +86,16 @@ async def test_a_kept_alive_connection_must_send_its_next_headers_in_time(
     await writer.drain()
     rest = await read_until_closed(reader)
     assert b"HTTP/1.1" not in rest.partition(b"\r\n\r\n")[2]  # the first answer, then nothing
+    writer.close()
+
+
+async def test_headers_over_64_kib_are_431_and_the_connection_closes(stack: Stack) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(stack.env["GATEWAY_HTTP_PORT"]))
+    writer.write(HALF_HEADERS + b"x" * 66 * 1024)
+    await writer.drain()
+    answer = await read_until_closed(reader)
+    assert answer.startswith(b"HTTP/1.1 431")
+    assert b'"error":"RequestHeaderFieldsTooLargeError"' in answer
     writer.close()
 
 
