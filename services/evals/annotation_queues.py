@@ -152,7 +152,9 @@ class AnnotationQueueApi:
         self, scope: ProjectScope, request: evals_pb2.UpdateAnnotationQueueItemRequest
     ) -> evals_pb2.UpdateAnnotationQueueItemResponse:
         scope.require_project_access()
-        given = parse_body(request.body_json).get("status")
+        # The SDK sends no body at all when no status is given.
+        body = parse_body(request.body_json) if request.body_json.strip() else {}
+        given = body.get("status")
         new_status = None if given is None else status(given)
         await self._queue(scope, request.queue_id)
         document = None

@@ -180,6 +180,9 @@ def check_score(score: ScoreBody) -> None:
     if score.observation_id is not None and score.trace_id is None:
         raise ValueError("observationId needs traceId")
     kind, value = score.data_type, score.value
+    # A reviewer's score (an annotation queue's) is given against one of the queue's configs.
+    if score.source == "ANNOTATION" and score.config_id is None and kind != "CORRECTION":
+        raise ValueError("an ANNOTATION score needs a configId")
     if kind is None:
         return
     if kind == "NUMERIC" and isinstance(value, str):

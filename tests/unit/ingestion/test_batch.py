@@ -125,6 +125,17 @@ def test_score_values_must_suit_their_data_type(data_type: str, value: Any) -> N
         events(envelope("score-create", body))
 
 
+def test_an_annotation_score_needs_a_config() -> None:
+    body = {"name": "s", "traceId": "t", "value": 1, "source": "ANNOTATION", "queueId": "q"}
+    with pytest.raises(EventError) as refused:
+        events(envelope("score-create", body))
+    assert "an ANNOTATION score needs a configId" in refused.value.error
+    configured = body_of(events(envelope("score-create", {**body, "configId": "c"}))[0])
+    assert (configured["source"], configured["queueId"]) == ("ANNOTATION", "q")
+    correction = {**body, "value": "fixed", "dataType": "CORRECTION"}
+    assert len(events(envelope("score-create", correction))) == 1
+
+
 def test_boolean_scores_take_zero_or_one() -> None:
     body = {"name": "s", "traceId": "t", "value": 1, "dataType": "BOOLEAN"}
     assert body_of(events(envelope("score-create", body))[0])["value"] == 1
