@@ -477,7 +477,8 @@ def main() -> None:
     if unknown := set(only) - set(available):
         raise SystemExit(f"BENCH_ONLY: unknown {sorted(unknown)}; sections: {list(available)}")
     rows = [row for name, run in available.items() if not only or name in only for row in run()]
-    width, measured, target = (max(len(row[i]) for row in rows) for i in range(3))
+    header = ("figure", "measured", "target")
+    width, measured, target = (max(len(row[i]) for row in [header, *rows]) for i in range(3))
     print(f"| {'figure':<{width}} | {'measured':>{measured}} | {'target':<{target}} |")
     print(f"|{'-' * (width + 2)}|{'-' * (measured + 2)}|{'-' * (target + 2)}|")
     for name, value, goal in rows:
