@@ -469,6 +469,35 @@ async def stored(client: httpx.AsyncClient, tenant: Tenant, poison: Poison) -> b
     return response.status_code == 200 and response.json()["meta"]["totalItems"] >= poison.events
 
 
+async def follow_accepted(
+    client: httpx.AsyncClient,
+    reader: AIOKafkaConsumer,
+    since: dict[TopicPartition, int],
+    projects: list[Tenant],
+    poison: list[Poison],
+) -> None:
+    """Marks the poison items the door accepted that are now on a DLQ (waiting up to 30 s for
+    the consumers' retries) or else stored whole."""
+    accepted = [p for p in poison if p.outcome == "accepted"]
+    deadline = time.perf_counter() + 30
+    while accepted:
+        letters = await dead_letters(reader, since)
+        for item in accepted:
+            deletion = f"{item.project_id}:deletion:".encode()
+            if item.key in letters or (item.kind.startswith("trace deletion")
+                                       and deletion in letters):  # fmt: skip
+                item.outcome = "dead-lettered"
+        accepted = [p for p in accepted if p.outcome == "accepted"]
+        if not accepted or time.perf_counter() > deadline:
+            break
+        await asyncio.sleep(2)
+    by_project = {t.project_id: t for t in projects}
+    for item in accepted:
+        written = not item.kind.startswith(("Kafka", "trace deletion"))
+        if written and await stored(client, by_project[item.project_id], item):
+            item.outcome = "stored"
+
+
 def service_pids() -> dict[str, int]:
     run = ROOT / ENV["OBS_DEV_DIR"] / "run"
     return {path.stem: int(path.read_text().strip()) for path in sorted(run.glob("*.pid"))}
@@ -512,26 +541,7 @@ async def poison_rows(rate: float | None) -> list[Row]:
         # No client-wide auth here: it would replace each project's Authorization header.
         async with httpx.AsyncClient(base_url=GATEWAY, timeout=60) as client:
             found = await readable(client, projects, window, tally.acknowledged)
-            accepted = [p for p in tally.poison if p.outcome == "accepted"]
-            deadline = time.perf_counter() + 30
-            while True:  # dead-lettering retries a record a few times first
-                letters = await dead_letters(reader, since)
-                for poison in accepted:
-                    deletion = f"{poison.project_id}:deletion:".encode()
-                    if poison.key in letters or (poison.kind.startswith("trace deletion")
-                                                 and deletion in letters):  # fmt: skip
-                        poison.outcome = "dead-lettered"
-                accepted = [p for p in accepted if p.outcome == "accepted"]
-                if not accepted or time.perf_counter() > deadline:
-                    break
-                await asyncio.sleep(2)
-            by_project = {t.project_id: t for t in projects}
-            for poison in accepted:
-                tenant = by_project[poison.project_id]
-                if not poison.kind.startswith(("Kafka", "trace deletion")) and await stored(
-                    client, tenant, poison
-                ):
-                    poison.outcome = "stored"
+            await follow_accepted(client, reader, since, projects, tally.poison)
     finally:
         await producer.stop()
         await reader.stop()
