@@ -17,7 +17,7 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     # The prompts service, asked whether a prompt version a comment names exists.
     prompts_addr: str = env("PROMPTS_ADDR")
     # The ingestion service: judge scores and the judge's own generation are ingested there.
-    ingestion_addr: str = env("INGESTION_ADDR", "")
+    ingestion_addr: str = env("INGESTION_ADDR")
     grpc_port: int = 50054
     # AES-256-GCM key of LLM connection secrets (services/evals/secret_box.py); without it LLM
     # connections cannot be saved and judge jobs cannot run.

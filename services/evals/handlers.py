@@ -7,6 +7,7 @@ from libs.common.scope import scope_from
 from services.evals.annotation_queues import AnnotationQueueApi
 from services.evals.comments import CommentApi
 from services.evals.dataset_api import DatasetApi
+from services.evals.judge_api import JudgeApi
 from services.evals.results import ExperimentReads
 from services.evals.score_configs import ScoreConfigApi
 
@@ -25,8 +26,10 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
         datasets: DatasetApi,
         comments: CommentApi,
         annotation_queues: AnnotationQueueApi,
+        judge: JudgeApi,
     ) -> None:
         self._pool = pool
+        self._judge = judge
         self._comments = comments
         self._queues = annotation_queues
         self._datasets = datasets
@@ -220,3 +223,80 @@ class EvalsServicer(evals_pb2_grpc.EvalsServiceServicer):  # type: ignore[misc]
         context: grpc.aio.ServicerContext,
     ) -> evals_pb2.DeleteAnnotationQueueAssignmentResponse:
         return await self._queues.unassign(scope_from(context), request)
+
+    # LLM-as-a-judge: connections, evaluators, rules and jobs (services/evals/judge_api.py).
+
+    async def UpsertLlmConnection(  # noqa: N802
+        self, request: evals_pb2.UpsertLlmConnectionRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.UpsertLlmConnectionResponse:
+        return await self._judge.upsert_connection(scope_from(context), request)
+
+    async def ListLlmConnections(  # noqa: N802
+        self, request: evals_pb2.ListLlmConnectionsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListLlmConnectionsResponse:
+        return await self._judge.list_connections(scope_from(context), request)
+
+    async def DeleteLlmConnection(  # noqa: N802
+        self, request: evals_pb2.DeleteLlmConnectionRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteLlmConnectionResponse:
+        return await self._judge.delete_connection(scope_from(context), request)
+
+    async def CreateEvaluator(  # noqa: N802
+        self, request: evals_pb2.CreateEvaluatorRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.CreateEvaluatorResponse:
+        return await self._judge.create_evaluator(scope_from(context), request)
+
+    async def GetEvaluator(  # noqa: N802
+        self, request: evals_pb2.GetEvaluatorRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetEvaluatorResponse:
+        return await self._judge.get_evaluator(scope_from(context), request)
+
+    async def ListEvaluators(  # noqa: N802
+        self, request: evals_pb2.ListEvaluatorsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListEvaluatorsResponse:
+        return await self._judge.list_evaluators(scope_from(context), request)
+
+    async def UpdateEvaluator(  # noqa: N802
+        self, request: evals_pb2.UpdateEvaluatorRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.UpdateEvaluatorResponse:
+        return await self._judge.update_evaluator(scope_from(context), request)
+
+    async def DeleteEvaluator(  # noqa: N802
+        self, request: evals_pb2.DeleteEvaluatorRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteEvaluatorResponse:
+        return await self._judge.delete_evaluator(scope_from(context), request)
+
+    async def ListEvaluatorVersions(  # noqa: N802
+        self, request: evals_pb2.ListEvaluatorVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListEvaluatorVersionsResponse:
+        return await self._judge.list_evaluator_versions(scope_from(context), request)
+
+    async def CreateEvaluationRule(  # noqa: N802
+        self, request: evals_pb2.CreateEvaluationRuleRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.CreateEvaluationRuleResponse:
+        return await self._judge.create_rule(scope_from(context), request)
+
+    async def GetEvaluationRule(  # noqa: N802
+        self, request: evals_pb2.GetEvaluationRuleRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.GetEvaluationRuleResponse:
+        return await self._judge.get_rule(scope_from(context), request)
+
+    async def ListEvaluationRules(  # noqa: N802
+        self, request: evals_pb2.ListEvaluationRulesRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListEvaluationRulesResponse:
+        return await self._judge.list_rules(scope_from(context), request)
+
+    async def UpdateEvaluationRule(  # noqa: N802
+        self, request: evals_pb2.UpdateEvaluationRuleRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.UpdateEvaluationRuleResponse:
+        return await self._judge.update_rule(scope_from(context), request)
+
+    async def DeleteEvaluationRule(  # noqa: N802
+        self, request: evals_pb2.DeleteEvaluationRuleRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.DeleteEvaluationRuleResponse:
+        return await self._judge.delete_rule(scope_from(context), request)
+
+    async def ListJudgeJobs(  # noqa: N802
+        self, request: evals_pb2.ListJudgeJobsRequest, context: grpc.aio.ServicerContext
+    ) -> evals_pb2.ListJudgeJobsResponse:
+        return await self._judge.list_jobs(scope_from(context), request)

@@ -1,8 +1,9 @@
 """The evals service's part of a project deletion (libs/common/project_deletions.py): its rows in
-every table (comments, annotation queues with their items and assignments, run items, runs,
-dataset items, datasets, score configs) in one transaction, and the project's score-config cache
-generation and entries in Redis (evals owns that namespace; libs/common/score_config_cache.py).
-Idempotent: a replay deletes nothing more."""
+every table (judge jobs, evaluation rules, evaluators, LLM connections, comments, annotation
+queues with their items and assignments, run items, runs, dataset items, datasets, score
+configs) in one transaction, and the project's score-config cache generation and entries in
+Redis (evals owns that namespace; libs/common/score_config_cache.py). Idempotent: a replay
+deletes nothing more."""
 
 from collections.abc import Sequence
 
@@ -16,6 +17,12 @@ log = structlog.get_logger()
 
 # Referencing tables before the ones they reference.
 TABLES = (
+    "judge_jobs",
+    "evaluation_rule_evaluators",
+    "evaluation_rules",
+    "evaluator_versions",
+    "evaluators",
+    "llm_connections",
     "comments",
     "annotation_queue_assignments",
     "annotation_queue_items",

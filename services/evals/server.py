@@ -5,9 +5,11 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
+import httpx
 import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
+from libs.common.gen.obs.ingestion.v1.ingestion_pb2_grpc import IngestionServiceStub
 from libs.common.gen.obs.prompts.v1.prompts_pb2_grpc import PromptsServiceStub
 from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
 from libs.common.health import HealthWatch
@@ -17,15 +19,23 @@ from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
+from services.evals import trigger
 from services.evals.annotation_queues import AnnotationQueueApi
 from services.evals.comments import CommentApi
 from services.evals.config import EvalsConfig
+from services.evals.connections import ConnectionApi
 from services.evals.consumer import ExperimentWriter, consumer_settings, decode_items
 from services.evals.dataset_api import DatasetApi
+from services.evals.evaluators import EvaluatorApi
 from services.evals.handlers import EvalsServicer
+from services.evals.jobs import JobStore
+from services.evals.judge import JudgeWorker
+from services.evals.judge_api import JudgeApi
 from services.evals.references import ObjectLookup
 from services.evals.results import ExperimentReads
+from services.evals.rules import RuleApi
 from services.evals.score_configs import ScoreConfigApi
+from services.evals.secret_box import SecretBox, parse_key
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
@@ -38,10 +48,24 @@ async def run(cfg: EvalsConfig) -> None:
     client = redis.from_url(cfg.redis_url)
     query_channel = make_channel(cfg.query_addr, token=cfg.internal_auth_token)
     prompts_channel = make_channel(cfg.prompts_addr, token=cfg.internal_auth_token)
+    ingestion_channel = make_channel(cfg.ingestion_addr, token=cfg.internal_auth_token)
+    # The judge's LLM calls: at most EVALS_JUDGE_CONCURRENCY per connection (judge.py).
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    )
     producer = make_producer(cfg.kafka, client_id="evals")
     try:
         query = QueryServiceStub(query_channel)
         objects = ObjectLookup(query, PromptsServiceStub(prompts_channel))
+        connections = ConnectionApi(pool, secret_box(cfg))
+        evaluators, rules, jobs = EvaluatorApi(pool, connections), RuleApi(pool), JobStore(pool)
+        rule_cache = trigger.RuleCache(rules)
+        worker = JudgeWorker(
+            jobs=jobs, evaluators=evaluators, rules=rules, connections=connections, query=query,
+            ingestion=IngestionServiceStub(ingestion_channel), http=http,
+            concurrency=cfg.judge_concurrency, max_attempts=cfg.judge_max_attempts,
+            timeout=cfg.judge_timeout_seconds,
+        )  # fmt: skip
         servicer = EvalsServicer(
             pool,
             score_configs=ScoreConfigApi(pool, score_config_generations(client)),
@@ -49,6 +73,7 @@ async def run(cfg: EvalsConfig) -> None:
             datasets=DatasetApi(pool, query),
             comments=CommentApi(pool, objects),
             annotation_queues=AnnotationQueueApi(pool, objects),
+            judge=JudgeApi(connections, evaluators, rules, jobs, rule_cache),
         )
         # Spans with experiment attributes become runs and run items; the producer takes its
         # dead letters.
@@ -56,22 +81,42 @@ async def run(cfg: EvalsConfig) -> None:
         experiment_consumer = BatchConsumer(
             consumer_settings(cfg.kafka), decode_items, ExperimentWriter(pool).write, producer
         )
+        # LLM-as-a-judge: matching events become jobs (its own group: never holds back the
+        # experiments consumer, ingestion or the query writer).
+        judge_trigger = trigger.Trigger(rule_cache, jobs, worker.wake)
+        judge_consumer = BatchConsumer(
+            trigger.consumer_settings(cfg.kafka), judge_trigger.decode, judge_trigger.handle,
+            producer,
+        )  # fmt: skip
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
         health = HealthWatch(
-            {"postgresql": lambda: pool.fetchval("SELECT 1")}, [experiment_consumer]
+            {"postgresql": lambda: pool.fetchval("SELECT 1")}, [experiment_consumer, judge_consumer]
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(experiment_consumer.run(stop))
+            tasks.create_task(judge_consumer.run(stop))
+            tasks.create_task(trigger.reload_periodically(rule_cache, stop))
+            tasks.create_task(worker.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()
         await query_channel.close()
         await prompts_channel.close()
+        await ingestion_channel.close()
+        await http.aclose()
         await client.aclose()
         await pool.close()
 
 
 async def migrate(cfg: EvalsConfig) -> None:
     await migrate_postgres(cfg.database_url, MIGRATIONS)
+
+
+def secret_box(cfg: EvalsConfig) -> SecretBox | None:
+    """None without EVALS_ENCRYPTION_KEY: LLM connections are then refused with a clear 503."""
+    if not cfg.encryption_key:
+        return None
+    previous = parse_key(cfg.encryption_key_previous) if cfg.encryption_key_previous else None
+    return SecretBox(parse_key(cfg.encryption_key), previous)

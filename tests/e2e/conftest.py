@@ -75,6 +75,8 @@ def stack_env(tmp: Path) -> dict[str, str]:
             # A secret of its own, so no other stack's services are accepted; dev.env puts
             # every listener on loopback.
             "INTERNAL_AUTH_TOKEN": secrets.token_urlsafe(24),
+            # LLM connection secrets: a key of its own (the judge tests grep the logs for them).
+            "EVALS_ENCRYPTION_KEY": secrets.token_hex(32),
             "GATEWAY_HTTP_PORT": str(ports["gateway"]),
             "GATEWAY_DRAIN_SECONDS": "1",
             "GATEWAY_DATABASE_URL": f"{pg}/e2e_{run_id}_gateway",

@@ -1483,3 +1483,629 @@ class DeleteAnnotationQueueAssignmentResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAnnotationQueueAssignmentResponse: _TypeAlias = DeleteAnnotationQueueAssignmentResponse  # noqa: Y015
+
+@_typing.final
+class UpsertLlmConnectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertLlmConnectionRequest: _TypeAlias = UpsertLlmConnectionRequest  # noqa: Y015
+
+@_typing.final
+class UpsertLlmConnectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_JSON_FIELD_NUMBER: _builtins.int
+    connection_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        connection_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_json", b"connection_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertLlmConnectionResponse: _TypeAlias = UpsertLlmConnectionResponse  # noqa: Y015
+
+@_typing.final
+class ListLlmConnectionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLlmConnectionsRequest: _TypeAlias = ListLlmConnectionsRequest  # noqa: Y015
+
+@_typing.final
+class ListLlmConnectionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTIONS_JSON_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def connections_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def meta(self) -> _common_pb2.PageMeta: ...
+    def __init__(
+        self,
+        *,
+        connections_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        meta: _common_pb2.PageMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connections_json", b"connections_json", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLlmConnectionsResponse: _TypeAlias = ListLlmConnectionsResponse  # noqa: Y015
+
+@_typing.final
+class DeleteLlmConnectionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    connection_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        connection_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLlmConnectionRequest: _TypeAlias = DeleteLlmConnectionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteLlmConnectionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteLlmConnectionResponse: _TypeAlias = DeleteLlmConnectionResponse  # noqa: Y015
+
+@_typing.final
+class CreateEvaluatorRequest(_message.Message):
+    """Cursor lists (evaluators, their versions, rules, judge jobs): `cursor` is opaque, "" = first
+    page; `next_cursor` "" = no more.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEvaluatorRequest: _TypeAlias = CreateEvaluatorRequest  # noqa: Y015
+
+@_typing.final
+class CreateEvaluatorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_JSON_FIELD_NUMBER: _builtins.int
+    evaluator_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        evaluator_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_json", b"evaluator_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEvaluatorResponse: _TypeAlias = CreateEvaluatorResponse  # noqa: Y015
+
+@_typing.final
+class GetEvaluatorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    evaluator_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        evaluator_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_id", b"evaluator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvaluatorRequest: _TypeAlias = GetEvaluatorRequest  # noqa: Y015
+
+@_typing.final
+class GetEvaluatorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_JSON_FIELD_NUMBER: _builtins.int
+    evaluator_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        evaluator_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_json", b"evaluator_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvaluatorResponse: _TypeAlias = GetEvaluatorResponse  # noqa: Y015
+
+@_typing.final
+class ListEvaluatorsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    cursor: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluatorsRequest: _TypeAlias = ListEvaluatorsRequest  # noqa: Y015
+
+@_typing.final
+class ListEvaluatorsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATORS_JSON_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def evaluators_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        evaluators_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluators_json", b"evaluators_json", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluatorsResponse: _TypeAlias = ListEvaluatorsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateEvaluatorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    evaluator_id: _builtins.str
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        evaluator_id: _builtins.str = ...,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "evaluator_id", b"evaluator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEvaluatorRequest: _TypeAlias = UpdateEvaluatorRequest  # noqa: Y015
+
+@_typing.final
+class UpdateEvaluatorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_JSON_FIELD_NUMBER: _builtins.int
+    evaluator_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        evaluator_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_json", b"evaluator_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEvaluatorResponse: _TypeAlias = UpdateEvaluatorResponse  # noqa: Y015
+
+@_typing.final
+class DeleteEvaluatorRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    evaluator_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        evaluator_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_id", b"evaluator_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEvaluatorRequest: _TypeAlias = DeleteEvaluatorRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEvaluatorResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_JSON_FIELD_NUMBER: _builtins.int
+    deleted_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        deleted_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_json", b"deleted_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEvaluatorResponse: _TypeAlias = DeleteEvaluatorResponse  # noqa: Y015
+
+@_typing.final
+class ListEvaluatorVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    evaluator_id: _builtins.str
+    limit: _builtins.int
+    cursor: _builtins.str
+    def __init__(
+        self,
+        *,
+        evaluator_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "evaluator_id", b"evaluator_id", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluatorVersionsRequest: _TypeAlias = ListEvaluatorVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListEvaluatorVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_JSON_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def versions_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        versions_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "versions_json", b"versions_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluatorVersionsResponse: _TypeAlias = ListEvaluatorVersionsResponse  # noqa: Y015
+
+@_typing.final
+class CreateEvaluationRuleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEvaluationRuleRequest: _TypeAlias = CreateEvaluationRuleRequest  # noqa: Y015
+
+@_typing.final
+class CreateEvaluationRuleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_JSON_FIELD_NUMBER: _builtins.int
+    rule_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        rule_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_json", b"rule_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEvaluationRuleResponse: _TypeAlias = CreateEvaluationRuleResponse  # noqa: Y015
+
+@_typing.final
+class GetEvaluationRuleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvaluationRuleRequest: _TypeAlias = GetEvaluationRuleRequest  # noqa: Y015
+
+@_typing.final
+class GetEvaluationRuleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_JSON_FIELD_NUMBER: _builtins.int
+    rule_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        rule_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_json", b"rule_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvaluationRuleResponse: _TypeAlias = GetEvaluationRuleResponse  # noqa: Y015
+
+@_typing.final
+class ListEvaluationRulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    cursor: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluationRulesRequest: _TypeAlias = ListEvaluationRulesRequest  # noqa: Y015
+
+@_typing.final
+class ListEvaluationRulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULES_JSON_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def rules_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        rules_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "rules_json", b"rules_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEvaluationRulesResponse: _TypeAlias = ListEvaluationRulesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateEvaluationRuleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEvaluationRuleRequest: _TypeAlias = UpdateEvaluationRuleRequest  # noqa: Y015
+
+@_typing.final
+class UpdateEvaluationRuleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_JSON_FIELD_NUMBER: _builtins.int
+    rule_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        rule_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_json", b"rule_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateEvaluationRuleResponse: _TypeAlias = UpdateEvaluationRuleResponse  # noqa: Y015
+
+@_typing.final
+class DeleteEvaluationRuleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    rule_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        rule_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEvaluationRuleRequest: _TypeAlias = DeleteEvaluationRuleRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEvaluationRuleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELETED_JSON_FIELD_NUMBER: _builtins.int
+    deleted_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        deleted_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_json", b"deleted_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEvaluationRuleResponse: _TypeAlias = DeleteEvaluationRuleResponse  # noqa: Y015
+
+@_typing.final
+class ListJudgeJobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    cursor: _builtins.str
+    evaluator_id: _builtins.str
+    """Optional filters."""
+    rule_id: _builtins.str
+    trace_id: _builtins.str
+    status: _builtins.str
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+        evaluator_id: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "evaluator_id", b"evaluator_id", "limit", b"limit", "rule_id", b"rule_id", "status", b"status", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJudgeJobsRequest: _TypeAlias = ListJudgeJobsRequest  # noqa: Y015
+
+@_typing.final
+class ListJudgeJobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_JSON_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    @_builtins.property
+    def jobs_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        jobs_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        next_cursor: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs_json", b"jobs_json", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJudgeJobsResponse: _TypeAlias = ListJudgeJobsResponse  # noqa: Y015

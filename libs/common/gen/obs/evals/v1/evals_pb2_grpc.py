@@ -204,6 +204,81 @@ class EvalsServiceStub:
                 request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.SerializeToString,
                 response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.FromString,
                 _registered_method=True)
+        self.UpsertLlmConnection = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpsertLlmConnection',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionResponse.FromString,
+                _registered_method=True)
+        self.ListLlmConnections = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListLlmConnections',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteLlmConnection = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteLlmConnection',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionResponse.FromString,
+                _registered_method=True)
+        self.CreateEvaluator = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateEvaluator',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorResponse.FromString,
+                _registered_method=True)
+        self.GetEvaluator = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetEvaluator',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorResponse.FromString,
+                _registered_method=True)
+        self.ListEvaluators = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListEvaluators',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsResponse.FromString,
+                _registered_method=True)
+        self.UpdateEvaluator = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpdateEvaluator',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorResponse.FromString,
+                _registered_method=True)
+        self.DeleteEvaluator = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteEvaluator',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorResponse.FromString,
+                _registered_method=True)
+        self.ListEvaluatorVersions = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListEvaluatorVersions',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsResponse.FromString,
+                _registered_method=True)
+        self.CreateEvaluationRule = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/CreateEvaluationRule',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleResponse.FromString,
+                _registered_method=True)
+        self.GetEvaluationRule = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/GetEvaluationRule',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleResponse.FromString,
+                _registered_method=True)
+        self.ListEvaluationRules = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListEvaluationRules',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesResponse.FromString,
+                _registered_method=True)
+        self.UpdateEvaluationRule = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/UpdateEvaluationRule',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleResponse.FromString,
+                _registered_method=True)
+        self.DeleteEvaluationRule = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/DeleteEvaluationRule',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleResponse.FromString,
+                _registered_method=True)
+        self.ListJudgeJobs = channel.unary_unary(
+                '/obs.evals.v1.EvalsService/ListJudgeJobs',
+                request_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsRequest.SerializeToString,
+                response_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsResponse.FromString,
+                _registered_method=True)
 
 
 class EvalsServiceServicer:
@@ -423,6 +498,99 @@ class EvalsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpsertLlmConnection(self, request, context):
+        """LLM-as-a-judge: LLM connections (upsert by provider; secrets never leave the service),
+        versioned evaluators, evaluation rules, and the judge jobs they start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLlmConnections(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteLlmConnection(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEvaluator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvaluator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvaluators(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEvaluator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEvaluator(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvaluatorVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateEvaluationRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEvaluationRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvaluationRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEvaluationRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEvaluationRule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJudgeJobs(self, request, context):
+        """Judge jobs, newest first: status, error, score ids and the judge's trace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EvalsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -590,6 +758,81 @@ def add_EvalsServiceServicer_to_server(servicer, server):
                     servicer.DeleteAnnotationQueueAssignment,
                     request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.FromString,
                     response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.SerializeToString,
+            ),
+            'UpsertLlmConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertLlmConnection,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionResponse.SerializeToString,
+            ),
+            'ListLlmConnections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLlmConnections,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsResponse.SerializeToString,
+            ),
+            'DeleteLlmConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteLlmConnection,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionResponse.SerializeToString,
+            ),
+            'CreateEvaluator': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEvaluator,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorResponse.SerializeToString,
+            ),
+            'GetEvaluator': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvaluator,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorResponse.SerializeToString,
+            ),
+            'ListEvaluators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvaluators,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsResponse.SerializeToString,
+            ),
+            'UpdateEvaluator': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEvaluator,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorResponse.SerializeToString,
+            ),
+            'DeleteEvaluator': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEvaluator,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorResponse.SerializeToString,
+            ),
+            'ListEvaluatorVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvaluatorVersions,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsResponse.SerializeToString,
+            ),
+            'CreateEvaluationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateEvaluationRule,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleResponse.SerializeToString,
+            ),
+            'GetEvaluationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvaluationRule,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleResponse.SerializeToString,
+            ),
+            'ListEvaluationRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvaluationRules,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesResponse.SerializeToString,
+            ),
+            'UpdateEvaluationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEvaluationRule,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleResponse.SerializeToString,
+            ),
+            'DeleteEvaluationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEvaluationRule,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleResponse.SerializeToString,
+            ),
+            'ListJudgeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJudgeJobs,
+                    request_deserializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsRequest.FromString,
+                    response_serializer=obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1488,6 +1731,411 @@ class EvalsService:
             '/obs.evals.v1.EvalsService/DeleteAnnotationQueueAssignment',
             obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentRequest.SerializeToString,
             obs_dot_evals_dot_v1_dot_evals__pb2.DeleteAnnotationQueueAssignmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertLlmConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpsertLlmConnection',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpsertLlmConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLlmConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListLlmConnections',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListLlmConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteLlmConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteLlmConnection',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteLlmConnectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEvaluator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateEvaluator',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvaluator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetEvaluator',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvaluators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListEvaluators',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEvaluator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpdateEvaluator',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEvaluator(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteEvaluator',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluatorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvaluatorVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListEvaluatorVersions',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluatorVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateEvaluationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/CreateEvaluationRule',
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.CreateEvaluationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvaluationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/GetEvaluationRule',
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.GetEvaluationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvaluationRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListEvaluationRules',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListEvaluationRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEvaluationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/UpdateEvaluationRule',
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.UpdateEvaluationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEvaluationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/DeleteEvaluationRule',
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.DeleteEvaluationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJudgeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.evals.v1.EvalsService/ListJudgeJobs',
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsRequest.SerializeToString,
+            obs_dot_evals_dot_v1_dot_evals__pb2.ListJudgeJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

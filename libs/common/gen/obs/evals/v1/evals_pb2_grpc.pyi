@@ -86,6 +86,25 @@ class EvalsServiceStub:
     DeleteAnnotationQueueItem: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueItemRequest, _evals_pb2.DeleteAnnotationQueueItemResponse]
     CreateAnnotationQueueAssignment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueAssignmentRequest, _evals_pb2.CreateAnnotationQueueAssignmentResponse]
     DeleteAnnotationQueueAssignment: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueAssignmentRequest, _evals_pb2.DeleteAnnotationQueueAssignmentResponse]
+    UpsertLlmConnection: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpsertLlmConnectionRequest, _evals_pb2.UpsertLlmConnectionResponse]
+    """LLM-as-a-judge: LLM connections (upsert by provider; secrets never leave the service),
+    versioned evaluators, evaluation rules, and the judge jobs they start.
+    """
+    ListLlmConnections: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListLlmConnectionsRequest, _evals_pb2.ListLlmConnectionsResponse]
+    DeleteLlmConnection: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteLlmConnectionRequest, _evals_pb2.DeleteLlmConnectionResponse]
+    CreateEvaluator: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateEvaluatorRequest, _evals_pb2.CreateEvaluatorResponse]
+    GetEvaluator: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetEvaluatorRequest, _evals_pb2.GetEvaluatorResponse]
+    ListEvaluators: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluatorsRequest, _evals_pb2.ListEvaluatorsResponse]
+    UpdateEvaluator: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpdateEvaluatorRequest, _evals_pb2.UpdateEvaluatorResponse]
+    DeleteEvaluator: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteEvaluatorRequest, _evals_pb2.DeleteEvaluatorResponse]
+    ListEvaluatorVersions: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluatorVersionsRequest, _evals_pb2.ListEvaluatorVersionsResponse]
+    CreateEvaluationRule: _grpc.UnaryUnaryMultiCallable[_evals_pb2.CreateEvaluationRuleRequest, _evals_pb2.CreateEvaluationRuleResponse]
+    GetEvaluationRule: _grpc.UnaryUnaryMultiCallable[_evals_pb2.GetEvaluationRuleRequest, _evals_pb2.GetEvaluationRuleResponse]
+    ListEvaluationRules: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluationRulesRequest, _evals_pb2.ListEvaluationRulesResponse]
+    UpdateEvaluationRule: _grpc.UnaryUnaryMultiCallable[_evals_pb2.UpdateEvaluationRuleRequest, _evals_pb2.UpdateEvaluationRuleResponse]
+    DeleteEvaluationRule: _grpc.UnaryUnaryMultiCallable[_evals_pb2.DeleteEvaluationRuleRequest, _evals_pb2.DeleteEvaluationRuleResponse]
+    ListJudgeJobs: _grpc.UnaryUnaryMultiCallable[_evals_pb2.ListJudgeJobsRequest, _evals_pb2.ListJudgeJobsResponse]
+    """Judge jobs, newest first: status, error, score ids and the judge's trace."""
 
 @_typing.type_check_only
 class EvalsServiceAsyncStub(EvalsServiceStub):
@@ -145,6 +164,25 @@ class EvalsServiceAsyncStub(EvalsServiceStub):
     DeleteAnnotationQueueItem: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueItemRequest, _evals_pb2.DeleteAnnotationQueueItemResponse]  # type: ignore[assignment]
     CreateAnnotationQueueAssignment: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateAnnotationQueueAssignmentRequest, _evals_pb2.CreateAnnotationQueueAssignmentResponse]  # type: ignore[assignment]
     DeleteAnnotationQueueAssignment: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteAnnotationQueueAssignmentRequest, _evals_pb2.DeleteAnnotationQueueAssignmentResponse]  # type: ignore[assignment]
+    UpsertLlmConnection: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpsertLlmConnectionRequest, _evals_pb2.UpsertLlmConnectionResponse]  # type: ignore[assignment]
+    """LLM-as-a-judge: LLM connections (upsert by provider; secrets never leave the service),
+    versioned evaluators, evaluation rules, and the judge jobs they start.
+    """
+    ListLlmConnections: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListLlmConnectionsRequest, _evals_pb2.ListLlmConnectionsResponse]  # type: ignore[assignment]
+    DeleteLlmConnection: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteLlmConnectionRequest, _evals_pb2.DeleteLlmConnectionResponse]  # type: ignore[assignment]
+    CreateEvaluator: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateEvaluatorRequest, _evals_pb2.CreateEvaluatorResponse]  # type: ignore[assignment]
+    GetEvaluator: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetEvaluatorRequest, _evals_pb2.GetEvaluatorResponse]  # type: ignore[assignment]
+    ListEvaluators: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluatorsRequest, _evals_pb2.ListEvaluatorsResponse]  # type: ignore[assignment]
+    UpdateEvaluator: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpdateEvaluatorRequest, _evals_pb2.UpdateEvaluatorResponse]  # type: ignore[assignment]
+    DeleteEvaluator: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteEvaluatorRequest, _evals_pb2.DeleteEvaluatorResponse]  # type: ignore[assignment]
+    ListEvaluatorVersions: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluatorVersionsRequest, _evals_pb2.ListEvaluatorVersionsResponse]  # type: ignore[assignment]
+    CreateEvaluationRule: _aio.UnaryUnaryMultiCallable[_evals_pb2.CreateEvaluationRuleRequest, _evals_pb2.CreateEvaluationRuleResponse]  # type: ignore[assignment]
+    GetEvaluationRule: _aio.UnaryUnaryMultiCallable[_evals_pb2.GetEvaluationRuleRequest, _evals_pb2.GetEvaluationRuleResponse]  # type: ignore[assignment]
+    ListEvaluationRules: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListEvaluationRulesRequest, _evals_pb2.ListEvaluationRulesResponse]  # type: ignore[assignment]
+    UpdateEvaluationRule: _aio.UnaryUnaryMultiCallable[_evals_pb2.UpdateEvaluationRuleRequest, _evals_pb2.UpdateEvaluationRuleResponse]  # type: ignore[assignment]
+    DeleteEvaluationRule: _aio.UnaryUnaryMultiCallable[_evals_pb2.DeleteEvaluationRuleRequest, _evals_pb2.DeleteEvaluationRuleResponse]  # type: ignore[assignment]
+    ListJudgeJobs: _aio.UnaryUnaryMultiCallable[_evals_pb2.ListJudgeJobsRequest, _evals_pb2.ListJudgeJobsResponse]  # type: ignore[assignment]
+    """Judge jobs, newest first: status, error, score ids and the judge's trace."""
 
 class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Score configs, datasets with versioned items, dataset runs and experiments (later: annotation
@@ -399,5 +437,114 @@ class EvalsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _evals_pb2.DeleteAnnotationQueueAssignmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_evals_pb2.DeleteAnnotationQueueAssignmentResponse, _abc.Awaitable[_evals_pb2.DeleteAnnotationQueueAssignmentResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpsertLlmConnection(
+        self,
+        request: _evals_pb2.UpsertLlmConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpsertLlmConnectionResponse, _abc.Awaitable[_evals_pb2.UpsertLlmConnectionResponse]]:
+        """LLM-as-a-judge: LLM connections (upsert by provider; secrets never leave the service),
+        versioned evaluators, evaluation rules, and the judge jobs they start.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLlmConnections(
+        self,
+        request: _evals_pb2.ListLlmConnectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListLlmConnectionsResponse, _abc.Awaitable[_evals_pb2.ListLlmConnectionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteLlmConnection(
+        self,
+        request: _evals_pb2.DeleteLlmConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteLlmConnectionResponse, _abc.Awaitable[_evals_pb2.DeleteLlmConnectionResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateEvaluator(
+        self,
+        request: _evals_pb2.CreateEvaluatorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateEvaluatorResponse, _abc.Awaitable[_evals_pb2.CreateEvaluatorResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetEvaluator(
+        self,
+        request: _evals_pb2.GetEvaluatorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetEvaluatorResponse, _abc.Awaitable[_evals_pb2.GetEvaluatorResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEvaluators(
+        self,
+        request: _evals_pb2.ListEvaluatorsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListEvaluatorsResponse, _abc.Awaitable[_evals_pb2.ListEvaluatorsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateEvaluator(
+        self,
+        request: _evals_pb2.UpdateEvaluatorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpdateEvaluatorResponse, _abc.Awaitable[_evals_pb2.UpdateEvaluatorResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteEvaluator(
+        self,
+        request: _evals_pb2.DeleteEvaluatorRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteEvaluatorResponse, _abc.Awaitable[_evals_pb2.DeleteEvaluatorResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEvaluatorVersions(
+        self,
+        request: _evals_pb2.ListEvaluatorVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListEvaluatorVersionsResponse, _abc.Awaitable[_evals_pb2.ListEvaluatorVersionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CreateEvaluationRule(
+        self,
+        request: _evals_pb2.CreateEvaluationRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.CreateEvaluationRuleResponse, _abc.Awaitable[_evals_pb2.CreateEvaluationRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetEvaluationRule(
+        self,
+        request: _evals_pb2.GetEvaluationRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.GetEvaluationRuleResponse, _abc.Awaitable[_evals_pb2.GetEvaluationRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListEvaluationRules(
+        self,
+        request: _evals_pb2.ListEvaluationRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListEvaluationRulesResponse, _abc.Awaitable[_evals_pb2.ListEvaluationRulesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateEvaluationRule(
+        self,
+        request: _evals_pb2.UpdateEvaluationRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.UpdateEvaluationRuleResponse, _abc.Awaitable[_evals_pb2.UpdateEvaluationRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteEvaluationRule(
+        self,
+        request: _evals_pb2.DeleteEvaluationRuleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.DeleteEvaluationRuleResponse, _abc.Awaitable[_evals_pb2.DeleteEvaluationRuleResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ListJudgeJobs(
+        self,
+        request: _evals_pb2.ListJudgeJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_evals_pb2.ListJudgeJobsResponse, _abc.Awaitable[_evals_pb2.ListJudgeJobsResponse]]:
+        """Judge jobs, newest first: status, error, score ids and the judge's trace."""
 
 def add_EvalsServiceServicer_to_server(servicer: EvalsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

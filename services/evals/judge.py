@@ -1,0 +1,385 @@
+"""The judge worker: claims due jobs (services/evals/jobs.py), judges each target's merged state
+(read from the query service) with the evaluator's prompt and model, and ingests the score with
+source EVAL through the ingestion service, together with the judge call as a trace and generation
+of its own (model, usage; the query service prices it), which the score's metadata links.
+
+Bounded: at most EVALS_JUDGE_CONCURRENCY calls in flight per LLM connection. Retries with backoff
+on 429, 5xx, timeouts and refused connections, honouring Retry-After, up to
+EVALS_JUDGE_MAX_ATTEMPTS; then the job's final error carries the provider's message and the
+evaluator is paused (as when the provider refuses the key or the model), so a broken connection
+neither retries forever nor fails silently."""
+
+import asyncio
+import contextlib
+import math
+import random
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import orjson
+import structlog
+
+from libs.common.gen.obs.ingestion.v1 import ingestion_pb2
+from libs.common.gen.obs.ingestion.v1.ingestion_pb2_grpc import IngestionServiceStub
+from libs.common.gen.obs.query.v1 import query_pb2
+from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
+from libs.common.scope import ProjectScope
+from services.evals.connections import ConnectionApi
+from services.evals.evaluators import Definition, EvaluatorApi, JudgeVersion
+from services.evals.jobs import Job, JobStore
+from services.evals.judge_fields import VARIABLE, at_path
+from services.evals.llm import Completion, LlmError, chat
+from services.evals.rule_filters import matches, observation_row, trace_row
+from services.evals.rules import RuleApi
+
+log = structlog.get_logger()
+
+# Judge traces carry this environment; the trigger never judges them (no judge of judges).
+JUDGE_ENVIRONMENT = "llm-as-a-judge"
+# A target not yet readable (the query writer lags the topic) is looked for again this long.
+TARGET_WAIT_SECONDS = 120.0
+_NAMESPACE = uuid.UUID("8f0c6d55-0f51-4f7e-9f0a-3c1b2f2a7e11")
+_RPC_TIMEOUT = 10.0
+
+
+class JobFailed(Exception):
+    """A final outcome other than a score: `status` error or skipped, `pause` the evaluator."""
+
+    def __init__(self, message: str, *, status: str = "error", pause: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.pause = pause
+
+
+class RetryLater(Exception):
+    def __init__(self, message: str, delay: float, *, counts: bool = True) -> None:
+        super().__init__(message)
+        self.delay = delay
+        self.counts = counts
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    values: list[tuple[str, float | str]]  # (score id suffix, value)
+    reasoning: str
+
+
+class JudgeWorker:
+    def __init__(self, *, jobs: JobStore, evaluators: EvaluatorApi, rules: RuleApi,
+                 connections: ConnectionApi, query: QueryServiceStub,
+                 ingestion: IngestionServiceStub, http: httpx.AsyncClient, concurrency: int,
+                 max_attempts: int, timeout: float) -> None:  # fmt: skip
+        self._jobs = jobs
+        self._evaluators = evaluators
+        self._rules = rules
+        self._connections = connections
+        self._query = query
+        self._ingestion = ingestion
+        self._http = http
+        self._max_attempts = max_attempts
+        self._timeout = timeout
+        self._lease = timeout + 30
+        self._per_connection: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(concurrency)
+        )
+        # Jobs claimed and not yet finished, over all connections.
+        self._max_claimed = concurrency * 2
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New jobs may be due (the trigger just enqueued some with no delay)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            free = self._max_claimed - len(self._tasks)
+            jobs = await self._claim(free) if free > 0 else []
+            for job in jobs:
+                task = asyncio.create_task(self._run_one(job))
+                self._tasks.add(task)
+                task.add_done_callback(self._finished)
+            if len(jobs) < free or free <= 0:  # nothing more is due, or no room: wait
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+        # Jobs in flight finish within the drain; those that do not are claimed again after
+        # their lease, and their scores keep their ids.
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _claim(self, free: int) -> list[Job]:
+        try:
+            return await self._jobs.claim(free, self._lease)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("judge_claim_failed", error=str(exc))
+            await asyncio.sleep(1)
+            return []
+
+    async def _run_one(self, job: Job) -> None:
+        try:
+            outcome = await self._judge(job)
+            await self._jobs.complete(job, *outcome)
+        except RetryLater as exc:
+            await self._jobs.retry(job, exc.delay, str(exc), counts=exc.counts)
+        except JobFailed as exc:
+            await self._jobs.finish(job, exc.status, str(exc))
+            if exc.pause:
+                await self._evaluators.pause(job.project_id, job.evaluator_id, str(exc))
+                log.warning("evaluator_paused", project_id=job.project_id,
+                            evaluator_id=job.evaluator_id, error=str(exc))  # fmt: skip
+        except Exception:
+            log.exception("judge_job_failed", job_id=str(job.id))
+            with contextlib.suppress(Exception):
+                await self._jobs.retry(job, _backoff(job.attempts), "internal error, retrying")
+
+    async def _judge(self, job: Job) -> tuple[int, list[str], str]:
+        evaluator = await self._evaluators.judge_version(job.project_id, job.evaluator_id)
+        if evaluator is None:
+            raise JobFailed("the evaluator was deleted", status="skipped")
+        if not evaluator.active:
+            raise RetryLater("the evaluator is paused", 30, counts=False)
+        assigned = await self._rules.assignment(job.project_id, job.rule_id, job.evaluator_id)
+        if assigned is None:
+            raise JobFailed("the rule was deleted or no longer assigns the evaluator",
+                            status="skipped")  # fmt: skip
+        target, filters, assignment = assigned
+        scope = ProjectScope(job.project_id)
+        trace, observation = await self._target(job, scope)
+        row = (observation_row(observation, trace, merged=True) if observation is not None
+               else trace_row(trace, merged=True))  # fmt: skip
+        if matches(filters, row) is not True:
+            raise JobFailed("the target's merged state does not match the rule's filter",
+                            status="skipped")  # fmt: skip
+        definition = evaluator.definition
+        messages = render(definition, assignment.variable_mapping, trace, observation)
+        if job.attempts > self._max_attempts:
+            raise JobFailed(f"gave up after {self._max_attempts} attempts", pause=True)
+        completion = await self._call(job, definition, messages)
+        try:
+            verdict = parse_verdict(completion.content, definition.output)
+        except ValueError as exc:
+            raise JobFailed(f"the judge's reply is not a valid verdict: {exc}") from exc
+        return await self._ingest(job, scope, evaluator, trace, observation, messages, completion,
+                                  verdict)  # fmt: skip
+
+    async def _target(
+        self, job: Job, scope: ProjectScope
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        waited = (datetime.now(UTC) - job.created_at).total_seconds()
+        try:
+            reply = await self._query.GetTrace(
+                query_pb2.GetTraceRequest(trace_id=job.trace_id),
+                metadata=scope.metadata(), timeout=_RPC_TIMEOUT,
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND and waited < TARGET_WAIT_SECONDS:
+                raise RetryLater("the trace is not readable yet", 0.5, counts=False) from exc
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise JobFailed("the trace was not found") from exc
+            raise RetryLater(f"the query service failed: {exc.code().name}", 2) from exc
+        trace = orjson.loads(reply.trace_json)
+        if not job.observation_id:
+            return trace, None
+        for observation in trace.get("observations") or ():
+            if observation.get("id") == job.observation_id:
+                return trace, observation
+        if waited < TARGET_WAIT_SECONDS:
+            raise RetryLater("the observation is not readable yet", 0.5, counts=False)
+        raise JobFailed("the observation was not found")
+
+    async def _call(
+        self, job: Job, definition: Definition, messages: list[dict[str, str]]
+    ) -> Completion:
+        connection = await self._connections.connection(job.project_id, definition.provider)
+        if connection is None:
+            raise JobFailed(f"the LLM connection {definition.provider!r} no longer exists",
+                            pause=True)  # fmt: skip
+        if definition.model not in connection.models:
+            raise JobFailed(f"the model {definition.model!r} is no longer offered by the "
+                            f"connection {definition.provider!r}", pause=True)  # fmt: skip
+        async with self._per_connection[connection.id]:
+            try:
+                return await chat(self._http, connection.endpoint, definition.model, messages,
+                                  output_schema(definition.output), self._timeout)  # fmt: skip
+            except LlmError as exc:
+                if exc.retryable and job.attempts < self._max_attempts:
+                    delay = (
+                        exc.retry_after if exc.retry_after is not None else _backoff(job.attempts)
+                    )
+                    raise RetryLater(exc.message, min(delay, 600)) from exc
+                raise JobFailed(exc.message, pause=True) from exc
+
+    async def _ingest(self, job: Job, scope: ProjectScope, evaluator: JudgeVersion,
+                      trace: dict[str, Any], observation: dict[str, Any] | None,
+                      messages: list[dict[str, str]], completion: Completion,
+                      verdict: Verdict) -> tuple[int, list[str], str]:  # fmt: skip
+        judge_trace_id = job.id.hex
+        generation_id = str(uuid.uuid5(_NAMESPACE, f"{job.id}:generation"))
+        score_ids = [str(uuid.uuid5(_NAMESPACE, f"{job.id}:score{suffix}"))
+                     for suffix, _ in verdict.values]  # fmt: skip
+        now = datetime.now(UTC).isoformat()
+        links = {
+            "jobId": str(job.id),
+            "evaluationRuleId": job.rule_id,
+            "evaluatorId": job.evaluator_id,
+            "evaluatorVersion": evaluator.version,
+        }
+        usage = {"input": completion.input_tokens, "output": completion.output_tokens,
+                 "total": completion.total_tokens}  # fmt: skip
+        events: list[dict[str, Any]] = [
+            _envelope(job, "trace", "trace-create", now, {
+                "id": judge_trace_id, "name": f"Execute evaluator: {evaluator.name}",
+                "timestamp": completion.started_at.isoformat(), "environment": JUDGE_ENVIRONMENT,
+                "metadata": {**links, "targetTraceId": job.trace_id,
+                             "targetObservationId": job.observation_id or None},
+            }),
+            _envelope(job, "generation", "generation-create", now, {
+                "id": generation_id, "traceId": judge_trace_id, "name": evaluator.name,
+                "startTime": completion.started_at.isoformat(),
+                "endTime": completion.ended_at.isoformat(), "model": completion.model,
+                "input": messages, "output": completion.content, "environment": JUDGE_ENVIRONMENT,
+                "usageDetails": {k: v for k, v in usage.items() if v is not None},
+                "metadata": links,
+            }),
+        ]  # fmt: skip
+        data_type = evaluator.definition.output["dataType"]
+        environment = (observation or trace).get("environment") or "default"
+        for score_id, (_, value) in zip(score_ids, verdict.values, strict=True):
+            events.append(_envelope(job, score_id, "score-create", now, {
+                "id": score_id, "traceId": job.trace_id,
+                "observationId": job.observation_id or None, "name": evaluator.name,
+                "value": value, "dataType": data_type, "comment": verdict.reasoning,
+                "source": "EVAL", "environment": environment,
+                "metadata": {**links, "judgeTraceId": judge_trace_id,
+                             "judgeObservationId": generation_id},
+            }))  # fmt: skip
+        try:
+            reply = await self._ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(body=orjson.dumps({"batch": events})),
+                metadata=scope.metadata(), timeout=_RPC_TIMEOUT,
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as exc:
+            raise RetryLater(f"the ingestion service failed: {exc.code().name}", 2) from exc
+        if reply.errors:
+            error = reply.errors[0]
+            raise JobFailed(f"the score was refused by ingestion: {error.message or error.error}")
+        return evaluator.version, score_ids, judge_trace_id
+
+
+def render(
+    definition: Definition,
+    override: list[dict[str, Any]] | None,
+    trace: dict[str, Any],
+    observation: dict[str, Any] | None,
+) -> list[dict[str, str]]:
+    """The prompt with each `{{variable}}` replaced by its mapped value (strings as they are,
+    other values as JSON). The output definition's instructions travel in the JSON schema."""
+    mapping = {m["variable"]: m for m in definition.variable_mapping or ()}
+    mapping.update({m["variable"]: m for m in override or ()})
+    subject = observation if observation is not None else trace
+    values = {name: _text(_source(subject, m["source"], m.get("jsonPath")))
+              for name, m in mapping.items()}  # fmt: skip
+
+    def fill(content: str) -> str:
+        return VARIABLE.sub(lambda match: values.get(match.group(1), ""), content)
+
+    return [{"role": m["role"], "content": fill(m["content"])} for m in definition.prompt]
+
+
+def _source(subject: dict[str, Any], source: str, json_path: str | None) -> Any:
+    metadata = subject.get("metadata") if isinstance(subject.get("metadata"), dict) else {}
+    experiment = metadata.get("experiment") if isinstance(metadata.get("experiment"), dict) else {}
+    value = {
+        "input": subject.get("input"),
+        "output": subject.get("output"),
+        "metadata": metadata,
+        "tool_calls": subject.get("toolCalls"),
+        "expected_output": experiment.get("item.expected_output"),
+        "experiment_item_metadata": experiment.get("item.metadata"),
+    }[source]
+    return at_path(value, json_path)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def output_schema(output: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of `{score, reasoning}` for an output definition."""
+    kind = output["dataType"]
+    score: dict[str, Any]
+    if kind == "NUMERIC":
+        score = {"type": "number"}
+    elif kind == "BOOLEAN":
+        score = {"type": "boolean"}
+    elif output.get("shouldAllowMultipleMatches"):
+        score = {"type": "array", "items": {"type": "string", "enum": output["categories"]}}
+    else:
+        score = {"type": "string", "enum": output["categories"]}
+    if output.get("scoreValueInstructions"):
+        score["description"] = output["scoreValueInstructions"]
+    reasoning: dict[str, Any] = {"type": "string"}
+    if output.get("scoreReasoningInstructions"):
+        reasoning["description"] = output["scoreReasoningInstructions"]
+    return {"type": "object", "properties": {"score": score, "reasoning": reasoning},
+            "required": ["score", "reasoning"], "additionalProperties": False}  # fmt: skip
+
+
+def parse_verdict(content: str, output: dict[str, Any]) -> Verdict:
+    """The reply's `{score, reasoning}` checked against the output definition; ValueError says
+    what is wrong."""
+    try:
+        reply = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {content[:200]!r}") from exc
+    if not isinstance(reply, dict) or "score" not in reply:
+        raise ValueError(f"no score in {content[:200]!r}")
+    reasoning = reply.get("reasoning")
+    reasoning = reasoning if isinstance(reasoning, str) else ""
+    score, kind = reply["score"], output["dataType"]
+    if kind == "NUMERIC":
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+        ):
+            raise ValueError(f"score {score!r} is not a number")
+        low, high = output.get("minValue"), output.get("maxValue")
+        if (low is not None and score < low) or (high is not None and score > high):
+            raise ValueError(f"score {score} is outside [{low}, {high}]")
+        return Verdict([("", float(score))], reasoning)
+    if kind == "BOOLEAN":
+        if not isinstance(score, bool):
+            raise ValueError(f"score {score!r} is not a boolean")
+        return Verdict([("", 1.0 if score else 0.0)], reasoning)
+    chosen = score if isinstance(score, list) else [score]
+    if not chosen or not all(c in output["categories"] for c in chosen):
+        raise ValueError(f"score {score!r} is not among the categories {output['categories']}")
+    if len(chosen) > 1 and not output.get("shouldAllowMultipleMatches"):
+        raise ValueError("several categories where one was asked")
+    if len(chosen) == 1:
+        return Verdict([("", chosen[0])], reasoning)
+    return Verdict([(f":{c}", c) for c in dict.fromkeys(chosen)], reasoning)
+
+
+def _envelope(job: Job, part: str, kind: str, now: str, body: dict[str, Any]) -> dict[str, Any]:
+    event_id = str(uuid.uuid5(_NAMESPACE, f"{job.id}:{part}:event"))
+    return {"id": event_id, "type": kind, "timestamp": now, "body": body}
+
+
+def _backoff(attempts: int) -> float:
+    """1, 2, 4, ... seconds (at most 60), with jitter so retries of a burst spread out."""
+    return min(60.0, 2.0 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)

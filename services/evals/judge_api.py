@@ -1,0 +1,135 @@
+"""The LLM-as-a-judge RPCs: LLM connections, evaluators, evaluation rules and judge jobs, each
+delegated to its module. A change to evaluators or rules reloads this replica's rule cache at
+once (others within services/evals/trigger.py's reload interval)."""
+
+from libs.common.gen.obs.evals.v1 import evals_pb2 as pb
+from libs.common.scope import ProjectScope
+from services.evals.connections import ConnectionApi
+from services.evals.evaluators import EvaluatorApi
+from services.evals.fields import invalid
+from services.evals.jobs import STATUSES, JobStore
+from services.evals.rules import RuleApi
+from services.evals.trigger import RuleCache
+
+DEFAULT_LIMIT = 50
+
+
+class JudgeApi:
+    def __init__(self, connections: ConnectionApi, evaluators: EvaluatorApi, rules: RuleApi,
+                 jobs: JobStore, cache: RuleCache) -> None:  # fmt: skip
+        self._connections = connections
+        self._evaluators = evaluators
+        self._rules = rules
+        self._jobs = jobs
+        self._cache = cache
+
+    async def upsert_connection(
+        self, scope: ProjectScope, request: pb.UpsertLlmConnectionRequest
+    ) -> pb.UpsertLlmConnectionResponse:
+        document = await self._connections.upsert(scope.project_id, request.body_json)
+        return pb.UpsertLlmConnectionResponse(connection_json=document)
+
+    async def list_connections(
+        self, scope: ProjectScope, request: pb.ListLlmConnectionsRequest
+    ) -> pb.ListLlmConnectionsResponse:
+        page = request.page.page or 1
+        limit = request.page.limit or DEFAULT_LIMIT
+        documents, meta = await self._connections.list_page(scope.project_id, page, limit)
+        return pb.ListLlmConnectionsResponse(connections_json=documents, meta=meta)
+
+    async def delete_connection(
+        self, scope: ProjectScope, request: pb.DeleteLlmConnectionRequest
+    ) -> pb.DeleteLlmConnectionResponse:
+        await self._connections.delete(scope.project_id, request.connection_id)
+        return pb.DeleteLlmConnectionResponse()
+
+    async def create_evaluator(
+        self, scope: ProjectScope, request: pb.CreateEvaluatorRequest
+    ) -> pb.CreateEvaluatorResponse:
+        document = await self._evaluators.create(scope.project_id, request.body_json)
+        return pb.CreateEvaluatorResponse(evaluator_json=document)
+
+    async def get_evaluator(
+        self, scope: ProjectScope, request: pb.GetEvaluatorRequest
+    ) -> pb.GetEvaluatorResponse:
+        document = await self._evaluators.get(scope.project_id, request.evaluator_id)
+        return pb.GetEvaluatorResponse(evaluator_json=document)
+
+    async def list_evaluators(
+        self, scope: ProjectScope, request: pb.ListEvaluatorsRequest
+    ) -> pb.ListEvaluatorsResponse:
+        documents, cursor = await self._evaluators.list_page(
+            scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor
+        )
+        return pb.ListEvaluatorsResponse(evaluators_json=documents, next_cursor=cursor)
+
+    async def update_evaluator(
+        self, scope: ProjectScope, request: pb.UpdateEvaluatorRequest
+    ) -> pb.UpdateEvaluatorResponse:
+        document = await self._evaluators.update(
+            scope.project_id, request.evaluator_id, request.body_json
+        )
+        self._cache.changed()
+        return pb.UpdateEvaluatorResponse(evaluator_json=document)
+
+    async def delete_evaluator(
+        self, scope: ProjectScope, request: pb.DeleteEvaluatorRequest
+    ) -> pb.DeleteEvaluatorResponse:
+        document = await self._evaluators.delete(scope.project_id, request.evaluator_id)
+        self._cache.changed()
+        return pb.DeleteEvaluatorResponse(deleted_json=document)
+
+    async def list_evaluator_versions(
+        self, scope: ProjectScope, request: pb.ListEvaluatorVersionsRequest
+    ) -> pb.ListEvaluatorVersionsResponse:
+        documents, cursor = await self._evaluators.versions(
+            scope.project_id, request.evaluator_id, request.limit or DEFAULT_LIMIT, request.cursor
+        )
+        return pb.ListEvaluatorVersionsResponse(versions_json=documents, next_cursor=cursor)
+
+    async def create_rule(
+        self, scope: ProjectScope, request: pb.CreateEvaluationRuleRequest
+    ) -> pb.CreateEvaluationRuleResponse:
+        document = await self._rules.create(scope.project_id, request.body_json)
+        self._cache.changed()
+        return pb.CreateEvaluationRuleResponse(rule_json=document)
+
+    async def get_rule(
+        self, scope: ProjectScope, request: pb.GetEvaluationRuleRequest
+    ) -> pb.GetEvaluationRuleResponse:
+        document = await self._rules.get(scope.project_id, request.rule_id)
+        return pb.GetEvaluationRuleResponse(rule_json=document)
+
+    async def list_rules(
+        self, scope: ProjectScope, request: pb.ListEvaluationRulesRequest
+    ) -> pb.ListEvaluationRulesResponse:
+        documents, cursor = await self._rules.list_page(
+            scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor
+        )
+        return pb.ListEvaluationRulesResponse(rules_json=documents, next_cursor=cursor)
+
+    async def update_rule(
+        self, scope: ProjectScope, request: pb.UpdateEvaluationRuleRequest
+    ) -> pb.UpdateEvaluationRuleResponse:
+        document = await self._rules.update(scope.project_id, request.rule_id, request.body_json)
+        self._cache.changed()
+        return pb.UpdateEvaluationRuleResponse(rule_json=document)
+
+    async def delete_rule(
+        self, scope: ProjectScope, request: pb.DeleteEvaluationRuleRequest
+    ) -> pb.DeleteEvaluationRuleResponse:
+        document = await self._rules.delete(scope.project_id, request.rule_id)
+        self._cache.changed()
+        return pb.DeleteEvaluationRuleResponse(deleted_json=document)
+
+    async def list_jobs(
+        self, scope: ProjectScope, request: pb.ListJudgeJobsRequest
+    ) -> pb.ListJudgeJobsResponse:
+        if request.status and request.status not in STATUSES:
+            raise invalid(f"status must be one of {', '.join(STATUSES)}")
+        filters = {"evaluator_id": request.evaluator_id, "rule_id": request.rule_id,
+                   "trace_id": request.trace_id, "status": request.status}  # fmt: skip
+        documents, cursor = await self._jobs.list_page(
+            scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor, filters
+        )
+        return pb.ListJudgeJobsResponse(jobs_json=documents, next_cursor=cursor)
