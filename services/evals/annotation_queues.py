@@ -21,6 +21,7 @@ from libs.common.scope import ProjectScope
 from services.evals.comments import object_type
 from services.evals.fields import (
     findable,
+    indexable,
     invalid,
     iso,
     optional_text,
@@ -58,7 +59,7 @@ def new_queue(body: dict[str, Any]) -> NewQueue:
     for config_id in config_ids:
         text(config_id, "every scoreConfigIds entry")
     return NewQueue(
-        name=text(body.get("name"), "name"),
+        name=indexable(text(body.get("name"), "name"), "name"),
         description=optional_text(body.get("description"), "description", max_length=None),
         # Each config once, in the order given.
         score_config_ids=tuple(dict.fromkeys(config_ids)),
@@ -184,7 +185,7 @@ class AnnotationQueueApi:
         self, scope: ProjectScope, request: evals_pb2.CreateAnnotationQueueAssignmentRequest
     ) -> evals_pb2.CreateAnnotationQueueAssignmentResponse:
         scope.require_project_access()
-        user_id = text(parse_body(request.body_json).get("userId"), "userId")
+        user_id = indexable(text(parse_body(request.body_json).get("userId"), "userId"), "userId")
         await self._queue(scope, request.queue_id)
         await self._store.assign(scope.project_id, request.queue_id, user_id)
         document = {"userId": user_id, "queueId": request.queue_id, "projectId": scope.project_id}

@@ -19,6 +19,7 @@ from libs.common.scope import ProjectScope
 from services.evals.fields import (
     checked_text,
     findable,
+    indexable,
     invalid,
     iso,
     optional_text,
@@ -60,7 +61,7 @@ def new_comment(body: dict[str, Any], project_id: str) -> NewComment:
         raise invalid("content must be a non-empty string")
     return NewComment(
         object_type=object_type(body.get("objectType"), OBJECT_TYPES),
-        object_id=text(body.get("objectId"), "objectId"),
+        object_id=indexable(text(body.get("objectId"), "objectId"), "objectId"),
         content=checked_text(content.strip(), "content", CONTENT_MAX_LENGTH),
         author_user_id=optional_text(body.get("authorUserId"), "authorUserId"),
     )

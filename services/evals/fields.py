@@ -15,6 +15,9 @@ from libs.common.gen.obs.common.v1 import common_pb2
 
 # Langfuse bounds no names; we refuse absurd ones before they reach an index.
 NAME_MAX_LENGTH = 1000
+# Values in an index (names, ids): well inside PostgreSQL's btree entry limit with the other
+# columns of the index.
+INDEXED_MAX_BYTES = 2000
 # Item ids are project-unique and at most 255 characters (Langfuse's CreateDatasetItemRequest).
 ID_MAX_LENGTH = 255
 
@@ -61,6 +64,14 @@ def checked_text(value: str, field: str, max_length: int | None = NAME_MAX_LENGT
         raise invalid(f"{field} must be at most {max_length} characters")
     if "\x00" in value:
         raise invalid(f"{field} must not contain NUL characters")
+    return value
+
+
+def indexable(value: str, field: str) -> str:
+    """A value kept in a btree index, whose entries PostgreSQL limits to about 2,700 bytes: 1,000
+    characters of four bytes each do not fit, so the bytes are bounded too (a 400, not a 500)."""
+    if len(value.encode()) > INDEXED_MAX_BYTES:
+        raise invalid(f"{field} must be at most {INDEXED_MAX_BYTES} bytes in UTF-8")
     return value
 
 

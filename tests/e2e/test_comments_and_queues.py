@@ -22,6 +22,8 @@ from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
 QUEUES = "/api/public/annotation-queues"
+# 1,000 distinct four-byte characters: too many bytes for an index entry of PostgreSQL.
+WIDE = "".join(chr(0x1F300 + i) for i in range(1000))
 
 
 def unique(prefix: str) -> str:
@@ -149,6 +151,7 @@ async def test_a_comment_needs_an_existing_object_and_valid_fields(stack: Stack)
             {**good, "objectType": "trace"},
             {**good, "objectId": ""},
             {**good, "objectId": "x" * 1001},
+            {**good, "objectId": WIDE},
             {key: value for key, value in good.items() if key != "projectId"},
             {**good, "content": "a\u0000b"},
             [good],
@@ -314,6 +317,7 @@ async def test_bad_queue_input_is_a_clear_4xx(stack: Stack) -> None:
             ({"name": unique("q"), "scoreConfigIds": [unique("missing")]}, "not found"),
             ({"name": unique("q"), "scoreConfigIds": [config, archived]}, "archived"),
             ({"name": "x" * 1001, "scoreConfigIds": []}, "name"),
+            ({"name": WIDE, "scoreConfigIds": []}, "name"),
             ({"name": "", "scoreConfigIds": []}, "name"),
             ({"name": unique("q")}, "scoreConfigIds"),
             ({"name": unique("q"), "scoreConfigIds": [3]}, "scoreConfigIds"),
@@ -340,8 +344,9 @@ async def test_bad_queue_input_is_a_clear_4xx(stack: Stack) -> None:
         for params in ({"status": "DONE"}, {"limit": "101"}, {"page": "-1"}):
             response = await client.get(f"{QUEUES}/{queue_id}/items", params=params)
             assert response.status_code == 400, (params, response.text)
-        assign = await client.post(f"{QUEUES}/{queue_id}/assignments", json={"userId": ""})
-        assert assign.status_code == 400, assign.text
+        for user_id in ("", WIDE, None):
+            assign = await client.post(f"{QUEUES}/{queue_id}/assignments", json={"userId": user_id})
+            assert assign.status_code == 400, assign.text
 
         missing = unique("missing")
         not_found = [

@@ -45,6 +45,18 @@ def test_a_bad_comment_is_refused_naming_the_field(changes: dict[str, Any], fiel
         new_comment(comment(**changes), PROJECT)
 
 
+# 1,000 distinct four-byte characters: within the character limit, beyond an index entry's bytes.
+WIDE = "".join(chr(0x1F300 + i) for i in range(1000))
+
+
+def test_indexed_values_are_bounded_in_bytes_too() -> None:
+    with pytest.raises(InvalidArgument, match="objectId must be at most 2000 bytes"):
+        new_comment(comment(objectId=WIDE), PROJECT)
+    with pytest.raises(InvalidArgument, match="name must be at most 2000 bytes"):
+        new_queue({"name": WIDE, "scoreConfigIds": []})
+    assert new_queue({"name": WIDE[:500], "scoreConfigIds": []}).name == WIDE[:500]
+
+
 def test_content_at_the_limit_is_accepted() -> None:
     content = "x" * CONTENT_MAX_LENGTH
     assert new_comment(comment(content=content), PROJECT).content == content
