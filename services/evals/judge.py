@@ -84,7 +84,9 @@ class JudgeWorker:
         self._http = http
         self._max_attempts = max_attempts
         self._timeout = timeout
-        self._lease = timeout + 30
+        # A job whose worker died is claimed again once this has passed since its claim: a
+        # claimed job may wait for one call of its connection before its own.
+        self._lease = 2 * timeout + 5
         self._per_connection: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(concurrency)
         )

@@ -60,7 +60,9 @@ class RuleApi:
         delay = _delay(body.get("delay"), target)
         rule_id, now = str(uuid.uuid4()), datetime.now(UTC)
         async with self._pool.acquire() as conn, conn.transaction():
-            assignments = await _assignments(conn, project_id, body.get("evaluatorAssignments"))
+            assignments = await _assignments(
+                conn, project_id, body.get("evaluatorAssignments"), required=enabled
+            )
             await conn.execute(_INSERT, project_id, rule_id, name, enabled, sampling,
                                orjson.dumps(filters).decode(), target, delay, now)  # fmt: skip
             await _insert_assignments(conn, project_id, rule_id, assignments)
@@ -92,7 +94,9 @@ class RuleApi:
                                orjson.dumps(filters).decode(), target, delay,
                                datetime.now(UTC))  # fmt: skip
             if body.get("evaluatorAssignments") is not None:
-                assignments = await _assignments(conn, project_id, body["evaluatorAssignments"])
+                assignments = await _assignments(
+                    conn, project_id, body["evaluatorAssignments"], required=enabled
+                )
                 await conn.execute(_DELETE_ASSIGNMENTS, project_id, rule_id)
                 await _insert_assignments(conn, project_id, rule_id, assignments)
             return await _read(conn, project_id, rule_id)
@@ -162,11 +166,16 @@ def _delay(value: Any, target: str) -> int:
     return value
 
 
-async def _assignments(conn: asyncpg.Connection, project_id: str, value: Any) -> list[Assignment]:
+async def _assignments(
+    conn: asyncpg.Connection, project_id: str, value: Any, *, required: bool
+) -> list[Assignment]:
     """The assignments of a body: known evaluators, each once, every variable of each
-    evaluator's prompt mapped (here or by the evaluator's own mapping)."""
-    if not isinstance(value, list) or not value:
-        raise invalid("evaluatorAssignments must be a non-empty list")
+    evaluator's prompt mapped (here or by the evaluator's own mapping). An enabled rule needs
+    at least one."""
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or (required and not value):
+        raise invalid("evaluatorAssignments must be a non-empty list for an enabled rule")
     assignments, seen = [], set()
     for i, item in enumerate(value):
         where = f"evaluatorAssignments[{i}]"

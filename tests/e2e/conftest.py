@@ -77,6 +77,9 @@ def stack_env(tmp: Path) -> dict[str, str]:
             "INTERNAL_AUTH_TOKEN": secrets.token_urlsafe(24),
             # LLM connection secrets: a key of its own (the judge tests grep the logs for them).
             "EVALS_ENCRYPTION_KEY": secrets.token_hex(32),
+            # Judge jobs: a lost lease (kill -9) and a dead endpoint settle in seconds.
+            "EVALS_JUDGE_TIMEOUT_SECONDS": "5",
+            "EVALS_JUDGE_MAX_ATTEMPTS": "3",
             "GATEWAY_HTTP_PORT": str(ports["gateway"]),
             "GATEWAY_DRAIN_SECONDS": "1",
             "GATEWAY_DATABASE_URL": f"{pg}/e2e_{run_id}_gateway",

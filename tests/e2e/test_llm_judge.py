@@ -7,22 +7,27 @@ refused in the SDK's error shape, and the secret key in no response and no log l
 
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from langfuse import Langfuse
 from langfuse.api import (
+    CreateEvaluatorRequest_Code,
     CreateEvaluatorRequest_LlmAsJudge,
     EvaluationRuleEvaluatorAssignmentInput,
+    EvaluationRuleFilter_Boolean,
     EvaluationRuleFilter_StringOptions,
     EvaluatorModelConfig,
     EvaluatorOutputDefinition_Numeric,
     LlmAdapter,
     PromptVariableMappingInput,
+    UpdateEvaluatorMetadataRequest,
 )
+from langfuse.api.evaluation_errors import BadRequestError
 
-from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, wait_healthy
 from tests.support.eventually import eventually
 from tests.support.llm_standin import LlmStandIn
 
@@ -151,3 +156,212 @@ async def test_one_score_per_matching_observation_with_the_rendered_prompt(
     assert await jobs(stack, traceId=other_trace) == []
     # A later event of the same observation does not judge it again.
     assert len(await eval_scores(stack, trace_id)) == 1
+
+
+async def test_sampling_zero_judges_nothing_and_sampling_one_everything(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    name = unique("sampled")
+    judge = evaluator(sdk, connection(sdk, llm.base_url))
+    every = rule(sdk, judge.id, name, sampling=1.0)
+    never = rule(sdk, judge.id, name, sampling=0.0)
+    traces = [generation(sdk, name, f"question {n}", "yes")[0] for n in range(3)]
+    sdk.flush()
+    for trace_id in traces:
+        await eventually(lambda t=trace_id: eval_scores(stack, t), lambda s: len(s) == 1)
+        assert {j["evaluationRuleId"] for j in await jobs(stack, traceId=trace_id)} == {every.id}
+    assert never.sampling == 0
+
+
+async def test_the_rule_delay_is_respected(stack: Stack, sdk: Langfuse, llm: LlmStandIn) -> None:
+    name = unique("delayed")
+    judge = evaluator(sdk, connection(sdk, llm.base_url))
+    created = rule(sdk, judge.id, name, delay=1500)
+    assert created.delay == 1500  # type: ignore[attr-defined]
+    trace_id, _ = generation(sdk, name, "late question", "late answer")
+    sdk.flush()
+    await eventually(lambda: eval_scores(stack, trace_id), lambda s: len(s) == 1)
+    [job] = await jobs(stack, traceId=trace_id)
+    created_at, run_after = (datetime.fromisoformat(job[k]) for k in ("createdAt", "runAfter"))
+    assert run_after - created_at >= timedelta(milliseconds=1500)
+
+
+async def test_a_429_then_200_gives_one_score_after_retry_after(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    name = unique("throttled")
+    judge = evaluator(sdk, connection(sdk, llm.base_url))
+    rule(sdk, judge.id, name)
+    llm.fail_next(429, retry_after=1, message="Rate limit reached")
+    trace_id, _ = generation(sdk, name, "throttled question", "ok")
+    sdk.flush()
+    [score] = await eventually(lambda: eval_scores(stack, trace_id), lambda s: len(s) == 1)
+    [job] = await jobs(stack, traceId=trace_id)
+    assert job["status"] == "completed" and job["attempts"] == 2
+    assert job["scoreIds"] == [score["id"]]
+    assert sum("throttled question" in p for p in llm.prompts()) == 2
+
+
+async def test_a_dead_endpoint_ends_in_a_readable_error_and_pauses_the_evaluator(
+    stack: Stack, sdk: Langfuse
+) -> None:
+    with LlmStandIn() as gone:
+        dead = gone.base_url
+    name = unique("dead")
+    judge = evaluator(sdk, connection(sdk, dead))
+    rule(sdk, judge.id, name)
+    trace_id, _ = generation(sdk, name, "anyone there?", "no")
+    sdk.flush()
+    [job] = await eventually(
+        lambda: jobs(stack, traceId=trace_id), lambda j: bool(j) and j[0]["status"] == "error"
+    )
+    assert "cannot be reached" in job["error"] and job["attempts"] == 3
+    paused = sdk.api.evaluators.get(judge.id)
+    assert paused.status == "paused" and paused.paused_reason == "LLM_CONNECTION_ERROR"
+    assert "cannot be reached" in (paused.paused_message or "")
+    assert await eval_scores(stack, trace_id) == []
+    # Any update resumes it.
+    resumed = sdk.api.evaluators.update(judge.id, request=UpdateEvaluatorMetadataRequest(
+        description="endpoint fixed"))  # fmt: skip
+    assert resumed.status == "active" and resumed.paused_reason is None
+
+
+async def test_a_kill_9_mid_job_loses_no_job_and_doubles_no_score(
+    stack: Stack, sdk: Langfuse
+) -> None:
+    with LlmStandIn(latency=2.0) as slow:
+        name = unique("killed")
+        judge = evaluator(sdk, connection(sdk, slow.base_url))
+        rule(sdk, judge.id, name)
+        trace_id, _ = generation(sdk, name, "survive a crash?", "yes")
+        sdk.flush()
+        await eventually(lambda: _seen(slow, "survive a crash?"), bool)
+        stack.processes["evals"].kill()  # SIGKILL: the job is claimed, its call in flight
+        stack.processes["evals"].wait()
+        stack.processes["evals"] = stack.start("evals")
+        await wait_healthy(stack)
+        [score] = await eventually(
+            lambda: eval_scores(stack, trace_id), lambda s: len(s) == 1, timeout=60
+        )
+        [job] = await jobs(stack, traceId=trace_id)
+        assert job["status"] == "completed" and job["attempts"] == 2
+        assert job["scoreIds"] == [score["id"]]
+        assert len(await eval_scores(stack, trace_id)) == 1
+
+
+async def _seen(llm: LlmStandIn, text: str) -> bool:
+    return any(text in prompt for prompt in llm.prompts())
+
+
+async def test_experiment_items_of_run_experiment_are_judged(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    dataset_name = unique("judged-dataset")
+    sdk.create_dataset(name=dataset_name)
+    for n in range(3):
+        sdk.create_dataset_item(dataset_name=dataset_name, input=f"What is {n}+{n}?",
+                                expected_output=str(2 * n))  # fmt: skip
+    dataset = sdk.get_dataset(dataset_name)
+    judge = sdk.api.evaluators.create(
+        request=CreateEvaluatorRequest_LlmAsJudge(
+            name=unique("exact"),
+            prompt="Q: {{question}} A: {{answer}} Expected: {{expected}}",
+            model_config_=EvaluatorModelConfig(provider=connection(sdk, llm.base_url),
+                                               model=MODEL),
+            output_definition=EvaluatorOutputDefinition_Numeric(),
+        )
+    )  # fmt: skip
+    sdk.api.evaluation_rules.create(
+        name=unique("experiments"), enabled=True,
+        filter=[
+            EvaluationRuleFilter_Boolean(column="isExperimentItemRootSpan", operator="=",
+                                         value=True),
+            EvaluationRuleFilter_StringOptions(column="datasetId", operator="any of",
+                                               value=[dataset.id]),
+        ],
+        evaluator_assignments=[EvaluationRuleEvaluatorAssignmentInput(
+            evaluator_id=judge.id,
+            variable_mapping=[
+                PromptVariableMappingInput(variable="question", source="input"),
+                PromptVariableMappingInput(variable="answer", source="output"),
+                PromptVariableMappingInput(variable="expected", source="expected_output"),
+            ],
+        )],
+    )  # fmt: skip
+    result = dataset.run_experiment(
+        name="judged", task=lambda *, item, **_: str(int(item.input.split()[2][0]) * 2)
+    )
+    sdk.flush()
+    for item in result.item_results:
+        [score] = await eventually(
+            lambda t=item.trace_id: eval_scores(stack, t), lambda s: len(s) == 1
+        )
+        assert score["name"] == judge.name
+    assert any("Q: What is 2+2? A: 4 Expected: 4" in p for p in llm.prompts())
+
+
+def test_bad_definitions_are_400s_naming_the_field(sdk: Langfuse, llm: LlmStandIn) -> None:
+    provider = connection(sdk, llm.base_url)
+    judge = evaluator(sdk, provider)
+
+    def refused(call: Any) -> str:
+        with pytest.raises(BadRequestError) as caught:
+            call()
+        assert caught.value.body.code == "invalid_body"
+        return caught.value.body.message  # type: ignore[no-any-return]
+
+    assert "sandbox" in refused(lambda: sdk.api.evaluators.create(request=(
+        CreateEvaluatorRequest_Code(name="code", source_code="return 1",
+                                    source_code_language="PYTHON"))))  # fmt: skip
+    for model_config, field in (
+        (EvaluatorModelConfig(provider="no-such-connection", model=MODEL), "modelConfig.provider"),
+        (EvaluatorModelConfig(provider=provider, model="gpt-unknown"), "modelConfig.model"),
+    ):
+        assert field in refused(lambda mc=model_config: sdk.api.evaluators.create(
+            request=CreateEvaluatorRequest_LlmAsJudge(
+                name="bad", prompt=PROMPT, model_config_=mc,
+                output_definition=EvaluatorOutputDefinition_Numeric())))  # fmt: skip
+
+    def rule_with(**fields: Any) -> Any:
+        arguments: dict[str, Any] = {
+            "name": "bad", "enabled": True,
+            "evaluator_assignments": [EvaluationRuleEvaluatorAssignmentInput(
+                evaluator_id=judge.id,
+                variable_mapping=[PromptVariableMappingInput(variable="question", source="input"),
+                                  PromptVariableMappingInput(variable="answer", source="output")],
+            )],
+        }  # fmt: skip
+        return lambda: sdk.api.evaluation_rules.create(**{**arguments, **fields})
+
+    question_only = [PromptVariableMappingInput(variable="question", source="input")]
+    unmapped = [
+        EvaluationRuleEvaluatorAssignmentInput(
+            evaluator_id=judge.id, variable_mapping=question_only
+        )
+    ]
+    assert "'answer' has no mapping" in refused(rule_with(evaluator_assignments=unmapped))
+    assert "sampling" in refused(rule_with(sampling=1.5))
+    assert "filter[0].column" in refused(rule_with(filter=[EvaluationRuleFilter_StringOptions(
+        column="colour", operator="any of", value=["red"])]))  # fmt: skip
+    unknown = [EvaluationRuleEvaluatorAssignmentInput(evaluator_id="no-such-evaluator")]
+    assert "evaluatorAssignments[0].evaluatorId" in refused(
+        rule_with(evaluator_assignments=unknown)
+    )
+
+
+async def test_the_secret_key_is_in_no_response_and_no_log_line(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    connection(sdk, llm.base_url)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        listed = await client.get("/api/public/llm-connections", params={"limit": 100})
+        assert listed.status_code == 200
+        assert LLM_SECRET not in listed.text and "header-value" not in listed.text
+        assert LLM_SECRET[-4:] in listed.text
+        for path in ("/api/public/v2/evaluators", "/api/public/v2/evaluation-rules",
+                     "/api/public/unstable/evaluation-jobs"):  # fmt: skip
+            response = await client.get(path)
+            assert response.status_code == 200 and LLM_SECRET not in response.text
+    for log in stack.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert LLM_SECRET not in text and "header-value" not in text, log.name
