@@ -3,7 +3,7 @@ key in EVALS_ENCRYPTION_KEY (32 bytes, base64 or hex). A stored value is `v1`, t
 fingerprint, a 12-byte random nonce and the ciphertext with its tag, so a value sealed with
 another key is told apart from a corrupted one. Rotation: start every replica with the new key in
 EVALS_ENCRYPTION_KEY and the old one in EVALS_ENCRYPTION_KEY_PREVIOUS, run
-`python -m services.evals rotate-secrets` (re-seals every row with the new key), then drop the
+`python -m services.evals.rotate_secrets` (re-seals every row with the new key), then drop the
 previous key."""
 
 import base64

@@ -100,3 +100,15 @@ async def test_connection_secrets_are_sealed_at_rest(pool: asyncpg.Pool) -> None
     # Upsert by provider: the same row, a new secret.
     again = orjson.loads(await api.upsert("p1", orjson.dumps({**body, "secretKey": "sk-new-9"})))
     assert again["id"] == document["id"] and again["displaySecretKey"] == "...ew-9"
+
+
+async def test_a_key_rotation_reseals_every_secret_with_the_new_key(pool: asyncpg.Pool) -> None:
+    old, new = os.urandom(32), os.urandom(32)
+    body = {"provider": "gw", "adapter": "openai", "secretKey": "sk-rotate-me",
+            "extraHeaders": {"X-A": "b"}, "customModels": ["m"]}  # fmt: skip
+    await ConnectionApi(pool, SecretBox(old)).upsert("p1", orjson.dumps(body))
+    rotating = ConnectionApi(pool, SecretBox(new, previous=old))
+    assert await rotating.reseal_all() == 1
+    assert await rotating.reseal_all() == 0
+    connection = await ConnectionApi(pool, SecretBox(new)).connection("p1", "gw")
+    assert connection is not None and connection.endpoint.secret_key == "sk-rotate-me"
