@@ -68,7 +68,10 @@ async def run(cfg: IngestionConfig) -> None:
             token=cfg.internal_auth_token,
         )
         cleaner = BatchConsumer(
-            cleaner_settings(cfg.kafka), decode_notice, EventLogCleaner(event_log).handle, producer
+            cleaner_settings(cfg.kafka),
+            decode_notice,
+            EventLogCleaner(event_log, media).handle,
+            producer,
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))

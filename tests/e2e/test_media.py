@@ -272,3 +272,30 @@ async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
         assert reference.groups() == ("image/png", media_id_of(content), "base64_data_uri")
         record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
     assert httpx.get(record["url"]).content == content
+
+
+async def test_deleting_a_trace_deletes_the_media_only_it_references(stack: Stack) -> None:
+    trace_id, other_trace = uuid.uuid4().hex, uuid.uuid4().hex
+    alone, shared = png(f"alone {uuid.uuid4()}"), png(f"shared {uuid.uuid4()}")
+    batch = {"batch": [
+        {"id": uuid.uuid4().hex, "type": "trace-create", "timestamp": "2026-12-01T10:00:00Z",
+         "body": {"id": trace_id, "name": "with media"}},
+    ]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        (await client.post("/api/public/ingestion", json=batch)).raise_for_status()
+        alone_id = await upload(client, alone, trace_id)
+        shared_id = await upload(client, shared, trace_id)
+        await upload(client, shared, other_trace)
+        alone_url = (await client.get(f"/api/public/media/{alone_id}")).json()["url"]
+        await eventually(
+            lambda: client.get(f"/api/public/traces/{trace_id}"), lambda r: r.is_success
+        )
+        assert (await client.delete(f"/api/public/traces/{trace_id}")).is_success
+
+        async def gone() -> int:
+            return (await client.get(f"/api/public/media/{alone_id}")).status_code
+
+        await eventually(gone, lambda status: status == 404)
+        assert httpx.get(alone_url).status_code == 404  # the object is gone from S3
+        kept = (await client.get(f"/api/public/media/{shared_id}")).json()
+    assert httpx.get(kept["url"]).content == shared
