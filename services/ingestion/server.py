@@ -16,12 +16,14 @@ from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.project_deletions import consumer_settings, decode_deletion
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.ingestion.config import IngestionConfig
 from services.ingestion.deletions import EventLogCleaner, cleaner_settings, decode_notice
 from services.ingestion.handlers import IngestionServicer
 from services.ingestion.media import Media, MediaObjects
+from services.ingestion.project_deletions import ProjectPurger
 from services.ingestion.score_configs import ScoreConfigs
 from services.ingestion.store import EventLog, open_s3
 
@@ -73,10 +75,17 @@ async def run(cfg: IngestionConfig) -> None:
             EventLogCleaner(event_log, media).handle,
             producer,
         )
+        purger = BatchConsumer(
+            consumer_settings(cfg.kafka, "ingestion"),
+            decode_deletion,
+            ProjectPurger(event_log, media).handle,
+            producer,
+        )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(cleaner.run(stop))
-            tasks.create_task(HealthWatch(pings, [cleaner]).run(stop, server.set_serving))
+            tasks.create_task(purger.run(stop))
+            tasks.create_task(HealthWatch(pings, [cleaner, purger]).run(stop, server.set_serving))
 
 
 async def migrate(cfg: IngestionConfig) -> None:

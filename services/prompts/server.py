@@ -15,11 +15,13 @@ from libs.common.kafka import BatchConsumer, Topic, ensure_topics, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.project_deletions import consumer_settings, decode_deletion
 from libs.common.prompt_changes import decode_change, listener_settings
 from libs.common.rpc import make_server
 from services.prompts.config import PromptsConfig
 from services.prompts.consumer import ChangeListener
 from services.prompts.handlers import PromptsServicer
+from services.prompts.project_deletions import ProjectPurger
 from services.prompts.store import PromptStore
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
@@ -52,12 +54,21 @@ async def run(cfg: PromptsConfig) -> None:
             ChangeListener(cache).handle,
             producer,
         )
+        purger = BatchConsumer(
+            consumer_settings(cfg.kafka, "prompts"),
+            decode_deletion,
+            ProjectPurger(PromptStore(pool), cache).handle,
+            producer,
+        )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(listener.run(stop))
+            tasks.create_task(purger.run(stop))
             # Redis is left out on purpose: without it the caches step aside and reads go to
             # PostgreSQL, so this replica still serves.
-            health = HealthWatch({"postgresql": lambda: pool.fetchval("SELECT 1")}, [listener])
+            health = HealthWatch(
+                {"postgresql": lambda: pool.fetchval("SELECT 1")}, [listener, purger]
+            )
             tasks.create_task(health.run(stop, server.set_serving))
 
 

@@ -14,6 +14,8 @@ from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import load_migrations, migrate_postgres
 from libs.common.migrate import migrate as apply_migrations
+from libs.common.project_deletions import consumer_settings as deletion_settings
+from libs.common.project_deletions import decode_deletion
 from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
@@ -26,6 +28,7 @@ from services.query.consumer import (
 from services.query.deletions import DeletionNotices
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
+from services.query.project_deletions import ProjectPurger
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -56,17 +59,24 @@ async def run(cfg: QueryConfig) -> None:
         producer,
         transient=is_transient_for_writer,
     )
+    purger = BatchConsumer(
+        deletion_settings(cfg.kafka, "query"),
+        decode_deletion,
+        ProjectPurger(store, models, catalogs).handle,
+        producer,
+    )
     health = HealthWatch(
         {
             "postgresql": lambda: pool.fetchval("SELECT 1"),
             "clickhouse": lambda: clickhouse.select("SELECT 1"),
         },
-        [writer],
+        [writer, purger],
     )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(writer.run(stop))
+            tasks.create_task(purger.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()
