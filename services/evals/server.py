@@ -17,6 +17,8 @@ from libs.common.kafka import BatchConsumer, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
+from libs.common.project_deletions import consumer_settings as deletion_settings
+from libs.common.project_deletions import decode_deletion
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.evals import trigger
@@ -31,6 +33,7 @@ from services.evals.handlers import EvalsServicer
 from services.evals.jobs import JobStore
 from services.evals.judge import JudgeWorker
 from services.evals.judge_api import JudgeApi
+from services.evals.project_deletions import ProjectPurger
 from services.evals.references import ObjectLookup
 from services.evals.results import ExperimentReads
 from services.evals.rules import RuleApi
@@ -88,15 +91,23 @@ async def run(cfg: EvalsConfig) -> None:
             trigger.consumer_settings(cfg.kafka), judge_trigger.decode, judge_trigger.handle,
             producer,
         )  # fmt: skip
+        purger = BatchConsumer(
+            deletion_settings(cfg.kafka, "evals"),
+            decode_deletion,
+            ProjectPurger(pool, score_config_generations(client)).handle,
+            producer,
+        )
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
         health = HealthWatch(
-            {"postgresql": lambda: pool.fetchval("SELECT 1")}, [experiment_consumer, judge_consumer]
+            {"postgresql": lambda: pool.fetchval("SELECT 1")},
+            [experiment_consumer, judge_consumer, purger],
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(experiment_consumer.run(stop))
             tasks.create_task(judge_consumer.run(stop))
+            tasks.create_task(purger.run(stop))
             tasks.create_task(trigger.reload_periodically(rule_cache, stop))
             tasks.create_task(worker.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))

@@ -3,6 +3,7 @@ by `python -m services.gateway.admin create-key --org-id O`: projects, their key
 organization's lists, bad input, isolation between organizations, and a project deletion that
 leaves nothing of the project in any store."""
 
+import asyncio
 import json
 import os
 import signal
@@ -12,10 +13,17 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aioboto3
+import asyncpg
 import httpx
 import pytest
+import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port
+from libs.common.kafka import KafkaCluster, Topic
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port, wait_healthy
+from tests.e2e.test_media import png, upload
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -46,11 +54,14 @@ def org_auth(stack: Stack) -> Auth:
 
 @pytest.fixture(scope="module")
 def other_org(stack: Stack) -> tuple[str, Auth]:
-    """Another organization with a project of its own and its organization key."""
-    org, project = f"other-{uuid.uuid4().hex[:8]}", f"other-project-{uuid.uuid4().hex[:8]}"
-    admin(stack, "create-project", "--org-id", org, "--project-id", project, "--name", "Theirs")
-    key = admin(stack, "create-key", "--org-id", org)
-    return project, (key["publicKey"], key["secretKey"])
+    """A new organization (its first organization key creates it) with a project of its own."""
+    key = admin(stack, "create-key", "--org-id", f"other-{uuid.uuid4().hex[:8]}")
+    auth = (key["publicKey"], key["secretKey"])
+    created = httpx.post(
+        f"{stack.gateway_url}/api/public/projects", json={"name": "Theirs"}, auth=auth
+    )
+    assert created.status_code == 200, created.text
+    return created.json()["id"], auth
 
 
 async def create_project(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -63,6 +74,249 @@ async def create_key(client: httpx.AsyncClient, project_id: str) -> dict[str, An
     response = await client.post(f"/api/public/projects/{project_id}/apiKeys", json={"note": "ci"})
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
+
+
+# ---- the admin script's whole flow
+
+
+async def test_an_admin_script_provisions_a_project_uses_it_and_deletes_it(
+    stack: Stack, org_auth: Auth
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=org_auth, timeout=30) as org:
+        project = await create_project(org, name="Team A", metadata={"team": "a"})
+        project_id = project["id"]
+        assert project == {
+            "id": project_id,
+            "name": "Team A",
+            "organization": {"id": ORG_ID, "name": "E2E Org"},
+            "metadata": {"team": "a"},
+            "retentionDays": None,
+        }
+        key = await create_key(org, project_id)
+        assert key["publicKey"].startswith("pk-lf-") and key["secretKey"].startswith("sk-lf-")
+        assert key["displaySecretKey"] == f"{key['secretKey'][:6]}...{key['secretKey'][-4:]}"
+        listed = (await org.get(f"/api/public/projects/{project_id}/apiKeys")).json()["apiKeys"]
+        assert [(k["id"], k["publicKey"], k["note"]) for k in listed] == [
+            (key["id"], key["publicKey"], "ci")
+        ]
+        assert "secretKey" not in listed[0]
+
+        user = (key["publicKey"], key["secretKey"])
+        async with httpx.AsyncClient(base_url=stack.gateway_url, auth=user, timeout=30) as client:
+            trace_id = await fill_every_store(client)
+
+            projects = (await org.get("/api/public/organizations/projects")).json()["projects"]
+            mine = next(p for p in projects if p["id"] == project_id)
+            assert mine["name"] == "Team A" and mine["metadata"] == {"team": "a"}
+            assert mine["createdAt"].endswith("Z") and mine["updatedAt"].endswith("Z")
+            org_keys = (await org.get("/api/public/organizations/apiKeys")).json()["apiKeys"]
+            assert org_auth[0] in [k["publicKey"] for k in org_keys]
+            assert key["publicKey"] not in [k["publicKey"] for k in org_keys]
+
+            renamed = await org.put(
+                f"/api/public/projects/{project_id}", json={"name": "Team B", "retention": 30}
+            )
+            assert renamed.status_code == 200, renamed.text
+            assert (renamed.json()["name"], renamed.json()["retentionDays"]) == ("Team B", 30)
+            assert renamed.json()["metadata"] == {"team": "a"}  # omitted: kept
+            seen = (await client.get("/api/public/projects")).json()["data"][0]
+            assert (seen["id"], seen["name"], seen["retentionDays"]) == (project_id, "Team B", 30)
+
+            # The scan sees the project in every store before the deletion.
+            before = await leftovers(stack, project_id)
+            assert stores_of(stack, before) == every_store(stack), before
+
+            # The key's success is cached now; the deletion must still refuse it at once.
+            assert (await client.get(f"/api/public/traces/{trace_id}")).status_code == 200
+            deleted = await org.delete(f"/api/public/projects/{project_id}")
+            assert deleted.status_code == 202, deleted.text
+            assert deleted.json()["success"] is True
+            refused = await client.get("/api/public/projects")
+            assert refused.status_code == 401
+            assert (await client.get(f"/api/public/traces/{trace_id}")).status_code == 401
+
+        projects = (await org.get("/api/public/organizations/projects")).json()["projects"]
+        assert project_id not in [p["id"] for p in projects]
+        await every_owner_handled_the_deletion(stack)
+        assert await leftovers(stack, project_id) == {}
+        again = await org.delete(f"/api/public/projects/{project_id}")
+        assert again.status_code == 404, again.text
+
+
+async def fill_every_store(client: httpx.AsyncClient) -> str:
+    """Data of the project in every owning service: traces, observations and scores (query's
+    ClickHouse, ingestion's event log), a medium of the trace (ingestion's PostgreSQL and
+    bucket), a model (query's PostgreSQL), a prompt read twice (prompts'
+    PostgreSQL and Redis, the gateway's response cache), a score config and a dataset with an item
+    (evals' PostgreSQL and Redis)."""
+    trace_id = uuid.uuid4().hex
+    events = [
+        {"id": f"{trace_id}-t", "type": "trace-create", "timestamp": "2026-11-22T10:00:00Z",
+         "body": {"id": trace_id, "name": "chat", "input": {"q": "hi"}}},
+        {"id": f"{trace_id}-g", "type": "generation-create", "timestamp": "2026-11-22T10:00:01Z",
+         "body": {"id": f"{trace_id}-gen", "traceId": trace_id, "model": "gpt-4o",
+                  "usage": {"input": 10, "output": 5}}},
+        {"id": f"{trace_id}-s", "type": "score-create", "timestamp": "2026-11-22T10:00:02Z",
+         "body": {"id": f"{trace_id}-score", "traceId": trace_id, "name": "q", "value": 1}},
+    ]  # fmt: skip
+    ingested = await client.post("/api/public/ingestion", json={"batch": events})
+    assert ingested.status_code == 207 and not ingested.json()["errors"], ingested.text
+
+    async def trace() -> dict[str, Any]:
+        response = await client.get(f"/api/public/traces/{trace_id}")
+        return response.json() if response.status_code == 200 else {}
+
+    await eventually(trace, lambda t: bool(t.get("observations")) and bool(t.get("scores")))
+    await upload(client, png(trace_id), trace_id)
+    model = {"modelName": "team-model", "matchPattern": "(?i)^team-model$", "inputPrice": 0.001}
+    for method, path, body, status in (
+        ("POST", "/api/public/models", model, 200),
+        ("POST", "/api/public/v2/prompts", {"name": "greeting", "prompt": "Hi {{name}}"}, 201),
+        ("GET", "/api/public/v2/prompts/greeting?label=latest", None, 200),
+        ("GET", "/api/public/v2/prompts/greeting?label=latest", None, 200),
+        ("POST", "/api/public/score-configs", {"name": "quality", "dataType": "NUMERIC"}, 200),
+        ("POST", "/api/public/v2/datasets", {"name": "golden"}, 200),
+        ("POST", "/api/public/dataset-items", {"datasetName": "golden", "input": "q"}, 200),
+    ):
+        response = await client.request(method, path, json=body)
+        assert response.status_code == status, (path, response.text)
+    return trace_id
+
+
+async def every_owner_handled_the_deletion(stack: Stack) -> None:
+    """Each owner's consumer group has committed up to the end of the deletion topic."""
+    cluster = KafkaCluster(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["KAFKA_NAMESPACE"])
+    topic = cluster.topic(Topic.PROJECT_DELETIONS)
+    kafka = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+    reader = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap_servers)
+    await kafka.start()
+    await reader.start()
+    try:
+        ends = await reader.end_offsets([TopicPartition(topic, 0)])  # one partition
+
+        async def behind() -> dict[str, int]:
+            lagging = {}
+            for owner in OWNERS:
+                group = cluster.group(f"{owner}.project-deletions")
+                committed = await kafka.list_consumer_group_offsets(group)
+                lag = sum(
+                    end - (committed[tp].offset if tp in committed else 0)
+                    for tp, end in ends.items()
+                )
+                if lag:
+                    lagging[owner] = lag
+            return lagging
+
+        await eventually(behind, lambda lagging: not lagging, timeout=60)
+    finally:
+        await reader.stop()
+        await kafka.close()
+
+
+async def leftovers(stack: Stack, project_id: str) -> dict[str, int]:
+    """Everything of the project in any store: rows of every table of every PostgreSQL database
+    whose text mentions it, ClickHouse rows (read with the query service stopped: chDB allows one
+    process per directory), event-log and media objects, Redis keys."""
+    found: dict[str, int] = {}
+    for name, dsn in stack.env.items():
+        if name.endswith("_DATABASE_URL"):
+            found.update(await postgres_rows(dsn, project_id))
+    found.update(await clickhouse_rows(stack, project_id))
+    found.update(await s3_objects(stack, project_id))
+    for url in {url for name, url in stack.env.items() if name.endswith("_REDIS_URL")}:
+        client = redis.from_url(url)
+        try:
+            keys = [key async for key in client.scan_iter(match=f"*{project_id}*", count=1000)]
+        finally:
+            await client.aclose()
+        found[url] = len(keys)
+    return {where: count for where, count in found.items() if count}
+
+
+def every_store(stack: Stack) -> set[str]:
+    """The stores that hold project data in this stack: each PostgreSQL and Redis database, the
+    ClickHouse tables and the bucket."""
+    urls = {v for k, v in stack.env.items() if k.endswith(("_DATABASE_URL", "_REDIS_URL"))}
+    return urls | {"clickhouse.traces", "clickhouse.observations", "clickhouse.scores", "s3"}
+
+
+def stores_of(stack: Stack, found: dict[str, int]) -> set[str]:
+    """The stores `found` names: a PostgreSQL database stands for the rows of its tables."""
+    databases = {
+        dsn.rpartition("/")[2]: dsn for k, dsn in stack.env.items() if k.endswith("_DATABASE_URL")
+    }
+    return {databases.get(where.partition(".")[0], where) for where in found}
+
+
+async def postgres_rows(dsn: str, project_id: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = await conn.fetch(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+        )
+        database = dsn.rpartition("/")[2]
+        return {
+            f"{database}.{t['table_name']}": await conn.fetchval(
+                f'SELECT count(*) FROM "{t["table_name"]}" AS r WHERE strpos(r::text, $1) > 0',
+                project_id,
+            )
+            for t in tables
+        }
+    finally:
+        await conn.close()
+
+
+_CLICKHOUSE_SCAN = """
+import json, sys
+from chdb import session
+db = session.Session(sys.argv[1])
+tables = db.query(
+    "SELECT table FROM system.columns WHERE database = currentDatabase()"
+    " AND name = 'project_id'", "JSONEachRow").bytes().decode().split()
+counts = {}
+for line in tables:
+    table = json.loads(line)["table"]
+    rows = db.query(f"SELECT count() AS n FROM `{table}` WHERE project_id = {{p:String}}",
+                    "JSONEachRow", params={"p": sys.argv[2]})
+    counts[f"clickhouse.{table}"] = json.loads(rows.bytes())["n"]
+print(json.dumps(counts))
+"""
+
+
+async def clickhouse_rows(stack: Stack, project_id: str) -> dict[str, int]:
+    query = stack.processes["query"]
+    query.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(query.wait, 60)
+    try:
+        path = stack.env["QUERY_CLICKHOUSE_URL"].removeprefix("chdb://")
+        scan = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", _CLICKHOUSE_SCAN, path, project_id],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        counts: dict[str, int] = {k: int(v) for k, v in json.loads(scan.stdout).items()}
+        assert counts, "no ClickHouse table has a project_id column"
+        return counts
+    finally:
+        stack.processes["query"] = stack.start("query")
+        await wait_healthy(stack)
+
+
+async def s3_objects(stack: Stack, project_id: str) -> dict[str, int]:
+    session = aioboto3.Session(
+        aws_access_key_id=stack.env["S3_ACCESS_KEY"],
+        aws_secret_access_key=stack.env["S3_SECRET_KEY"],
+        region_name=stack.env["S3_REGION"],
+    )
+    count = 0
+    async with session.client("s3", endpoint_url=stack.env["S3_ENDPOINT_URL"]) as s3:
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=stack.env["INGESTION_S3_BUCKET"]):
+            count += sum(project_id in item["Key"] for item in page.get("Contents", []))
+    return {"s3": count}
 
 
 # ---- bad input, scopes and isolation
