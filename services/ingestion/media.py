@@ -11,7 +11,8 @@ and a media counts as uploaded only once S3 holds its object (checked when the c
 success)."""
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar, get_args
@@ -25,6 +26,7 @@ from botocore.exceptions import ClientError
 from libs.common import limits
 from libs.common.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from libs.common.limits import Id, Time
+from libs.common.transient import is_transient
 from services.ingestion.store import delete_prefix
 
 # The SDKs' MediaContentType enum (Langfuse's OpenAPI file); anything else is a 400.
@@ -229,11 +231,12 @@ class Media:
         # One statement (one round trip): the upsert locks the media row, so a concurrent
         # deletion of its last link waits for this link, or this waits for the deletion and
         # starts a new record. No row comes back when the id belongs to other content.
-        row = await self._db().fetchrow(
-            _UPSERT_MEDIA_AND_LINK, project_id, media_id, request.sha256_hash,
-            request.content_type, request.content_length, link.trace_id, link.observation_id,
-            link.dataset_id, link.dataset_item_id, link.field,
-        )  # fmt: skip
+        with _outage_is_unavailable():
+            row = await self._db().fetchrow(
+                _UPSERT_MEDIA_AND_LINK, project_id, media_id, request.sha256_hash,
+                request.content_type, request.content_length, link.trace_id,
+                link.observation_id, link.dataset_id, link.dataset_item_id, link.field,
+            )  # fmt: skip
         if row is None:
             raise Conflict("Invalid request data: another content has this media id")
         if row["uploaded_at"] is not None:
@@ -250,27 +253,27 @@ class Media:
         pool = self._db()
         if not limits.is_id(media_id):
             raise NotFound("Media asset not found")
-        stored = None
-        if 200 <= request.upload_http_status < 300:
-            stored = await self._objects.stored(MediaObjects.key(project_id, media_id))
-        length, content_type = stored or (None, None)
         # S3's XML error, kept short; PostgreSQL text holds no NUL.
         error = (request.upload_http_error or "").replace("\x00", "")[:_MAX_UPLOAD_ERROR] or None
-        updated = await pool.fetchval(
-            _PATCH_MEDIA, project_id, media_id, request.upload_http_status, error,
-            request.upload_time_ms, request.uploaded_at if stored else None, length,
-            content_type or None,
-        )  # fmt: skip
+        with _outage_is_unavailable():
+            stored = None
+            if 200 <= request.upload_http_status < 300:
+                stored = await self._objects.stored(MediaObjects.key(project_id, media_id))
+            length, content_type = stored or (None, None)
+            updated = await pool.fetchval(
+                _PATCH_MEDIA, project_id, media_id, request.upload_http_status, error,
+                request.upload_time_ms, request.uploaded_at if stored else None, length,
+                content_type or None,
+            )  # fmt: skip
         if not updated:
             raise NotFound("Media asset not found")
 
     async def get(self, project_id: str, media_id: str) -> bytes:
         pool = self._db()
-        row = (
-            await pool.fetchrow(_SELECT_MEDIA, project_id, media_id)
-            if limits.is_id(media_id)
-            else None
-        )
+        if not limits.is_id(media_id):
+            raise NotFound("Media asset not found")
+        with _outage_is_unavailable():
+            row = await pool.fetchrow(_SELECT_MEDIA, project_id, media_id)
         if row is None:
             raise NotFound("Media asset not found")
         if row["uploaded_at"] is None:
@@ -316,6 +319,17 @@ class Media:
             # Objects go before the commit: if S3 fails, the rows stay and the notice is retried.
             await self._objects.delete([MediaObjects.key(project_id, m) for m in orphans])
             return len(orphans)
+
+
+@contextmanager
+def _outage_is_unavailable() -> Iterator[None]:
+    """PostgreSQL or S3 down (or saying "later"): the client gets a 503 and retries, not a 500."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise Unavailable("media storage is unavailable, retry later") from exc
+        raise
 
 
 def _iso(moment: datetime) -> str:

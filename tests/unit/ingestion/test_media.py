@@ -7,9 +7,18 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
-from libs.common.errors import InvalidArgument
-from services.ingestion.media import CONTENT_TYPES, Link, media_id_of, parse_patch, parse_upload
+from libs.common.errors import InvalidArgument, Unavailable
+from services.ingestion.media import (
+    CONTENT_TYPES,
+    Link,
+    Media,
+    MediaObjects,
+    media_id_of,
+    parse_patch,
+    parse_upload,
+)
 
 CONTENT = b"\x89PNG not really"
 SHA = base64.b64encode(hashlib.sha256(CONTENT).digest()).decode()
@@ -95,3 +104,34 @@ def test_patches() -> None:
     ):
         with pytest.raises(InvalidArgument, match="Invalid request data"):
             parse_patch(bad)
+
+
+class DownPool:
+    """A PostgreSQL pool whose server is gone."""
+
+    async def fetchrow(self, *args: object) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+    async def fetchval(self, *args: object) -> None:
+        raise ConnectionRefusedError("connection refused")
+
+
+class DownS3:
+    async def head_object(self, **kwargs: object) -> None:
+        raise EndpointConnectionError(endpoint_url="http://s3")
+
+
+PATCHED = b'{"uploadedAt": "2026-12-01T10:00:00Z", "uploadHttpStatus": 200}'
+
+
+async def test_store_outages_and_no_database_are_unavailable() -> None:
+    down = Media(DownPool(), MediaObjects(DownS3(), None, "b", 60), max_bytes=100)  # type: ignore[arg-type]
+    unconfigured = Media(None, MediaObjects(None, None, "b", 60), max_bytes=100)
+    for media in (down, unconfigured):
+        with pytest.raises(Unavailable):
+            await media.create_upload("p", request())
+        with pytest.raises(Unavailable):
+            await media.get("p", "m")
+        with pytest.raises(Unavailable):
+            await media.patch("p", "m", PATCHED)
+    assert await unconfigured.forget_traces("p", ["t"]) == 0
