@@ -1,6 +1,6 @@
 """The LLM-as-a-judge RPCs: LLM connections, evaluators, evaluation rules and judge jobs, each
 delegated to its module. A change to evaluators or rules reloads this replica's rule cache at
-once (others within services/evals/trigger.py's reload interval)."""
+once (other replicas within services/evals/trigger.py's reload interval)."""
 
 from libs.common.gen.obs.evals.v1 import evals_pb2 as pb
 from libs.common.scope import ProjectScope
@@ -69,14 +69,14 @@ class JudgeApi:
         document = await self._evaluators.update(
             scope.project_id, request.evaluator_id, request.body_json
         )
-        self._cache.changed()
+        await self._cache.reload()
         return pb.UpdateEvaluatorResponse(evaluator_json=document)
 
     async def delete_evaluator(
         self, scope: ProjectScope, request: pb.DeleteEvaluatorRequest
     ) -> pb.DeleteEvaluatorResponse:
         document = await self._evaluators.delete(scope.project_id, request.evaluator_id)
-        self._cache.changed()
+        await self._cache.reload()
         return pb.DeleteEvaluatorResponse(deleted_json=document)
 
     async def list_evaluator_versions(
@@ -91,7 +91,7 @@ class JudgeApi:
         self, scope: ProjectScope, request: pb.CreateEvaluationRuleRequest
     ) -> pb.CreateEvaluationRuleResponse:
         document = await self._rules.create(scope.project_id, request.body_json)
-        self._cache.changed()
+        await self._cache.reload()
         return pb.CreateEvaluationRuleResponse(rule_json=document)
 
     async def get_rule(
@@ -112,14 +112,14 @@ class JudgeApi:
         self, scope: ProjectScope, request: pb.UpdateEvaluationRuleRequest
     ) -> pb.UpdateEvaluationRuleResponse:
         document = await self._rules.update(scope.project_id, request.rule_id, request.body_json)
-        self._cache.changed()
+        await self._cache.reload()
         return pb.UpdateEvaluationRuleResponse(rule_json=document)
 
     async def delete_rule(
         self, scope: ProjectScope, request: pb.DeleteEvaluationRuleRequest
     ) -> pb.DeleteEvaluationRuleResponse:
         document = await self._rules.delete(scope.project_id, request.rule_id)
-        self._cache.changed()
+        await self._cache.reload()
         return pb.DeleteEvaluationRuleResponse(deleted_json=document)
 
     async def list_jobs(

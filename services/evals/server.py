@@ -86,6 +86,8 @@ async def run(cfg: EvalsConfig) -> None:
         )
         # LLM-as-a-judge: matching events become jobs (its own group: never holds back the
         # experiments consumer, ingestion or the query writer).
+        # Loaded before the consumer starts, which skips projects without rules.
+        await rule_cache.reload()
         judge_trigger = trigger.Trigger(rule_cache, jobs, worker.wake)
         judge_consumer = BatchConsumer(
             trigger.consumer_settings(cfg.kafka), judge_trigger.decode, judge_trigger.handle,
@@ -108,7 +110,7 @@ async def run(cfg: EvalsConfig) -> None:
             tasks.create_task(experiment_consumer.run(stop))
             tasks.create_task(judge_consumer.run(stop))
             tasks.create_task(purger.run(stop))
-            tasks.create_task(trigger.reload_periodically(rule_cache, stop))
+            tasks.create_task(rule_cache.run(stop))
             tasks.create_task(worker.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:

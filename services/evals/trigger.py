@@ -42,6 +42,9 @@ class TargetEvent:
     trace_id: str
     observation_id: str  # '' for a trace event
     body_json: bytes
+    # A create tells the whole entity as its SDK knew it then (a missing field is its default);
+    # an update tells only what changed (a missing field is unknown).
+    complete: bool
 
 
 def consumer_settings(kafka: KafkaCluster) -> ConsumerSettings:
@@ -54,24 +57,34 @@ def consumer_settings(kafka: KafkaCluster) -> ConsumerSettings:
 
 
 class RuleCache:
-    """The enabled rules by project; `changed` forces a reload on the next batch."""
+    """The enabled rules by project, reloaded every RELOAD_SECONDS and at once after a change
+    through this replica. Read synchronously: `decode` skips the messages of projects without
+    rules by their Kafka key (`project:trace`) before decompressing anything."""
 
     def __init__(self, rules: RuleApi) -> None:
         self._rules = rules
-        self._by_project: dict[str, list[ActiveRule]] = {}
-        self._loaded_at = float("-inf")
+        self.by_project: dict[str, list[ActiveRule]] = {}
+        self._key_prefixes: tuple[bytes, ...] = ()
 
-    def changed(self) -> None:
-        self._loaded_at = float("-inf")
+    async def reload(self) -> None:
+        by_project: defaultdict[str, list[ActiveRule]] = defaultdict(list)
+        for rule in await self._rules.active_rules():
+            by_project[rule.project_id].append(rule)
+        self.by_project = dict(by_project)
+        self._key_prefixes = tuple(f"{project}:".encode() for project in by_project)
 
-    async def current(self) -> dict[str, list[ActiveRule]]:
-        now = asyncio.get_running_loop().time()
-        if now - self._loaded_at >= RELOAD_SECONDS:
-            by_project: defaultdict[str, list[ActiveRule]] = defaultdict(list)
-            for rule in await self._rules.active_rules():
-                by_project[rule.project_id].append(rule)
-            self._by_project, self._loaded_at = dict(by_project), now
-        return self._by_project
+    def may_match(self, key: bytes | None) -> bool:
+        return key is None or key.startswith(self._key_prefixes)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reloads until `stop`; a failed reload keeps the rules it had."""
+        while not stop.is_set():
+            try:
+                await self.reload()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("rule_reload_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RELOAD_SECONDS)
 
 
 class Trigger:
@@ -81,8 +94,10 @@ class Trigger:
         self._wake = wake
 
     def decode(self, record: Record) -> list[TargetEvent]:
-        """The trace and observation events of a message; nothing is parsed for projects
-        without rules (most events, usually)."""
+        """The trace and observation events of a message; nothing is decompressed or parsed for
+        projects without rules (most messages, usually)."""
+        if not self._cache.may_match(record.key):
+            return []
         try:
             batch = decode_event_batch(record.value or b"")
         except Exception as exc:
@@ -95,45 +110,46 @@ class Trigger:
                 observation_id = event.entity_id
             else:
                 continue
-            targets.append(
-                TargetEvent(event.project_id, event.trace_id, observation_id, event.body_json)
-            )
+            complete = event.type == events_pb2.EVENT_TYPE_OBSERVATION_CREATE
+            targets.append(TargetEvent(event.project_id, event.trace_id, observation_id,
+                                       event.body_json, complete))  # fmt: skip
         return targets
 
     async def handle(self, batches: Sequence[list[TargetEvent]]) -> None:
-        rules = await self._cache.current()
-        if not rules:
-            return
+        rules = self._cache.by_project
         found: list[Match] = []
         for batch in batches:
             for event in batch:
                 project_rules = rules.get(event.project_id)
                 if project_rules:
-                    found.extend(_matches(project_rules, event))
+                    found.extend(matching(project_rules, event))
         if found:
             await self._jobs.enqueue(found)
             if any(m.delay_ms == 0 for m in found):
                 self._wake()
 
 
-def _matches(rules: list[ActiveRule], event: TargetEvent) -> list[Match]:
+def matching(rules: list[ActiveRule], event: TargetEvent) -> list[Match]:
+    """The jobs one event starts: each rule whose filter it does not contradict, sampled in."""
     try:
         body = orjson.loads(event.body_json)
     except orjson.JSONDecodeError:
         return []
     if not isinstance(body, dict) or body.get("environment") == JUDGE_ENVIRONMENT:
         return []
+    # What the event tells of each kind of target, worked out once for all rules. Traces are
+    # matched on their own events (every SDK's and OTLP's batches carry one), which tell their
+    # columns; observation events alone would start a job for every trace of the project.
+    if event.observation_id:
+        rows = {"observation": observation_row(body, None, merged=event.complete)}
+    else:
+        rows = {"trace": trace_row(body, merged=False)}
     found = []
     for rule in rules:
-        if rule.target == "observation":
-            if not event.observation_id:
-                continue
-            row = observation_row(body, None, merged=False)
-            target = (event.trace_id, event.observation_id)
-        else:
-            # Any event of a trace may complete it; only a trace-create tells its own columns.
-            row = trace_row(body, merged=False) if not event.observation_id else {}
-            target = (event.trace_id, "")
+        row = rows.get(rule.target)
+        if row is None:
+            continue
+        target = (event.trace_id, event.observation_id if rule.target == "observation" else "")
         if matches(rule.filters, row) is False or not sampled(rule, *target):
             continue
         found.extend(
@@ -148,13 +164,3 @@ def sampled(rule: ActiveRule, trace_id: str, observation_id: str) -> bool:
         return True
     digest = hashlib.blake2b(f"{rule.id}\0{trace_id}\0{observation_id}".encode(), digest_size=8)
     return int.from_bytes(digest.digest()) / 2**64 < rule.sampling
-
-
-async def reload_periodically(cache: RuleCache, stop: asyncio.Event) -> None:
-    """Keeps the cache warm when no events arrive (so the first event after a quiet spell does
-    not pay for the load)."""
-    while not stop.is_set():
-        with contextlib.suppress(OSError, asyncpg.PostgresError):
-            await cache.current()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), RELOAD_SECONDS)

@@ -7,7 +7,7 @@ refused in the SDK's error shape, and the secret key in no response and no log l
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -365,3 +365,59 @@ async def test_the_secret_key_is_in_no_response_and_no_log_line(
     for log in stack.logs.glob("*.log"):
         text = log.read_text(errors="replace")
         assert LLM_SECRET not in text and "header-value" not in text, log.name
+
+
+async def test_a_trace_target_is_judged_once_on_its_merged_state_across_batches(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    name = unique("whole-trace")
+    judge = evaluator(sdk, connection(sdk, llm.base_url))
+    sdk.api.evaluation_rules.create(
+        name=unique("traces"), enabled=True,
+        filter=[EvaluationRuleFilter_StringOptions(column="name", operator="any of",
+                                                   value=[name])],
+        evaluator_assignments=[EvaluationRuleEvaluatorAssignmentInput(
+            evaluator_id=judge.id,
+            variable_mapping=[
+                PromptVariableMappingInput(variable="question", source="input"),
+                PromptVariableMappingInput(variable="answer", source="output"),
+            ],
+        )],
+        request_options={"additional_body_parameters": {"target": "trace", "delay": 1000}},
+    )  # fmt: skip
+    trace_id = uuid.uuid4().hex
+    batches = [
+        [{"type": "trace-create", "body": {"id": trace_id, "name": name, "input": "Capital?"}}],
+        *([{"type": "span-create", "body": {"id": uuid.uuid4().hex, "traceId": trace_id,
+                                            "name": f"step {n}"}}] for n in range(3)),
+        [{"type": "trace-create", "body": {"id": trace_id, "output": "Paris"}}],
+    ]  # fmt: skip
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        for batch in batches:
+            envelopes = [{**e, "id": uuid.uuid4().hex, "timestamp": datetime.now(UTC).isoformat()}
+                         for e in batch]  # fmt: skip
+            response = await client.post("/api/public/ingestion", json={"batch": envelopes})
+            assert response.status_code == 207 and not response.json()["errors"]
+    [score] = await eventually(lambda: eval_scores(stack, trace_id), lambda s: len(s) == 1)
+    assert score["observationId"] is None
+    [job] = await jobs(stack, evaluatorId=judge.id)
+    assert job["status"] == "completed" and job["observationId"] is None
+    assert "Question: Capital?\nAnswer: Paris\nIs the answer correct?" in llm.prompts()
+
+
+async def test_an_unparsable_verdict_is_a_readable_error_not_a_silent_drop(
+    stack: Stack, sdk: Langfuse, llm: LlmStandIn
+) -> None:
+    name = unique("garbled")
+    judge = evaluator(sdk, connection(sdk, llm.base_url))
+    rule(sdk, judge.id, name)
+    llm.reply_garbage()
+    trace_id, _ = generation(sdk, name, "garbled question", "answer")
+    sdk.flush()
+    [job] = await eventually(
+        lambda: jobs(stack, evaluatorId=judge.id),
+        lambda j: bool(j) and j[0]["status"] == "error",
+    )
+    assert "not a valid verdict" in job["error"] and "this is not JSON" in job["error"]
+    assert await eval_scores(stack, trace_id) == []
+    assert sdk.api.evaluators.get(judge.id).status == "active"
