@@ -264,7 +264,9 @@ class BatchConsumer(Generic[T]):
       backoff; `stuck_for()` tells health how long;
     - any other error splits the records in halves, each handled on its own, down to single
       records; one that still fails after `max_record_attempts` is poison: it goes to
-      `<topic>.dlq` with DLQ_HEADERS, a metric and a log line, and the batch moves on.
+      `<topic>.dlq` with DLQ_HEADERS, a metric and a log line, and the batch moves on. Each
+      half is tried once, and the second not at all when the first was handled: the failure is
+      in it, so it is split at once.
     A dead letter is sent until the broker takes it, so a record is committed only once it is
     handled or on the DLQ. The process never exits because of a record. On a rebalance the
     in-flight batch finishes and commits before partitions are given up; on stop, a batch that
@@ -350,21 +352,26 @@ class BatchConsumer(Generic[T]):
             await self._settle(decoded)
         await self._commit(batches)
 
-    async def _settle(self, items: list[tuple[Record, T]]) -> None:
-        """Handles these records; the ones that fail for their own sake end on the DLQ."""
+    async def _settle(self, items: list[tuple[Record, T]], failing: bool = False) -> bool:
+        """Handles these records; the ones that fail for their own sake end on the DLQ. True when
+        one call handled them all. `failing`: they are known to fail together, so several are
+        split without a call."""
+        if len(items) > 1:
+            if not failing and await self._attempt(items) is None:
+                return True
+            middle = len(items) // 2
+            first_handled = await self._settle(items[:middle])
+            await self._settle(items[middle:], failing=first_handled)
+            return False
         error = await self._attempt(items)
         if error is None:
-            return
-        if len(items) > 1:
-            middle = len(items) // 2
-            await self._settle(items[:middle])
-            await self._settle(items[middle:])
-            return
+            return True
         for _ in range(1, self._settings.max_record_attempts):
             await self._pause(_FIRST_DELAY)
             if (error := await self._attempt(items)) is None:
-                return
+                return False
         await self._dead_letter(items[0][0], error)
+        return False
 
     async def _attempt(self, items: list[tuple[Record, T]]) -> Exception | None:
         """One call of `handle`, repeated while it fails transiently; then the error, if any."""

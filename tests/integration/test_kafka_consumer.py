@@ -169,6 +169,29 @@ async def test_a_record_the_handler_rejects_is_isolated_and_the_others_are_handl
     assert headers["dead-lettered-at"].startswith("20")
 
 
+async def test_a_half_is_tried_once_and_not_at_all_when_its_first_sibling_was_handled(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    """A failing batch of 8 with the bad record last: each first half is handled in one call,
+    so the failure is in the second half, which is split without a call of its own; the bad
+    record alone gets its max_record_attempts (3) calls."""
+    good = [str(i) for i in range(7)]
+    await produce(kafka, topic, [value.encode() for value in [*good, "bad"]])
+    group = unique("it.group")
+    calls: list[list[str]] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        calls.append(list(batch))
+        if "bad" in batch:
+            raise ValueError("unwritable")
+
+    async with consuming(kafka, topic, group, handle):
+        await eventually(lambda: committed(kafka, topic, group), lambda got: got == 8)
+    assert calls == [[*good, "bad"], good[:4], good[4:6], good[6:], ["bad"], ["bad"], ["bad"]]
+    [record] = await dead_letters(kafka)
+    assert record.value == b"bad"
+
+
 async def test_an_outage_is_waited_out_never_dead_lettered_and_health_follows_it(
     kafka: KafkaCluster, topic: str
 ) -> None:
