@@ -13,10 +13,12 @@ success cached under an older one is resolved again. Without Redis the success c
 and every request is resolved in PostgreSQL, which is fresh by definition.
 """
 
+import asyncio
 import base64
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -69,6 +71,34 @@ class ExpiringLru(Generic[V]):
             self._entries.popitem(last=False)
 
 
+class CoalescedRead(Generic[V]):
+    """One read for every caller that asks before it is sent: under load, concurrent requests
+    share a Redis round trip instead of each paying one. A caller never joins a read that was
+    sent before it asked, so each still sees a value read after it arrived (what makes a
+    revocation answered before a request visible to that request)."""
+
+    def __init__(self, read: Callable[[], Awaitable[V]]) -> None:
+        self._read = read
+        self._pending: asyncio.Future[V] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self) -> V:
+        if self._pending is None:
+            self._pending = asyncio.get_running_loop().create_future()
+            task = asyncio.create_task(self._send(self._pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        # Shielded: a caller that goes away does not cancel the others' read.
+        return await asyncio.shield(self._pending)
+
+    async def _send(self, result: asyncio.Future[V]) -> None:
+        self._pending = None  # whoever asks from now on needs a read sent after this one
+        try:
+            result.set_result(await self._read())
+        except Exception as exc:
+            result.set_exception(exc)
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is calling: a project key (Basic), a public key alone (Bearer) or an org key."""
@@ -105,6 +135,7 @@ class Authenticator:
         self.salt = salt
         self._cache_seconds = cache_seconds
         self._revocations = revocations
+        self._reads: CoalescedRead[str | None] = CoalescedRead(self._read_generation)
         self._max_cached = max_cached
         # Successes with the revocation generation they were resolved under.
         self.successes: ExpiringLru[tuple[str, Principal]] = ExpiringLru(max_cached)
@@ -143,6 +174,10 @@ class Authenticator:
         cannot tell (then nothing cached is trusted)."""
         if self._revocations is None:
             return ""
+        return await self._reads.read()
+
+    async def _read_generation(self) -> str | None:
+        assert self._revocations is not None
         return await self._revocations.generation(_REVOCATION_SCOPE)
 
     async def _resolve(self, header: str) -> Principal | ApiError:

@@ -2,11 +2,12 @@
 generation it was resolved under, so a revocation on any replica (a new generation in Redis) is
 seen by every replica's next request; without a readable generation nothing cached is trusted."""
 
+import asyncio
 import base64
 
 import pytest
 
-from services.gateway.auth import Authenticator
+from services.gateway.auth import Authenticator, CoalescedRead
 from services.gateway.errors import ApiError
 from services.gateway.keys import hash_secret
 from services.gateway.store import ApiKey, KeyScope
@@ -71,3 +72,33 @@ async def test_without_redis_every_request_resolves_in_the_database() -> None:
     for _ in range(3):
         await auth.authenticate(HEADER)
     assert store.lookups == 3
+
+
+async def test_concurrent_callers_share_a_read_and_later_callers_get_a_later_one() -> None:
+    sent: list[int] = []
+    release = asyncio.Event()
+
+    async def read() -> int:
+        sent.append(len(sent) + 1)
+        number = len(sent)
+        await release.wait()
+        return number
+
+    reads = CoalescedRead(read)
+    first = [asyncio.create_task(reads.read()) for _ in range(5)]
+    await asyncio.sleep(0)  # the five asked; their one read is sent now
+    while not sent:
+        await asyncio.sleep(0)
+    later = asyncio.create_task(reads.read())  # asked after that read was sent
+    release.set()
+    assert await asyncio.gather(*first) == [1] * 5
+    assert await later == 2 and sent == [1, 2]
+
+
+async def test_a_failed_shared_read_fails_every_caller_that_shared_it() -> None:
+    async def read() -> int:
+        raise ConnectionError("redis away")
+
+    reads = CoalescedRead(read)
+    results = await asyncio.gather(reads.read(), reads.read(), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
