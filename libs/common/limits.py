@@ -36,6 +36,7 @@ MAX_DEPTH = 100
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 Time = Annotated[datetime, msgspec.Meta(tz=True)]  # checked against the range after decoding
+PromptVersion = Annotated[int, msgspec.Meta(ge=0, le=MAX_PROMPT_VERSION)]
 
 _MESSAGE = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
@@ -59,6 +60,21 @@ def is_cost(value: Any) -> bool:
 def is_usage(value: Any) -> bool:
     """A non-negative count a UInt64 column holds, with room for the sum."""
     return _is_number(value) and 0 <= value < MAX_USAGE
+
+
+def is_prompt_version(value: Any) -> bool:
+    """What `PromptVersion` accepts: an int its Nullable(UInt16) column holds."""
+    return type(value) is int and 0 <= value <= MAX_PROMPT_VERSION
+
+
+def usage_fits(counts: dict[str, Any]) -> bool:
+    """A usageDetails map of counts whose sum (the stored `total`) stays below 2^63 too."""
+    return all(is_usage(count) for count in counts.values()) and sum(counts.values()) < MAX_USAGE
+
+
+def costs_fit(costs: dict[str, Any]) -> bool:
+    """A costDetails map of costs whose sum (the stored total cost) stays below MAX_COST too."""
+    return all(is_cost(cost) for cost in costs.values()) and sum(costs.values()) < MAX_COST
 
 
 def within_depth(value: Any, levels: int = MAX_DEPTH) -> bool:

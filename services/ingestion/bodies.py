@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from libs.common import limits
-from libs.common.limits import Id, Time
+from libs.common.limits import Id, PromptVersion, Time
 from services.ingestion.usage import normalize_usage
 
-PromptVersion = Annotated[int, msgspec.Meta(ge=0, le=limits.MAX_PROMPT_VERSION)]
 Level = Literal["DEBUG", "DEFAULT", "WARNING", "ERROR"]
 ScoreType = Literal["NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT", "CORRECTION"]
 

@@ -22,9 +22,9 @@ def normalize_usage(
         counts = _details(usage_details)
     if isinstance(cost_details, dict):
         costs = {k: float(v) for k, v in cost_details.items() if _cost(v, f"costDetails.{k}")}
-    if counts and sum(counts.values()) >= limits.MAX_USAGE:
+    if counts and not limits.usage_fits(counts):
         raise ValueError("usageDetails must sum to less than 2^63")
-    if costs and sum(costs.values()) >= limits.MAX_COST:
+    if costs and not limits.costs_fit(costs):
         raise ValueError(f"costDetails must sum to less than {limits.MAX_COST:,} USD")
     return counts or None, costs or None
 

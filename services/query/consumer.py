@@ -1,9 +1,11 @@
 """EventWriter: the query service's Kafka consumer (`query.clickhouse-writer`). Each batch is
 merged per entity with the stored state and written in one insert per table; offsets are
 committed only afterwards (libs.common.kafka), and merging is idempotent, so a replay or a crash
-between insert and commit changes nothing. When a batch cannot be written (a value its column
-cannot hold, a project model whose prices do not compute), the consumer calls `write` again with
-halves of it until the record at fault is alone, and dead-letters that one."""
+between insert and commit changes nothing. A record holding a value no column can hold (one that
+skipped ingestion's checks, libs.common.limits) is refused when decoded: it goes straight to the
+DLQ. When a batch still cannot be written (a project model whose prices do not compute), the
+consumer calls `write` again with halves of it until the record at fault is alone, and
+dead-letters that one."""
 
 import re
 from collections import defaultdict
@@ -15,6 +17,7 @@ from typing import Any
 import clickhouse_driver.errors
 import orjson
 
+from libs.common import limits
 from libs.common.event_batches import decode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
@@ -22,7 +25,7 @@ from libs.common.timestamps import from_timestamp
 from libs.common.transient import is_transient
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
-from services.query.rows import Change, from_row, merge, to_row, usage_with_total
+from services.query.rows import Change, from_row, merge, parse_time, to_row, usage_with_total
 from services.query.store import TraceStore
 from services.query.tokens import count_usage
 
@@ -37,6 +40,18 @@ _CREATES = {
     events_pb2.EVENT_TYPE_TRACE_CREATE,
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE,
     events_pb2.EVENT_TYPE_SCORE_CREATE,
+}
+
+# The body fields that reach typed columns (services/query/rows.py), checked when decoded.
+_IDS = {
+    "trace": ("id", "sessionId"),
+    "observation": ("id", "traceId", "parentObservationId"),
+    "score": ("id", "traceId", "observationId", "sessionId", "datasetRunId"),
+}
+_TIMES = {
+    "trace": ("timestamp",),
+    "observation": ("startTime", "endTime", "completionStartTime"),
+    "score": ("timestamp",),
 }
 
 _PARTITION_COLUMNS = {"trace": "timestamp", "observation": "start_time", "score": "timestamp"}
@@ -95,7 +110,11 @@ def decode_events(record: Record) -> list[Decoded]:
         if event.type not in _KINDS or not event.project_id or not event.entity_id:
             raise InvalidMessage(f"event without kind, project or entity: {event.event_id}")
         kind = _KINDS[event.type]
-        decoded.append(Decoded(kind, event.project_id, event.entity_id, _change(kind, event, body)))
+        change = _change(kind, event, body)
+        problem = _unwritable(kind, change.body)
+        if problem:
+            raise InvalidMessage(f"{kind} {event.entity_id!r}: {problem}")
+        decoded.append(Decoded(kind, event.project_id, event.entity_id, change))
     return decoded
 
 
@@ -149,11 +168,45 @@ def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -
     # Observations: body.startTime ?? envelope time. Traces: body.timestamp ?? envelope time.
     # Scores: always the envelope time on /ingestion.
     time_field = "startTime" if kind == "observation" else "timestamp"
-    if time_field not in body:
+    if body.get(time_field) is None:  # null is absent (an event that skipped ingestion)
         body[time_field] = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if kind == "observation":
         body["type"] = event.observation_type
     return Change(event_time, event.type in _CREATES, body)
+
+
+def _unwritable(kind: str, body: dict[str, Any]) -> str | None:
+    """What in this body no column can hold, by the rules ingestion applies at the door
+    (libs.common.limits), or None. Only the fields of typed columns: a failing insert would cost
+    the whole batch a split into halves down to this record."""
+    for field in _IDS[kind]:
+        value = body.get(field)
+        if value is not None and not limits.is_id(value):
+            return f"{field} must be 1-{limits.MAX_ID_LENGTH} characters, none a control one"
+    for field in _TIMES[kind]:
+        value = body.get(field)
+        if value is not None and not _is_time(value):
+            return f"{field} must be a time {limits.TIME_RANGE}, got {value!r:.40}"
+    if kind != "observation":
+        return None
+    version = body.get("promptVersion")
+    if version is not None and not limits.is_prompt_version(version):
+        return f"promptVersion must be 0-{limits.MAX_PROMPT_VERSION}, got {version!r:.40}"
+    usage = body.get("usageDetails")
+    if usage is not None and not (type(usage) is dict and limits.usage_fits(usage)):
+        return "usageDetails must be non-negative counts summing to less than 2^63"
+    costs = body.get("costDetails")
+    if costs is not None and not (type(costs) is dict and limits.costs_fit(costs)):
+        return f"costDetails must be non-negative USD summing to less than {limits.MAX_COST:,}"
+    return None
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        moment = parse_time(value)
+    except (TypeError, ValueError):
+        return False
+    return moment is not None and limits.time_in_range(moment)
 
 
 def _trace_ids(kind: str, changes: dict[str, list[Change]]) -> list[str] | None:
