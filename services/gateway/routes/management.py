@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -94,7 +95,13 @@ async def delete_project(request: Request, org_id: str) -> Response:
     await _revoked(request)
     if state.deletions is None:
         raise ApiError(503, "Project deletion is unavailable, please retry")
-    await state.deletions.announce(org_id, project_id)
+    try:
+        await state.deletions.announce(org_id, project_id)
+    except KafkaError as exc:
+        # The project is tombstoned and its keys are gone; a retry finds the tombstone and
+        # announces it again.
+        log.warning("project_deletion_not_announced", project_id=project_id, error=repr(exc))
+        raise ApiError(503, "Project deletion could not be announced, please retry") from exc
     log.info("project_deleted", org_id=org_id, project_id=project_id)
     return JsonResponse(
         {
