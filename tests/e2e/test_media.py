@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import struct
 import subprocess
 import uuid
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from langfuse import Langfuse, LangfuseMedia
 
-from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from libs.common.rpc import check_health
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port
 from tests.e2e.test_ingestion_batch import admin
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
@@ -77,6 +79,16 @@ async def upload(client: httpx.AsyncClient, content: bytes, trace_id: str) -> st
     return str(created["mediaId"])
 
 
+async def stored(client: httpx.AsyncClient, observation_id: str, field: str) -> Any:
+    """The observation's `field` as stored, once the observation is readable."""
+
+    async def read() -> Any:
+        response = await client.get(f"/api/public/observations/{observation_id}")
+        return response.json().get(field) if response.is_success else None
+
+    return await eventually(read, lambda value: value is not None)
+
+
 @pytest.fixture
 def sdk(stack: Stack) -> Langfuse:
     return Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, host=stack.gateway_url)
@@ -93,18 +105,13 @@ async def test_sdk5_uploads_media_and_reads_it_back(stack: Stack, sdk: Langfuse)
     sdk.flush()
 
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
-
-        async def stored_input() -> Any:
-            response = await client.get(f"/api/public/observations/{observation_id}")
-            return response.json().get("input") if response.is_success else None
-
-        stored = await eventually(stored_input, lambda value: value is not None)
-    assert REFERENCE.fullmatch(stored["image"]).groups() == (  # type: ignore[union-attr]
+        value = await stored(client, observation_id, "input")
+    assert REFERENCE.fullmatch(value["image"]).groups() == (  # type: ignore[union-attr]
         "image/png",
         media_id_of(image),
         "bytes",
     )
-    assert REFERENCE.fullmatch(stored["pasted"]).groups() == (  # type: ignore[union-attr]
+    assert REFERENCE.fullmatch(value["pasted"]).groups() == (  # type: ignore[union-attr]
         "image/png",
         media_id_of(pasted),
         "base64_data_uri",
@@ -113,10 +120,10 @@ async def test_sdk5_uploads_media_and_reads_it_back(stack: Stack, sdk: Langfuse)
     for content in (image, pasted):
         media = sdk.api.media.get(media_id_of(content))
         assert (media.content_type, media.content_length) == ("image/png", len(content))
-        assert media.url.startswith("http://127.0.0.1:9000/")  # the S3 endpoint the SDK sees
+        assert media.url.startswith(stack.env["S3_ENDPOINT_URL"] + "/")
         assert httpx.get(media.url).content == content
     resolved = LangfuseMedia.resolve_media_references(
-        obj=stored, langfuse_client=sdk, resolve_with="base64_data_uri"
+        obj=value, langfuse_client=sdk, resolve_with="base64_data_uri"
     )
     assert resolved["pasted"] == data_uri
 
@@ -261,13 +268,8 @@ async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
     )
     observation_id = json.loads(result.stdout.strip().splitlines()[-1])["observationId"]
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
-
-        async def stored_input() -> Any:
-            response = await client.get(f"/api/public/observations/{observation_id}")
-            return response.json().get("input") if response.is_success else None
-
-        stored = await eventually(stored_input, lambda value: value is not None)
-        reference = REFERENCE.fullmatch(stored["image"])
+        value = await stored(client, observation_id, "input")
+        reference = REFERENCE.fullmatch(value["image"])
         assert reference is not None
         assert reference.groups() == ("image/png", media_id_of(content), "base64_data_uri")
         record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
@@ -299,3 +301,74 @@ async def test_deleting_a_trace_deletes_the_media_only_it_references(stack: Stac
         assert httpx.get(alone_url).status_code == 404  # the object is gone from S3
         kept = (await client.get(f"/api/public/media/{shared_id}")).json()
     assert httpx.get(kept["url"]).content == shared
+
+
+SDK3_PYTHON = ROOT / ".dev" / "venvs" / "langfuse3" / "bin" / "python"
+SDK3_SCRIPT = """
+import base64, json, sys
+from langfuse import Langfuse
+from langfuse.media import LangfuseMedia
+public_key, secret_key, host, content = sys.argv[1:5]
+client = Langfuse(public_key=public_key, secret_key=secret_key, host=host)
+media = LangfuseMedia(content_bytes=base64.b64decode(content), content_type="image/png")
+with client.start_as_current_span(name="sdk3 media") as span:
+    span.update(output={"image": media})
+    observation_id = span.id
+client.flush()
+print(json.dumps({"observationId": observation_id}))
+"""
+
+
+async def test_sdk3_uploads_media_too(stack: Stack) -> None:
+    content = png(f"sdk3 {uuid.uuid4()}")
+    encoded = base64.b64encode(content).decode()
+    result = subprocess.run(
+        [str(SDK3_PYTHON), "-c", SDK3_SCRIPT, PUBLIC_KEY, SECRET_KEY, stack.gateway_url, encoded],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    observation_id = json.loads(result.stdout.strip().splitlines()[-1])["observationId"]
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        value = await stored(client, observation_id, "output")
+        reference = REFERENCE.fullmatch(value["image"])
+        assert reference is not None and reference.group(2) == media_id_of(content)
+        record = (await client.get(f"/api/public/media/{media_id_of(content)}")).json()
+    assert httpx.get(record["url"]).content == content
+
+
+async def test_urls_are_signed_for_the_public_s3_endpoint(stack: Stack) -> None:
+    """An ingestion replica with INGESTION_S3_PUBLIC_ENDPOINT_URL set (here another name of the
+    same MinIO) hands out URLs for that endpoint, and they work there; its own calls still go to
+    S3_ENDPOINT_URL."""
+    public = stack.env["S3_ENDPOINT_URL"].replace("127.0.0.1", "localhost")
+    grpc_port, http_port = free_port(), free_port()
+    ingestion = stack.start("ingestion", INGESTION_GRPC_PORT=str(grpc_port),
+                            INGESTION_S3_PUBLIC_ENDPOINT_URL=public)  # fmt: skip
+    gateway = stack.start(
+        "gateway", GATEWAY_HTTP_PORT=str(http_port), INGESTION_ADDR=f"127.0.0.1:{grpc_port}"
+    )
+    try:
+        await eventually(lambda: check_health(f"127.0.0.1:{grpc_port}"), lambda s: s == "SERVING")
+        url = f"http://127.0.0.1:{http_port}"
+        async with httpx.AsyncClient(base_url=url, auth=AUTH) as client:
+
+            async def ready() -> int:
+                try:
+                    return (await client.get("/api/public/ready")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, lambda status: status == 200, timeout=30)
+            content = png(f"public {uuid.uuid4()}")
+            created = await client.post("/api/public/media", json=upload_request(content, "t"))
+            assert created.json()["uploadUrl"].startswith(f"{public}/")
+            media_id = await upload(client, content, "t")
+            record = (await client.get(f"/api/public/media/{media_id}")).json()
+    finally:
+        for process in (gateway, ingestion):
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    assert record["url"].startswith(f"{public}/")
+    assert httpx.get(record["url"]).content == content
