@@ -13,7 +13,8 @@ from services.query.rows import parse_time
 # Public column name -> (SQL column, its kind), one map per entity for both kinds of filters:
 # query parameters (`string` columns; repeated values mean "any of", and for `array` columns such
 # as tags "all of") and the `filter` parameter (every kind). A `trace.` column is one of the trace
-# an observation or score belongs to.
+# an observation or score belongs to, an `observation.` column one of a score's observation. The
+# metrics views (services/query/analytics.py) name their fields from these maps too.
 TRACE_FILTER_COLUMNS = {
     "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
     "userId": ("user_id", "string"), "sessionId": ("session_id", "string"),
@@ -32,7 +33,8 @@ OBSERVATION_FILTER_COLUMNS = {
     "promptName": ("prompt_name", "string"), "metadata": ("metadata", "object"),
     "totalCost": ("total_cost", "number"), "userId": ("trace.user_id", "string"),
     "sessionId": ("trace.session_id", "string"), "traceName": ("trace.name", "string"),
-    "traceTags": ("trace.tags", "array"),
+    "traceTags": ("trace.tags", "array"), "traceRelease": ("trace.release", "string"),
+    "traceVersion": ("trace.version", "string"), "promptVersion": ("prompt_version", "number"),
 }  # fmt: skip
 SCORE_FILTER_COLUMNS = {
     "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
@@ -42,7 +44,13 @@ SCORE_FILTER_COLUMNS = {
     "observationId": ("observation_id", "string"), "sessionId": ("session_id", "string"),
     "configId": ("config_id", "string"), "queueId": ("queue_id", "string"),
     "datasetRunId": ("dataset_run_id", "string"), "metadata": ("metadata", "object"),
-    "userId": ("trace.user_id", "string"),
+    "userId": ("trace.user_id", "string"), "traceName": ("trace.name", "string"),
+    "traceTags": ("trace.tags", "array"), "traceRelease": ("trace.release", "string"),
+    "traceVersion": ("trace.version", "string"),
+    "observationName": ("observation.name", "string"),
+    "observationModelName": ("observation.provided_model_name", "string"),
+    "observationPromptName": ("observation.prompt_name", "string"),
+    "observationPromptVersion": ("observation.prompt_version", "number"),
 }  # fmt: skip
 # Which condition types each kind of column takes ("null" fits every one).
 _TYPES_OF = {
@@ -87,9 +95,9 @@ def equality_filters(
         column, kind = columns.get(name, ("", ""))
         if kind not in ("string", "array"):
             raise InvalidArgument(f"Unknown filter: {name}")
-        bare, value = column.removeprefix("trace."), f"{{f{index}:Array(String)}}"
+        bare, value = bare_column(column), f"{{f{index}:Array(String)}}"
         condition = f"hasAll({bare}, {value})" if kind == "array" else f"{bare} IN {value}"
-        where.add(_through_trace(column, condition), **{f"f{index}": values})
+        where.add(_through_relation(column, condition), **{f"f{index}": values})
 
 
 def storable(moment: datetime) -> datetime:
@@ -123,6 +131,11 @@ def json_filters(where: Where, columns: dict[str, tuple[str, str]], raw: str) ->
         conditions = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidArgument("Invalid filter: not valid JSON") from exc
+    add_conditions(where, columns, conditions)
+
+
+def add_conditions(where: Where, columns: dict[str, tuple[str, str]], conditions: Any) -> None:
+    """Adds parsed filter conditions (a list of `{type, column, operator, value, key?}`)."""
     if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
         raise InvalidArgument("Invalid filter: expected a JSON array of condition objects")
     for index, condition in enumerate(conditions):
@@ -133,19 +146,32 @@ def json_filters(where: Where, columns: dict[str, tuple[str, str]], raw: str) ->
         if kind != "null" and kind not in _TYPES_OF[column_kind]:
             message = f"Invalid filter: {name!r} is a {column_kind} column, not {kind!r}"
             raise InvalidArgument(message)
-        sql, params = _json_condition(column.removeprefix("trace."), condition, f"j{index}")
-        where.add(_through_trace(column, sql), **params)
+        sql, params = _json_condition(bare_column(column), condition, f"j{index}")
+        where.add(_through_relation(column, sql), **params)
 
 
-def _through_trace(column: str, condition: str) -> str:
-    """`condition`, written on the bare column; on a `trace.` column, the rows whose trace meets
-    it."""
-    if not column.startswith("trace."):
-        return condition
-    return (
-        "trace_id IN (SELECT id FROM traces FINAL"
-        f" WHERE project_id = {{project_id:String}} AND {condition})"
-    )
+# Column prefix -> (the referring column, the table it refers to).
+RELATIONS = {"trace.": ("trace_id", "traces"), "observation.": ("observation_id", "observations")}
+
+
+def bare_column(column: str) -> str:
+    """The column without its relation prefix (`trace.name` -> `name`)."""
+    for prefix in RELATIONS:
+        if column.startswith(prefix):
+            return column.removeprefix(prefix)
+    return column
+
+
+def _through_relation(column: str, condition: str) -> str:
+    """`condition`, written on the bare column; on a `trace.` or `observation.` column, the rows
+    whose trace or observation meets it."""
+    for prefix, (key, table) in RELATIONS.items():
+        if column.startswith(prefix):
+            return (
+                f"{key} IN (SELECT id FROM {table} FINAL"
+                f" WHERE project_id = {{project_id:String}} AND {condition})"
+            )
+    return condition
 
 
 def _json_condition(

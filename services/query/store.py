@@ -33,7 +33,7 @@ class TraceStore:
         self, table: str, condition: str, params: dict[str, Any], order: str = "id"
     ) -> list[dict[str, Any]]:
         return await self._ch.select(
-            f"SELECT * FROM {_current(table, condition)} ORDER BY {order}", params
+            f"SELECT * FROM {current(table, condition)} ORDER BY {order}", params
         )
 
     async def insert(self, kind: str, rows: list[dict[str, Any]]) -> None:
@@ -69,7 +69,7 @@ class TraceStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of entities matching `where`, and how many match in all."""
         params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
-        source = _current(TABLES[kind], where.sql())
+        source = current(TABLES[kind], where.sql())
         rows, [count] = await asyncio.gather(
             self._ch.select(
                 f"SELECT * FROM {source} ORDER BY {order}"
@@ -92,7 +92,7 @@ class TraceStore:
         """One page for cursor lists, and whether more follow: one query, no count."""
         params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
         rows = await self._ch.select(
-            f"SELECT * FROM {_current(TABLES[kind], where.sql())} ORDER BY {order}"
+            f"SELECT * FROM {current(TABLES[kind], where.sql())} ORDER BY {order}"
             " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
             params,
         )
@@ -108,13 +108,13 @@ class TraceStore:
                 "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
                 " max(coalesce(end_time, start_time)) AS last_end,"
                 " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
-                f" FROM {_current('observations', 'trace_id IN {ids:Array(String)}')}"
+                f" FROM {current('observations', 'trace_id IN {ids:Array(String)}')}"
                 " GROUP BY trace_id",
                 params,
             ),
             self._ch.select(
                 "SELECT trace_id, groupArray(id) AS ids"
-                f" FROM {_current('scores', 'trace_id IN {ids:Array(String)}')}"
+                f" FROM {current('scores', 'trace_id IN {ids:Array(String)}')}"
                 " GROUP BY trace_id",
                 params,
             ),
@@ -150,7 +150,7 @@ class TraceStore:
             # Not `AS environment`: the alias would replace the column in an environment filter.
             "SELECT session_id AS id, min(timestamp) AS created_at,"
             " any(environment) AS session_environment"
-            f" FROM {_current('traces', where.sql())} GROUP BY session_id{having_sql}"
+            f" FROM {current('traces', where.sql())} GROUP BY session_id{having_sql}"
         )
         rows = await self._ch.select(
             f"{grouped} ORDER BY created_at DESC, id"
@@ -159,6 +159,12 @@ class TraceStore:
         )
         [count] = await self._ch.select(f"SELECT count() AS total FROM ({grouped})", params)
         return rows, int(count["total"])
+
+    async def aggregate(
+        self, project_id: str, sql: str, params: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """A metrics query of services/query/analytics.py, whose sources are `current(...)`."""
+        return await self._ch.select(sql, {**params, "project_id": project_id})
 
     async def delete_traces(self, project_id: str, trace_ids: list[str]) -> None:
         """Tombstones for the traces and everything in them: ReplacingMergeTree keeps the newest
@@ -187,7 +193,7 @@ class TraceStore:
             )
 
 
-def _current(table: str, condition: str) -> str:
+def current(table: str, condition: str) -> str:
     """The FROM and WHERE of every read: the current version of each of the project's rows
     matching `condition`; FINAL leaves out rows whose newest version is a tombstone. Lookups
     stay cheap because FINAL merges only the granules the condition selects: traces are sorted

@@ -1,0 +1,589 @@
+"""Langfuse's metrics API (`/metrics`, `/v2/metrics`, `/metrics/daily`) as ClickHouse SQL.
+
+A metrics query (JSON) names a view, dimensions, metrics (a measure and an aggregation), filters,
+an optional time dimension and a time range. It is checked against the view and turned into one
+SELECT over the current rows of the view's table (FINAL, tombstones left out, the project bound as
+a parameter); every client value is a bound `{name:Type}` parameter, every name in the SQL comes
+from the views below. The views name their fields from the column maps of services/query/filters.py,
+so a field means the same column in list filters, metrics filters and metrics dimensions. Pure.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from libs.common.errors import InvalidArgument
+from services.query.filters import (
+    OBSERVATION_FILTER_COLUMNS,
+    SCORE_FILTER_COLUMNS,
+    TRACE_FILTER_COLUMNS,
+    Where,
+    add_conditions,
+    bare_column,
+    storable,
+)
+from services.query.rows import iso, parse_time
+from services.query.store import current
+
+AGGREGATIONS = ("sum", "avg", "count", "max", "min", "p50", "p75", "p90", "p95", "p99", "histogram")
+_QUANTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+# A time bucket as DateTime('UTC') (WITH FILL needs one type for the bucket and its bounds).
+_BUCKETS = {
+    "minute": "toStartOfMinute({})", "hour": "toStartOfHour({})", "day": "toStartOfDay({})",
+    "week": "toMonday({})", "month": "toStartOfMonth({})",
+}  # fmt: skip
+DEFAULT_ROW_LIMIT, MAX_ROW_LIMIT = 100, 1000
+DEFAULT_BINS, MAX_BINS = 10, 100
+TIME_KEY = "time_dimension"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A measure's value on one row of the view (null when unknown: it is then not counted).
+    `distinct` measures count distinct values of `sql` whatever the aggregation (count or sum)."""
+
+    sql: str
+    joins: tuple[str, ...] = ()
+    distinct: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    table: str
+    time_field: str
+    # Filterable fields: API name -> (column or expression, kind), as filters.py describes them.
+    fields: dict[str, tuple[str, str]]
+    dimensions: tuple[str, ...]
+    measures: dict[str, Measure]
+    high_cardinality: tuple[str, ...] = ()  # dimensions v2 refuses (filters take them)
+    v2_only: tuple[str, ...] = ()
+    segment: str = "1"  # which rows of the table the view holds
+
+
+def _fields(columns: dict[str, tuple[str, str]], *names: str, **renamed: str) -> dict[str, Any]:
+    """Entries of a filters.py column map, some under the metrics API's name for them."""
+    return {**{n: columns[n] for n in names}, **{new: columns[old] for new, old in renamed.items()}}
+
+
+def _usage(details: str, kind: str) -> str:
+    """Langfuse's input/output sums: every key of the usage or cost map that names the kind."""
+    keys = f"(k, v) -> positionCaseInsensitive(k, '{kind}') > 0"
+    return f"toFloat64(arraySum(mapValues(mapFilter({keys}, {details}))))"
+
+
+_MS = "date_diff('millisecond', {}, {})"
+_OBSERVATION_MEASURES = {
+    "count": Measure("1"),
+    "latency": Measure(_MS.format("start_time", "end_time")),
+    "streamingLatency": Measure(_MS.format("completion_start_time", "end_time")),
+    "inputTokens": Measure(_usage("usage_details", "input")),
+    "outputTokens": Measure(_usage("usage_details", "output")),
+    "totalTokens": Measure("usage_details['total']"),
+    "outputTokensPerSecond": Measure(
+        f"{_usage('usage_details', 'output')} * 1000"
+        f" / nullIf({_MS.format('completion_start_time', 'end_time')}, 0)"
+    ),
+    "tokensPerSecond": Measure(
+        f"usage_details['total'] * 1000 / nullIf({_MS.format('start_time', 'end_time')}, 0)"
+    ),
+    "inputCost": Measure(_usage("cost_details", "input")),
+    "outputCost": Measure(_usage("cost_details", "output")),
+    "totalCost": Measure("toFloat64(total_cost)"),
+    "timeToFirstToken": Measure(_MS.format("start_time", "completion_start_time")),
+    "countScores": Measure("ifNull(sc_count, 0)", ("observation_scores",)),
+}
+_SCORE_DIMENSIONS = (
+    "environment", "name", "source", "dataType", "configId", "timestampMonth", "timestampDay",
+    "traceName", "tags", "traceRelease", "traceVersion", "observationName",
+    "observationModelName", "observationPromptName", "observationPromptVersion",
+    "id", "traceId", "userId", "sessionId", "observationId",
+)  # fmt: skip
+_SCORE_FIELDS = {
+    **_fields(
+        SCORE_FILTER_COLUMNS, "id", "name", "timestamp", "source", "dataType", "environment",
+        "traceId", "observationId", "sessionId", "configId", "metadata", "userId", "traceName",
+        "traceRelease", "traceVersion", "observationName", "observationModelName",
+        "observationPromptName", "observationPromptVersion", tags="traceTags",
+    ),
+    "timestampMonth": ("formatDateTime(timestamp, '%Y-%m')", "string"),
+    "timestampDay": ("formatDateTime(timestamp, '%Y-%m-%d')", "string"),
+}  # fmt: skip
+_SCORE_HIGH_CARDINALITY = ("id", "traceId", "userId", "sessionId", "observationId")
+_NUMERIC_SCORE_MEASURES = {"count": Measure("1"), "value": Measure("value")}
+
+VIEWS = {
+    "traces": View(
+        table="traces",
+        time_field="timestamp",
+        fields={
+            **_fields(
+                TRACE_FILTER_COLUMNS,
+                "id",
+                "name",
+                "timestamp",
+                "userId",
+                "sessionId",
+                "release",
+                "version",
+                "environment",
+                "tags",
+                "metadata",
+            ),
+            "timestampMonth": ("formatDateTime(timestamp, '%Y-%m')", "string"),
+        },  # fmt: skip
+        dimensions=(
+            "id",
+            "name",
+            "tags",
+            "userId",
+            "sessionId",
+            "release",
+            "version",
+            "environment",
+            "timestampMonth",
+        ),  # fmt: skip
+        measures={
+            "count": Measure("1"),
+            "observationsCount": Measure("ifNull(r_observations, 0)", ("trace_rollup",)),
+            "scoresCount": Measure("ifNull(sc_count, 0)", ("trace_scores",)),
+            "uniqueUserIds": Measure("user_id", distinct=True),
+            "uniqueSessionIds": Measure("session_id", distinct=True),
+            "latency": Measure(_MS.format("r_first", "r_last"), ("trace_rollup",)),
+            "totalTokens": Measure("r_tokens", ("trace_rollup",)),
+            "totalCost": Measure("r_cost", ("trace_rollup",)),
+        },
+        high_cardinality=("id", "userId", "sessionId"),
+    ),
+    "observations": View(
+        table="observations",
+        time_field="startTime",
+        fields={
+            **_fields(
+                OBSERVATION_FILTER_COLUMNS,
+                "id",
+                "traceId",
+                "parentObservationId",
+                "type",
+                "name",
+                "level",
+                "version",
+                "environment",
+                "providedModelName",
+                "promptName",
+                "promptVersion",
+                "traceName",
+                "traceRelease",
+                "traceVersion",
+                "userId",
+                "sessionId",
+                "metadata",
+                "startTime",
+                "endTime",
+                tags="traceTags",
+                release="traceRelease",
+            ),
+            "isRootObservation": ("toBool(isNull(parent_observation_id))", "boolean"),
+            "startTimeMonth": ("formatDateTime(start_time, '%Y-%m')", "string"),
+        },  # fmt: skip
+        dimensions=(
+            "environment",
+            "type",
+            "name",
+            "level",
+            "version",
+            "tags",
+            "release",
+            "traceName",
+            "traceRelease",
+            "traceVersion",
+            "providedModelName",
+            "promptName",
+            "promptVersion",
+            "isRootObservation",
+            "startTimeMonth",
+            "id",
+            "traceId",
+            "userId",
+            "sessionId",
+            "parentObservationId",
+        ),  # fmt: skip
+        measures=_OBSERVATION_MEASURES,
+        high_cardinality=("id", "traceId", "userId", "sessionId", "parentObservationId"),
+        v2_only=("isRootObservation",),
+    ),
+    "scores-numeric": View(
+        table="scores",
+        time_field="timestamp",
+        fields={**_SCORE_FIELDS, **_fields(SCORE_FILTER_COLUMNS, "value")},
+        dimensions=(*_SCORE_DIMENSIONS, "value"),
+        measures=_NUMERIC_SCORE_MEASURES,
+        high_cardinality=_SCORE_HIGH_CARDINALITY,
+        segment="data_type IN ('NUMERIC', 'BOOLEAN')",
+    ),
+    "scores-boolean": View(
+        table="scores",
+        time_field="timestamp",
+        fields={
+            **_SCORE_FIELDS,
+            **_fields(SCORE_FILTER_COLUMNS, "value"),
+            "booleanValue": ("toBool(value = 1)", "boolean"),
+        },  # fmt: skip
+        dimensions=(*_SCORE_DIMENSIONS, "value", "booleanValue"),
+        measures=_NUMERIC_SCORE_MEASURES,
+        high_cardinality=_SCORE_HIGH_CARDINALITY,
+        segment="data_type = 'BOOLEAN'",
+    ),
+    "scores-categorical": View(
+        table="scores",
+        time_field="timestamp",
+        fields={**_SCORE_FIELDS, **_fields(SCORE_FILTER_COLUMNS, "stringValue")},
+        dimensions=(*_SCORE_DIMENSIONS, "stringValue"),
+        measures={"count": Measure("1")},
+        high_cardinality=_SCORE_HIGH_CARDINALITY,
+        segment="data_type = 'CATEGORICAL'",
+    ),
+}
+V2_VIEWS = ("observations", "scores-numeric", "scores-boolean", "scores-categorical")
+
+# Joins a view's measures or dimensions may need: the current rows of another table, their
+# columns under names of their own (so that no name of the view's table becomes ambiguous).
+_RELATED = {
+    "trace.": ("t", "traces", "trace_id"),
+    "observation.": ("ob", "observations", "observation_id"),
+}
+_JOINS = {
+    "trace_rollup": (
+        "SELECT trace_id AS r_trace_id, count() AS r_observations, min(start_time) AS r_first,"
+        " max(coalesce(end_time, start_time)) AS r_last, sum(usage_details['total']) AS r_tokens,"
+        " toFloat64(sum(coalesce(total_cost, 0))) AS r_cost"
+        f" FROM {current('observations', '1')} GROUP BY trace_id",
+        "r.r_trace_id = base.id",
+    ),
+    "trace_scores": (
+        "SELECT trace_id AS sc_key, count() AS sc_count"
+        f" FROM {current('scores', 'trace_id IS NOT NULL')} GROUP BY trace_id",
+        "sc.sc_key = base.id",
+    ),
+    "observation_scores": (
+        "SELECT observation_id AS sc_key, count() AS sc_count"
+        f" FROM {current('scores', 'observation_id IS NOT NULL')} GROUP BY observation_id",
+        "sc.sc_key = base.id",
+    ),
+}
+_JOIN_ALIASES = {"trace_rollup": "r", "trace_scores": "sc", "observation_scores": "sc"}
+
+
+@dataclass
+class MetricsQuery:
+    """A checked query: its SQL, its parameters, and how to read its rows back."""
+
+    sql: str
+    params: dict[str, Any]
+    time_dimension: bool = False
+    metric_keys: list[str] = field(default_factory=list)
+
+
+def build(version: int, raw: str) -> MetricsQuery:
+    """The SQL of a metrics query (the JSON of the `query` parameter); 400 naming what is wrong."""
+    query = _parse(raw)
+    views = V2_VIEWS if version == 2 else tuple(VIEWS)
+    view_name = query.get("view")
+    if view_name not in views:
+        raise InvalidArgument(
+            f"Invalid query: unknown view {view_name!r} (one of: {', '.join(views)})"
+        )
+    view = VIEWS[str(view_name)]
+    since, until = _time(query, "fromTimestamp"), _time(query, "toTimestamp")
+    if since >= until:
+        raise InvalidArgument("Invalid query: fromTimestamp must be before toTimestamp")
+    config = _object(query, "config")
+    row_limit = _bounded(config, "row_limit", DEFAULT_ROW_LIMIT, MAX_ROW_LIMIT)
+    bins = _bounded(config, "bins", DEFAULT_BINS, MAX_BINS)
+    dimensions = _dimensions(query, view, version)
+    metrics = _metrics(query, view)
+    granularity = _granularity(query, since, until)
+
+    where = Where()
+    add_conditions(where, {**view.fields, _time_column(view): view.fields[view.time_field]},
+                   _list(query, "filters"))  # fmt: skip
+    time_column = bare_column(view.fields[view.time_field][0])
+    where.add(f"{time_column} >= {{m_from:DateTime64(3, 'UTC')}}", m_from=storable(since))
+    where.add(f"{time_column} <= {{m_to:DateTime64(3, 'UTC')}}", m_to=storable(until))
+    where.add(view.segment)
+
+    select, group, joins = [], [], set()
+    for name in dimensions:
+        column, related = _dimension_sql(view.fields[name][0])
+        joins |= related
+        select.append(f"{column} AS `{name}`")
+        group.append(f"`{name}`")
+    if granularity:
+        select.append(f"{_bucket(granularity, time_column)} AS {TIME_KEY}")
+        group.append(TIME_KEY)
+    keys = []
+    for measure_name, aggregation in metrics:
+        measure = view.measures[measure_name]
+        joins |= set(measure.joins)
+        key = f"{aggregation}_{measure_name}"
+        select.append(f"{_aggregate(measure, aggregation)} AS `{key}`")
+        keys.append(key)
+    params = dict(where.params)
+    if any(aggregation == "histogram" for _, aggregation in metrics):
+        params["m_bins"] = bins
+    order = _order_by(query, dimensions, keys, granularity is not None)
+    fill = ""
+    if granularity and not query.get("orderBy"):
+        start = _bucket(granularity, "{m_from:DateTime64(3, 'UTC')}")
+        fill = (
+            f" WITH FILL FROM {start} TO toDateTime({{m_to:DateTime64(3, 'UTC')}}, 'UTC')"
+            f" STEP INTERVAL 1 {granularity.upper()}"
+        )
+    sql = (
+        f"SELECT {', '.join(select)}"
+        f" FROM (SELECT * FROM {current(view.table, where.sql())}) AS base"
+        f"{''.join(_join(name) for name in sorted(joins))}"
+        f"{' GROUP BY ' + ', '.join(group) if group else ''}"
+        f"{' ORDER BY ' + order if order else ''}{fill}"
+        " LIMIT {m_limit:UInt32} SETTINGS join_use_nulls = 1"
+    )
+    params["m_limit"] = row_limit
+    return MetricsQuery(sql, params, granularity is not None, keys)
+
+
+def result_rows(query: MetricsQuery, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as the API answers them: time buckets in ISO 8601, NaN (an empty average) as null."""
+    for row in rows:
+        if query.time_dimension:
+            row[TIME_KEY] = iso(row[TIME_KEY])
+        for key in query.metric_keys:
+            value = row.get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                row[key] = None
+            elif not isinstance(value, int | float | list | None):
+                row[key] = float(value)  # Decimal from the native driver
+    return rows
+
+
+def _parse(raw: str) -> dict[str, Any]:
+    try:
+        query = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgument("Invalid query: the query parameter is not valid JSON") from exc
+    if not isinstance(query, dict):
+        raise InvalidArgument("Invalid query: expected a JSON object")
+    return query
+
+
+def _time(query: dict[str, Any], name: str) -> datetime:
+    value = query.get(name)
+    try:
+        moment = parse_time(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise InvalidArgument(f"Invalid query: {name} is required, an ISO 8601 timestamp")
+    return moment
+
+
+def _object(query: dict[str, Any], name: str) -> dict[str, Any]:
+    value = query.get(name) or {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Invalid query: {name} must be an object")
+    return value
+
+
+def _list(query: dict[str, Any], name: str) -> list[Any]:
+    value = query.get(name) or []
+    if not isinstance(value, list):
+        raise InvalidArgument(f"Invalid query: {name} must be an array")
+    return value
+
+
+def _bounded(config: dict[str, Any], name: str, default: int, highest: int) -> int:
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= highest:
+        raise InvalidArgument(
+            f"Invalid query: config.{name} must be an integer from 1 to {highest}"
+        )
+    return value
+
+
+def _dimensions(query: dict[str, Any], view: View, version: int) -> list[str]:
+    allowed = [d for d in view.dimensions if version == 2 or d not in view.v2_only]
+    if version == 2:
+        allowed = [d for d in allowed if d not in view.high_cardinality]
+    names = []
+    for entry in _list(query, "dimensions"):
+        name = entry.get("field") if isinstance(entry, dict) else None
+        if version == 2 and name in view.high_cardinality:
+            raise InvalidArgument(
+                f"Invalid query: dimension {name!r} has too high a cardinality for the v2 metrics"
+                " API; filter on it instead"
+            )
+        if name not in allowed:
+            raise InvalidArgument(
+                f"Invalid query: unknown dimension {name!r} (one of: {', '.join(allowed)})"
+            )
+        if name not in names:
+            names.append(str(name))
+    return names
+
+
+def _metrics(query: dict[str, Any], view: View) -> list[tuple[str, str]]:
+    metrics: list[tuple[str, str]] = []
+    for entry in _list(query, "metrics"):
+        entry = entry if isinstance(entry, dict) else {}
+        measure, aggregation = entry.get("measure"), entry.get("aggregation")
+        if measure not in view.measures:
+            raise InvalidArgument(
+                f"Invalid query: unknown measure {measure!r} (one of: {', '.join(view.measures)})"
+            )
+        allowed = ("count", "sum") if view.measures[str(measure)].distinct else AGGREGATIONS
+        if aggregation not in allowed:
+            raise InvalidArgument(
+                f"Invalid query: unknown aggregation {aggregation!r} for {measure!r}"
+                f" (one of: {', '.join(allowed)})"
+            )
+        if (measure, aggregation) not in metrics:
+            metrics.append((str(measure), str(aggregation)))
+    if not metrics:
+        raise InvalidArgument("Invalid query: metrics must name at least one measure")
+    return metrics
+
+
+def _granularity(query: dict[str, Any], since: datetime, until: datetime) -> str | None:
+    time_dimension = query.get("timeDimension")
+    if time_dimension is None:
+        return None
+    granularity = time_dimension.get("granularity") if isinstance(time_dimension, dict) else None
+    if granularity == "auto":
+        hours = (until - since).total_seconds() / 3600  # about 50 buckets, as Langfuse picks
+        return next(g for limit, g in _AUTO if hours < limit)
+    if granularity not in _BUCKETS:
+        raise InvalidArgument(
+            f"Invalid query: unknown granularity {granularity!r}"
+            f" (one of: auto, {', '.join(_BUCKETS)})"
+        )
+    return str(granularity)
+
+
+_AUTO = ((2, "minute"), (72, "hour"), (1440, "day"), (8760, "week"), (math.inf, "month"))
+
+
+def _time_column(view: View) -> str:
+    """Langfuse also names the time field by its column (`start_time`, `timestamp`)."""
+    return bare_column(view.fields[view.time_field][0])
+
+
+def _bucket(granularity: str, column: str) -> str:
+    return f"toDateTime({_BUCKETS[granularity].format(column)}, 'UTC')"
+
+
+def _dimension_sql(column: str) -> tuple[str, set[str]]:
+    """A dimension's expression in the outer query, and the join it needs."""
+    for prefix, (alias, _, _) in _RELATED.items():
+        if column.startswith(prefix):
+            return f"{alias}_{column.removeprefix(prefix)}", {prefix}
+    return column, set()
+
+
+def _join(name: str) -> str:
+    if name in _RELATED:
+        alias, table, key = _RELATED[name]
+        columns = _RELATED_COLUMNS[table]
+        selected = ", ".join(f"{c} AS {alias}_{c}" for c in ("id", *columns))
+        source = f"SELECT {selected} FROM {current(table, '1')}"
+        return f" LEFT JOIN ({source}) AS {alias} ON {alias}.{alias}_id = base.{key}"
+    source, condition = _JOINS[name]
+    return f" LEFT JOIN ({source}) AS {_JOIN_ALIASES[name]} ON {condition}"
+
+
+# The columns of related rows that dimensions may name (`trace.name` and the like).
+_RELATED_COLUMNS = {
+    "traces": ("name", "user_id", "session_id", "release", "version", "tags"),
+    "observations": ("name", "provided_model_name", "prompt_name", "prompt_version"),
+}
+
+
+def _aggregate(measure: Measure, aggregation: str) -> str:
+    value = measure.sql
+    if measure.distinct:
+        return f"uniqExact({value})"
+    if aggregation in _QUANTILES:
+        return f"quantile({_QUANTILES[aggregation]})({value})"
+    if aggregation == "histogram":
+        return f"histogram({{m_bins:UInt32}})(toFloat64({value}))"
+    return f"{aggregation}({value})"
+
+
+def _order_by(query: dict[str, Any], dimensions: list[str], keys: list[str], has_time: bool) -> str:
+    """The query's orderBy on its dimensions, time bucket or `<aggregation>_<measure>` keys;
+    by default the time bucket, else the first metric (descending)."""
+    given = query.get("orderBy")
+    if not given:
+        return f"{TIME_KEY} ASC" if has_time else f"`{keys[0]}` DESC"
+    if not isinstance(given, list):
+        raise InvalidArgument("Invalid query: orderBy must be an array")
+    sortable = [*dimensions, *keys, *([TIME_KEY] if has_time else [])]
+    clauses = []
+    for entry in given:
+        entry = entry if isinstance(entry, dict) else {}
+        name, direction = entry.get("field"), entry.get("direction", "asc")
+        if name not in sortable or direction not in ("asc", "desc"):
+            raise InvalidArgument(
+                f"Invalid query: orderBy field {name!r} must be one of the query's dimensions or"
+                f" metrics ({', '.join(sortable)}) with direction asc or desc"
+            )
+        clauses.append(f"`{name}` {str(direction).upper()}")
+    return ", ".join(clauses)
+
+
+def daily_sql(where: Where) -> tuple[str, str]:
+    """The legacy daily metrics of the traces matching `where` (conditions on traces): traces per
+    day of their timestamp, and their observations per day of their start and model."""
+    traces = (
+        "SELECT toDate(timestamp) AS day, count() AS traces"
+        f" FROM {current('traces', where.sql())} GROUP BY day"
+    )
+    matching = f"trace_id IN (SELECT id FROM {current('traces', where.sql())})"
+    usage = (
+        "SELECT toDate(start_time) AS day, provided_model_name AS model,"
+        " count() AS observations, uniqExact(trace_id) AS traces,"
+        " sum(usage_details['input']) AS input, sum(usage_details['output']) AS output,"
+        " sum(usage_details['total']) AS total,"
+        " toFloat64(sum(coalesce(total_cost, 0))) AS cost"
+        f" FROM {current('observations', matching)} GROUP BY day, model"
+    )
+    return traces, usage
+
+
+def daily_documents(
+    trace_rows: list[dict[str, Any]], usage_rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One document per day with traces or observations, newest first."""
+    days: dict[str, dict[str, Any]] = {}
+
+    def day(value: Any) -> dict[str, Any]:
+        date = str(value)[:10]
+        return days.setdefault(
+            date,
+            {"date": date, "countTraces": 0, "countObservations": 0, "totalCost": 0.0,
+             "usage": []},
+        )  # fmt: skip
+
+    for row in trace_rows:
+        day(row["day"])["countTraces"] = int(row["traces"])
+    for row in sorted(usage_rows, key=lambda r: (str(r["day"]), r["model"] or "")):
+        document = day(row["day"])
+        document["countObservations"] += int(row["observations"])
+        document["totalCost"] += float(row["cost"])
+        document["usage"].append(
+            {"model": row["model"], "inputUsage": int(row["input"]),
+             "outputUsage": int(row["output"]), "totalUsage": int(row["total"]),
+             "countObservations": int(row["observations"]), "countTraces": int(row["traces"]),
+             "totalCost": float(row["cost"])}
+        )  # fmt: skip
+    return sorted(days.values(), key=lambda d: d["date"], reverse=True)
