@@ -4,14 +4,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from libs.common.migrate import MigrationError, migrate_postgres
+from libs.common.migrate import MigrationError, load_migrations, migrate_postgres
 from services.gateway.server import MIGRATIONS as GATEWAY_MIGRATIONS
 
 
 async def test_creates_the_database_and_applies_each_file_once(pg_dsn: str) -> None:
     first = await migrate_postgres(pg_dsn, GATEWAY_MIGRATIONS)
     again = await migrate_postgres(pg_dsn, GATEWAY_MIGRATIONS)
-    assert [m.version for m in first] == [1] and again == []
+    every = [m.version for m in load_migrations(GATEWAY_MIGRATIONS)]
+    assert [m.version for m in first] == every and again == []
     conn = await asyncpg.connect(pg_dsn)
     try:
         tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables")}
@@ -19,7 +20,7 @@ async def test_creates_the_database_and_applies_each_file_once(pg_dsn: str) -> N
     finally:
         await conn.close()
     assert {"organizations", "projects", "api_keys", "schema_migrations"} <= tables
-    assert [r["version"] for r in versions] == [1]
+    assert [r["version"] for r in versions] == every
 
 
 async def test_concurrent_runners_apply_each_migration_exactly_once(
