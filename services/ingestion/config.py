@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import GrpcServiceSettings, env
+from libs.common.config import ConfigError, GrpcServiceSettings, env
 from libs.common.kafka import KafkaClientSettings
 
 
@@ -29,6 +29,14 @@ class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     media_max_bytes: int = 1_000_000_000
     # Lifetime of presigned media upload and download URLs.
     media_url_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        super(IngestionConfig, self).__post_init__()
+        # S3 takes one PUT of at most 5 GiB; a SigV4 presigned URL lives at most 7 days.
+        if not 1 <= self.media_max_bytes <= 5 * 1024**3:
+            raise ConfigError("INGESTION_MEDIA_MAX_BYTES must be between 1 and 5 GiB")
+        if not 1 <= self.media_url_seconds <= 7 * 86_400:
+            raise ConfigError("INGESTION_MEDIA_URL_SECONDS must be between 1 and 604800 (7 days)")
 
 
 def load_ingestion_config() -> IngestionConfig:

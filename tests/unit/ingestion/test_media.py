@@ -9,7 +9,9 @@ import orjson
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from libs.common.config import ConfigError, load
 from libs.common.errors import InvalidArgument, Unavailable
+from services.ingestion.config import IngestionConfig
 from services.ingestion.media import (
     CONTENT_TYPES,
     Link,
@@ -135,3 +137,20 @@ async def test_store_outages_and_no_database_are_unavailable() -> None:
         with pytest.raises(Unavailable):
             await media.patch("p", "m", PATCHED)
     assert await unconfigured.forget_traces("p", ["t"]) == 0
+
+
+REQUIRED = {"INGESTION_S3_BUCKET": "b", "EVALS_ADDR": "e:1", "INGESTION_REDIS_URL": "redis://r",
+            "KAFKA_BOOTSTRAP_SERVERS": "k:1", "INTERNAL_AUTH_TOKEN": "x" * 16}  # fmt: skip
+
+
+def test_media_settings_and_their_bounds() -> None:
+    cfg = load(IngestionConfig, "INGESTION_", REQUIRED)
+    assert (cfg.media_max_bytes, cfg.media_url_seconds, cfg.database_url) == (10**9, 3600, "")
+    assert cfg.s3_public_endpoint_url == ""  # S3_ENDPOINT_URL then
+    for name, value in (
+        ("INGESTION_MEDIA_MAX_BYTES", "0"),
+        ("INGESTION_MEDIA_MAX_BYTES", str(5 * 1024**3 + 1)),
+        ("INGESTION_MEDIA_URL_SECONDS", "604801"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load(IngestionConfig, "INGESTION_", {**REQUIRED, name: value})
