@@ -8,5 +8,5 @@ main(
     load_prompts_config,
     run=server.run,
     migrate=server.migrate,
-    consumes=[Topic.PROMPT_CHANGES],
+    consumes=[Topic.PROMPT_CHANGES, Topic.PROJECT_DELETIONS],
 )
