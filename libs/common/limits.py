@@ -69,12 +69,12 @@ def is_prompt_version(value: Any) -> bool:
 
 def usage_fits(counts: dict[str, Any]) -> bool:
     """A usageDetails map of counts whose sum (the stored `total`) stays below 2^63 too."""
-    return all(is_usage(count) for count in counts.values()) and sum(counts.values()) < MAX_USAGE
+    return all(map(is_usage, counts.values())) and sum(counts.values()) < MAX_USAGE
 
 
 def costs_fit(costs: dict[str, Any]) -> bool:
     """A costDetails map of costs whose sum (the stored total cost) stays below MAX_COST too."""
-    return all(is_cost(cost) for cost in costs.values()) and sum(costs.values()) < MAX_COST
+    return all(map(is_cost, costs.values())) and sum(costs.values()) < MAX_COST
 
 
 def within_depth(value: Any, levels: int = MAX_DEPTH) -> bool:
