@@ -291,7 +291,7 @@ def build(version: int, raw: str) -> MetricsQuery:
     query = _parse(raw)
     views = V2_VIEWS if version == 2 else tuple(VIEWS)
     view_name = query.get("view")
-    if view_name not in views:
+    if not isinstance(view_name, str) or view_name not in views:
         raise InvalidArgument(
             f"Invalid query: unknown view {view_name!r} (one of: {', '.join(views)})"
         )
@@ -437,7 +437,7 @@ def _metrics(query: dict[str, Any], view: View) -> list[tuple[str, str]]:
     for entry in _list(query, "metrics"):
         entry = entry if isinstance(entry, dict) else {}
         measure, aggregation = entry.get("measure"), entry.get("aggregation")
-        if measure not in view.measures:
+        if not isinstance(measure, str) or measure not in view.measures:
             raise InvalidArgument(
                 f"Invalid query: unknown measure {measure!r} (one of: {', '.join(view.measures)})"
             )
@@ -462,7 +462,7 @@ def _granularity(query: dict[str, Any], since: datetime, until: datetime) -> str
     if granularity == "auto":
         hours = (until - since).total_seconds() / 3600  # about 50 buckets, as Langfuse picks
         return next(g for limit, g in _AUTO if hours < limit)
-    if granularity not in _BUCKETS:
+    if not isinstance(granularity, str) or granularity not in _BUCKETS:
         raise InvalidArgument(
             f"Invalid query: unknown granularity {granularity!r}"
             f" (one of: auto, {', '.join(_BUCKETS)})"

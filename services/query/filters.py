@@ -139,7 +139,7 @@ def add_conditions(where: Where, columns: dict[str, tuple[str, str]], conditions
     if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
         raise InvalidArgument("Invalid filter: expected a JSON array of condition objects")
     for index, condition in enumerate(conditions):
-        name, kind = str(condition.get("column")), condition.get("type")
+        name, kind = str(condition.get("column")), str(condition.get("type"))
         if name not in columns:
             raise InvalidArgument(f"Invalid filter: unknown column {name!r}")
         column, column_kind = columns[name]
@@ -177,7 +177,11 @@ def _through_relation(column: str, condition: str) -> str:
 def _json_condition(
     column: str, condition: dict[str, Any], name: str
 ) -> tuple[str, dict[str, Any]]:
-    kind, operator, value = condition.get("type"), condition.get("operator"), condition.get("value")
+    kind, operator, value = (
+        condition.get("type"),
+        str(condition.get("operator")),
+        condition.get("value"),
+    )
     problem = f"Invalid filter: {kind!r} with operator {operator!r} on {condition.get('column')!r}"
     if kind == "null" and operator in ("is null", "is not null"):
         return f"{column} {operator.upper()}", {}

@@ -14,6 +14,7 @@ from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
 from libs.common.limits import is_id
 from libs.common.scope import scope_from
+from services.query import analytics
 from services.query.deletions import DeletionNotices
 from services.query.filters import (
     OBSERVATION_FILTER_COLUMNS,
@@ -290,6 +291,39 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         project_id = scope_from(context).project_id
         traces = await trace_metrics(self._store, project_id, list(request.trace_ids))
         return query_pb2.GetTraceMetricsResponse(traces=traces)
+
+    async def QueryMetrics(  # noqa: N802
+        self, request: query_pb2.QueryMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.QueryMetricsResponse:
+        project_id = scope_from(context).project_id
+        if request.api_version not in (1, 2):
+            raise InvalidArgument("api_version must be 1 or 2")
+        query = analytics.build(request.api_version, request.query_json)
+        rows = await self._store.aggregate(project_id, query.sql, query.params)
+        return query_pb2.QueryMetricsResponse(
+            rows_json=orjson.dumps(analytics.result_rows(query, rows))
+        )
+
+    async def GetDailyMetrics(  # noqa: N802
+        self, request: query_pb2.GetDailyMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> query_pb2.GetDailyMetricsResponse:
+        project_id = scope_from(context).project_id
+        page, limit = _page(request.page)
+        given = {"name": [request.trace_name], "userId": [request.user_id],
+                 "tags": list(request.tags), "environment": list(request.environments)}  # fmt: skip
+        where = Where()
+        equality_filters(where, TRACE_FILTER_COLUMNS, {k: v for k, v in given.items() if any(v)})
+        _time_range(where, "timestamp", request.time_range)
+        traces_sql, usage_sql = analytics.daily_sql(where)
+        trace_rows, usage_rows = await asyncio.gather(
+            self._store.aggregate(project_id, traces_sql, where.params),
+            self._store.aggregate(project_id, usage_sql, where.params),
+        )
+        days = analytics.daily_documents(trace_rows, usage_rows)
+        return query_pb2.GetDailyMetricsResponse(
+            days_json=[orjson.dumps(d) for d in days[(page - 1) * limit : page * limit]],
+            meta=_page_meta(page, limit, len(days)),
+        )
 
     async def _entries(self, project_id: str) -> list[dict[str, Any]]:
         """The project's models first, then the built-in ones."""

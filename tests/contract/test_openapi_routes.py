@@ -23,9 +23,10 @@ SDK_ONLY = {
                            ("DELETE", "/{}"))
 } | {("GET", "/api/public/v2/evaluators/{}/versions"),
      ("GET", "/api/public/unstable/evaluation-jobs")}  # fmt: skip
-# Langfuse's server still serves these legacy v1 dataset routes (older SDKs call them), but its
-# OpenAPI file no longer lists them.
+# Langfuse's server still serves these legacy v1 dataset routes and daily metrics (older SDKs call
+# them), but its OpenAPI file no longer lists them.
 LANGFUSE_LEGACY = {
+    ("GET", "/api/public/metrics/daily"),
     ("GET", "/api/public/datasets"),
     ("POST", "/api/public/datasets"),
     ("GET", "/api/public/datasets/{}"),

@@ -783,3 +783,117 @@ class GetTraceMetricsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetTraceMetricsResponse: _TypeAlias = GetTraceMetricsResponse  # noqa: Y015
+
+@_typing.final
+class QueryMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    QUERY_JSON_FIELD_NUMBER: _builtins.int
+    api_version: _builtins.int
+    """The API version asked: 1 (/metrics, with the traces view) or 2 (/v2/metrics)."""
+    query_json: _builtins.str
+    """The `query` parameter as given: Langfuse's metrics query object."""
+    def __init__(
+        self,
+        *,
+        api_version: _builtins.int = ...,
+        query_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "query_json", b"query_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryMetricsRequest: _TypeAlias = QueryMetricsRequest  # noqa: Y015
+
+@_typing.final
+class QueryMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_JSON_FIELD_NUMBER: _builtins.int
+    rows_json: _builtins.bytes
+    """The result rows, a JSON array of flat objects."""
+    def __init__(
+        self,
+        *,
+        rows_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rows_json", b"rows_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryMetricsResponse: _TypeAlias = QueryMetricsResponse  # noqa: Y015
+
+@_typing.final
+class GetDailyMetricsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_FIELD_NUMBER: _builtins.int
+    TIME_RANGE_FIELD_NUMBER: _builtins.int
+    TRACE_NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    ENVIRONMENTS_FIELD_NUMBER: _builtins.int
+    trace_name: _builtins.str
+    user_id: _builtins.str
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
+    @_builtins.property
+    def time_range(self) -> Global___TimeRange:
+        """On the traces' timestamp."""
+
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """All of them."""
+
+    @_builtins.property
+    def environments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Any of them."""
+
+    def __init__(
+        self,
+        *,
+        page: _common_pb2.PageRequest | None = ...,
+        time_range: Global___TimeRange | None = ...,
+        trace_name: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        environments: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "time_range", b"time_range"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environments", b"environments", "page", b"page", "tags", b"tags", "time_range", b"time_range", "trace_name", b"trace_name", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyMetricsRequest: _TypeAlias = GetDailyMetricsRequest  # noqa: Y015
+
+@_typing.final
+class GetDailyMetricsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAYS_JSON_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def days_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """One document per day, newest first: {date, countTraces, countObservations, totalCost, usage}."""
+
+    @_builtins.property
+    def meta(self) -> _common_pb2.PageMeta: ...
+    def __init__(
+        self,
+        *,
+        days_json: _abc.Iterable[_builtins.bytes] | None = ...,
+        meta: _common_pb2.PageMeta | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["days_json", b"days_json", "meta", b"meta"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDailyMetricsResponse: _TypeAlias = GetDailyMetricsResponse  # noqa: Y015

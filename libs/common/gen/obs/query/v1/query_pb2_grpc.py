@@ -113,6 +113,16 @@ class QueryServiceStub:
                 request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.SerializeToString,
                 response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.FromString,
                 _registered_method=True)
+        self.QueryMetrics = channel.unary_unary(
+                '/obs.query.v1.QueryService/QueryMetrics',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsResponse.FromString,
+                _registered_method=True)
+        self.GetDailyMetrics = channel.unary_unary(
+                '/obs.query.v1.QueryService/GetDailyMetrics',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -214,6 +224,19 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryMetrics(self, request, context):
+        """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDailyMetrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -291,6 +314,16 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetTraceMetrics,
                     request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.FromString,
                     response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.SerializeToString,
+            ),
+            'QueryMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryMetrics,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsResponse.SerializeToString,
+            ),
+            'GetDailyMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDailyMetrics,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -702,6 +735,60 @@ class QueryService:
             '/obs.query.v1.QueryService/GetTraceMetrics',
             obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsRequest.SerializeToString,
             obs_dot_query_dot_v1_dot_query__pb2.GetTraceMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/QueryMetrics',
+            obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.QueryMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDailyMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/GetDailyMetrics',
+            obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,9 @@ class QueryServiceStub:
     DeleteModel: _grpc.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]
     GetTraceMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetTraceMetricsRequest, _query_pb2.GetTraceMetricsResponse]
     """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
+    QueryMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.QueryMetricsRequest, _query_pb2.QueryMetricsResponse]
+    """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics."""
+    GetDailyMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetDailyMetricsRequest, _query_pb2.GetDailyMetricsResponse]
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -81,6 +84,9 @@ class QueryServiceAsyncStub(QueryServiceStub):
     DeleteModel: _aio.UnaryUnaryMultiCallable[_query_pb2.DeleteModelRequest, _query_pb2.DeleteModelResponse]  # type: ignore[assignment]
     GetTraceMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetTraceMetricsRequest, _query_pb2.GetTraceMetricsResponse]  # type: ignore[assignment]
     """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
+    QueryMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.QueryMetricsRequest, _query_pb2.QueryMetricsResponse]  # type: ignore[assignment]
+    """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics."""
+    GetDailyMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetDailyMetricsRequest, _query_pb2.GetDailyMetricsResponse]  # type: ignore[assignment]
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every read of traces, observations, sessions and scores, plus model definitions for cost.
@@ -195,5 +201,20 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.GetTraceMetricsResponse, _abc.Awaitable[_query_pb2.GetTraceMetricsResponse]]:
         """Latency, total cost and scores of each of these traces: the numbers of experiment results."""
+
+    @_abc_1.abstractmethod
+    def QueryMetrics(
+        self,
+        request: _query_pb2.QueryMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.QueryMetricsResponse, _abc.Awaitable[_query_pb2.QueryMetricsResponse]]:
+        """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics."""
+
+    @_abc_1.abstractmethod
+    def GetDailyMetrics(
+        self,
+        request: _query_pb2.GetDailyMetricsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.GetDailyMetricsResponse, _abc.Awaitable[_query_pb2.GetDailyMetricsResponse]]: ...
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
