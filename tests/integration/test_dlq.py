@@ -86,7 +86,9 @@ async def test_a_dead_letter_is_listed_and_replayed_to_a_fixed_consumer(
         assert handled == ["good"]
 
         broken = False
-        [replayed] = await asyncio.to_thread(dlq_command, kafka, "replay", "--offset", "0")
+        [replayed] = await asyncio.to_thread(
+            dlq_command, kafka, "replay", "--offset", "0", "--topic", "ingestion.events.v1"
+        )
         assert replayed.startswith("replayed\t0\t")
         await eventually(lambda: asyncio.sleep(0, list(handled)), lambda seen: seen[-1:] == ["bad"])
     finally:
