@@ -28,7 +28,7 @@ from services.query.consumer import (
 from services.query.deletions import DeletionNotices
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
-from services.query.project_deletions import ProjectPurger
+from services.query.project_deletions import ProjectPurger, WriterBacklog
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -62,7 +62,7 @@ async def run(cfg: QueryConfig) -> None:
     purger = BatchConsumer(
         deletion_settings(cfg.kafka, "query"),
         decode_deletion,
-        ProjectPurger(store, models, catalogs).handle,
+        ProjectPurger(store, models, catalogs, WriterBacklog(writer_settings(cfg.kafka))).handle,
         producer,
     )
     health = HealthWatch(

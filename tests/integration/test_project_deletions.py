@@ -2,19 +2,26 @@
 project, nothing of another whose id it prefixes or that looks like a pattern, and a second run
 finds nothing left (replays are harmless)."""
 
+import dataclasses
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import pytest
 import redis.asyncio as redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from libs.common.errors import Unavailable
 from libs.common.gencache import GenerationCache
+from libs.common.kafka import KafkaCluster, Topic, ensure_topics, make_producer
 from libs.common.migrate import load_migrations, migrate, migrate_postgres
 from services.evals import project_deletions as evals_deletions
 from services.evals.server import MIGRATIONS as EVALS_MIGRATIONS
 from services.ingestion.store import EventLog, open_s3
+from services.query import project_deletions as query_deletions
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
+from services.query.consumer import writer_settings
 from services.query.server import MIGRATIONS
 from services.query.store import TraceStore
 from tests.integration.conftest import ENV, unique
@@ -102,3 +109,37 @@ async def test_the_evals_purger_covers_every_evals_table_with_project_data(pg_ds
     finally:
         await conn.close()
     assert sorted(evals_deletions.TABLES) == sorted(t["table_name"] for t in tables)
+
+
+async def test_the_query_purger_waits_for_the_writer_to_commit_what_was_published(
+    kafka: KafkaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of events published before a deletion must not land after it, so the deletion waits
+    until the writer's group has committed them (an outage of the writer is Unavailable: the
+    deletion is retried, never done early)."""
+    await ensure_topics(kafka, {Topic.INGESTION_EVENTS: 1})
+    topic = kafka.topic(Topic.INGESTION_EVENTS)
+    writer = dataclasses.replace(writer_settings(kafka), group_id=unique("it-writer"))
+    producer = make_producer(kafka, "it")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"event", key=b"p:t")
+    finally:
+        await producer.stop()
+    monkeypatch.setattr(query_deletions, "_WRITER_WAIT_SECONDS", 0.0)
+    with pytest.raises(Unavailable):
+        await query_deletions.WriterBacklog(writer).drained()
+
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=writer.group_id,
+        enable_auto_commit=False,
+    )
+    await committer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        committer.assign([partition])
+        await committer.commit({partition: 1})  # what the writer does once it wrote the event
+    finally:
+        await committer.stop()
+    await query_deletions.WriterBacklog(writer).drained()
