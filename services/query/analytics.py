@@ -335,7 +335,11 @@ def build(version: int, raw: str) -> MetricsQuery:
         params["m_bins"] = bins
     order = _order_by(query, dimensions, keys, granularity is not None)
     fill = ""
-    if granularity and not query.get("orderBy"):
+    if (
+        granularity
+        and not query.get("orderBy")
+        and _buckets(since, until, granularity) <= row_limit
+    ):
         start = _bucket(granularity, "{m_from:DateTime64(3, 'UTC')}")
         fill = (
             f" WITH FILL FROM {start} TO toDateTime({{m_to:DateTime64(3, 'UTC')}}, 'UTC')"
@@ -470,6 +474,13 @@ def _granularity(query: dict[str, Any], since: datetime, until: datetime) -> str
     return str(granularity)
 
 
+def _buckets(since: datetime, until: datetime, granularity: str) -> float:
+    """About how many buckets the window holds: gaps are filled only when every bucket fits in
+    the rows answered (a minute grid over years would be generated before the limit cut it)."""
+    return (until - since).total_seconds() / _SECONDS[granularity]
+
+
+_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400, "month": 28 * 86400}
 _AUTO = ((2, "minute"), (72, "hour"), (1440, "day"), (8760, "week"), (math.inf, "month"))
 
 

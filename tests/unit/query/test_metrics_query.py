@@ -247,3 +247,11 @@ def test_daily_documents_merge_traces_and_usage_per_day_newest_first() -> None:
     assert days[2]["usage"][0] == {"model": "a", "inputUsage": 4, "outputUsage": 5,
                                    "totalUsage": 9, "countObservations": 2, "countTraces": 2,
                                    "totalCost": 0.25}  # fmt: skip
+
+
+def test_gaps_are_filled_only_when_every_bucket_fits_in_the_rows_answered() -> None:
+    assert "WITH FILL" in build(2, query(timeDimension={"granularity": "day"})).sql
+    years = query(
+        timeDimension={"granularity": "minute"}, toTimestamp="2026-01-01T00:00:00Z"
+    )  # a grid of minutes over a year would be generated before the limit cut it
+    assert "WITH FILL" not in build(2, years).sql
