@@ -65,10 +65,11 @@ _TYPES_OF = {
 # end", and are moved to its edges.
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+# The trace fields a trace list may be ordered by, and their columns.
 TRACE_ORDER = {
-    "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
-    "release": "release", "version": "version", "public": "public", "bookmarked": "bookmarked",
-    "sessionId": "session_id",
+    name: TRACE_FILTER_COLUMNS[name][0]
+    for name in ("id", "timestamp", "name", "userId", "release", "version", "public",
+                 "bookmarked", "sessionId")
 }  # fmt: skip
 
 
