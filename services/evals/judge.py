@@ -35,7 +35,7 @@ from services.evals.evaluators import Definition, EvaluatorApi, JudgeVersion
 from services.evals.jobs import Job, JobStore
 from services.evals.judge_fields import VARIABLE, at_path
 from services.evals.llm import Completion, LlmError, chat
-from services.evals.rule_filters import matches, observation_row, trace_row
+from services.evals.rule_filters import TRACE_LEVEL, matches, observation_row, trace_row
 from services.evals.rules import RuleApi
 
 log = structlog.get_logger()
@@ -80,7 +80,7 @@ class JudgeWorker:
         self._rules = rules
         self._connections = connections
         self._query = query
-        self._ingestion = ingestion
+        self._results = ResultBatcher(ingestion)
         self._http = http
         self._max_attempts = max_attempts
         self._timeout = timeout
@@ -157,14 +157,18 @@ class JudgeWorker:
                             status="skipped")  # fmt: skip
         target, filters, assignment = assigned
         scope = ProjectScope(job.project_id)
-        trace, observation = await self._target(job, scope)
-        row = (observation_row(observation, trace, merged=True) if observation is not None
-               else trace_row(trace, merged=True))  # fmt: skip
+        with_trace = target == "trace" or any(f["column"] in TRACE_LEVEL for f in filters)
+        trace, observation = await self._target(job, scope, with_trace)
+        if observation is not None:
+            subject, row = observation, observation_row(observation, trace, merged=True)
+        else:
+            assert trace is not None
+            subject, row = trace, trace_row(trace, merged=True)
         if matches(filters, row) is not True:
             raise JobFailed("the target's merged state does not match the rule's filter",
                             status="skipped")  # fmt: skip
         definition = evaluator.definition
-        messages = render(definition, assignment.variable_mapping, trace, observation)
+        messages = render(definition, assignment.variable_mapping, subject)
         if job.attempts > self._max_attempts:
             raise JobFailed(f"gave up after {self._max_attempts} attempts", pause=True)
         completion = await self._call(job, definition, messages)
@@ -172,33 +176,40 @@ class JudgeWorker:
             verdict = parse_verdict(completion.content, definition.output)
         except ValueError as exc:
             raise JobFailed(f"the judge's reply is not a valid verdict: {exc}") from exc
-        return await self._ingest(job, scope, evaluator, trace, observation, messages, completion,
-                                  verdict)  # fmt: skip
+        return await self._ingest(job, scope, evaluator, subject, messages, completion, verdict)
 
     async def _target(
-        self, job: Job, scope: ProjectScope
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        self, job: Job, scope: ProjectScope, with_trace: bool
+    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The target's merged state: its trace, its observation, or both (`with_trace`: the
+        rule filters on trace columns). One lookup where one suffices: the query service's
+        lookups are the judge's costliest step after the LLM call."""
         waited = (datetime.now(UTC) - job.created_at).total_seconds()
+        metadata, observation_id = scope.metadata(), job.observation_id
         try:
-            reply = await self._query.GetTrace(
-                query_pb2.GetTraceRequest(trace_id=job.trace_id),
-                metadata=scope.metadata(), timeout=_RPC_TIMEOUT,
+            trace_reply, observation_reply = await asyncio.gather(
+                self._query.GetTrace(query_pb2.GetTraceRequest(trace_id=job.trace_id),
+                                     metadata=metadata, timeout=_RPC_TIMEOUT)
+                if with_trace or not observation_id else _none(),
+                self._query.GetObservation(
+                    query_pb2.GetObservationRequest(observation_id=observation_id),
+                    metadata=metadata, timeout=_RPC_TIMEOUT)
+                if observation_id else _none(),
             )  # fmt: skip
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND and waited < TARGET_WAIT_SECONDS:
-                raise RetryLater("the trace is not readable yet", 0.5, counts=False) from exc
+                raise RetryLater("the target is not readable yet", 0.5, counts=False) from exc
             if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise JobFailed("the trace was not found") from exc
+                raise JobFailed("the target was not found") from exc
             raise RetryLater(f"the query service failed: {exc.code().name}", 2) from exc
-        trace = orjson.loads(reply.trace_json)
-        if not job.observation_id:
-            return trace, None
-        for observation in trace.get("observations") or ():
-            if observation.get("id") == job.observation_id:
-                return trace, observation
-        if waited < TARGET_WAIT_SECONDS:
-            raise RetryLater("the observation is not readable yet", 0.5, counts=False)
-        raise JobFailed("the observation was not found")
+        trace = None if trace_reply is None else orjson.loads(trace_reply.trace_json)
+        observation = (
+            None if observation_reply is None
+            else orjson.loads(observation_reply.observation_json)
+        )  # fmt: skip
+        if observation is not None and observation.get("traceId") != job.trace_id:
+            raise JobFailed("the observation belongs to another trace")
+        return trace, observation
 
     async def _call(
         self, job: Job, definition: Definition, messages: list[dict[str, str]]
@@ -222,10 +233,16 @@ class JudgeWorker:
                     raise RetryLater(exc.message, min(delay, 600)) from exc
                 raise JobFailed(exc.message, pause=True) from exc
 
-    async def _ingest(self, job: Job, scope: ProjectScope, evaluator: JudgeVersion,
-                      trace: dict[str, Any], observation: dict[str, Any] | None,
-                      messages: list[dict[str, str]], completion: Completion,
-                      verdict: Verdict) -> tuple[int, list[str], str]:  # fmt: skip
+    async def _ingest(
+        self,
+        job: Job,
+        scope: ProjectScope,
+        evaluator: JudgeVersion,
+        subject: dict[str, Any],
+        messages: list[dict[str, str]],
+        completion: Completion,
+        verdict: Verdict,
+    ) -> tuple[int, list[str], str]:
         judge_trace_id = job.id.hex
         generation_id = str(uuid.uuid5(_NAMESPACE, f"{job.id}:generation"))
         score_ids = [str(uuid.uuid5(_NAMESPACE, f"{job.id}:score{suffix}"))
@@ -256,7 +273,7 @@ class JudgeWorker:
             }),
         ]  # fmt: skip
         data_type = evaluator.definition.output["dataType"]
-        environment = (observation or trace).get("environment") or "default"
+        environment = subject.get("environment") or "default"
         for score_id, (_, value) in zip(score_ids, verdict.values, strict=True):
             events.append(_envelope(job, score_id, "score-create", now, {
                 "id": score_id, "traceId": job.trace_id,
@@ -266,30 +283,76 @@ class JudgeWorker:
                 "metadata": {**links, "judgeTraceId": judge_trace_id,
                              "judgeObservationId": generation_id},
             }))  # fmt: skip
-        try:
-            reply = await self._ingestion.IngestBatch(
-                ingestion_pb2.IngestBatchRequest(body=orjson.dumps({"batch": events})),
-                metadata=scope.metadata(), timeout=_RPC_TIMEOUT,
-            )  # fmt: skip
-        except grpc.aio.AioRpcError as exc:
-            raise RetryLater(f"the ingestion service failed: {exc.code().name}", 2) from exc
-        if reply.errors:
-            error = reply.errors[0]
-            raise JobFailed(f"the score was refused by ingestion: {error.message or error.error}")
+        refusal = await self._results.send(scope, events)
+        if refusal is not None:
+            raise JobFailed(f"the score was refused by ingestion: {refusal}")
         return evaluator.version, score_ids, judge_trace_id
 
 
+# A job's events and the future its result is set on.
+_Waiting = tuple[list[dict[str, Any]], "asyncio.Future[str | None]"]
+
+
+class ResultBatcher:
+    """The events of concurrent jobs (scores, judge traces and generations) go to ingestion
+    together: one IngestBatch per project every LINGER seconds instead of one per job, which
+    costs ingestion one call and one event-log round for many judged targets."""
+
+    LINGER = 0.02
+
+    def __init__(self, ingestion: IngestionServiceStub) -> None:
+        self._ingestion = ingestion
+        self._waiting: defaultdict[
+            str, list[tuple[list[dict[str, Any]], asyncio.Future[str | None]]]
+        ] = defaultdict(list)
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def send(self, scope: ProjectScope, events: list[dict[str, Any]]) -> str | None:
+        """None once ingestion accepted every event; its first refusal otherwise. Raises
+        RetryLater when ingestion could not be reached (nothing was acknowledged)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str | None] = loop.create_future()
+        self._waiting[scope.project_id].append((events, done))
+        if self._timer is None:
+            self._timer = loop.call_later(self.LINGER, self._flush_all)
+        return await done
+
+    def _flush_all(self) -> None:
+        self._timer = None
+        waiting, self._waiting = self._waiting, defaultdict(list)
+        for project_id, items in waiting.items():
+            task = asyncio.create_task(self._flush(ProjectScope(project_id), items))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, scope: ProjectScope, items: list[_Waiting]) -> None:
+        body = orjson.dumps({"batch": [event for events, _ in items for event in events]})
+        try:
+            reply = await self._ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(body=body), metadata=scope.metadata(),
+                timeout=_RPC_TIMEOUT,
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as exc:
+            for _, done in items:
+                done.set_exception(
+                    RetryLater(f"the ingestion service failed: {exc.code().name}", 2)
+                )
+            return
+        refused = {error.id: error.message or error.error for error in reply.errors}
+        for events, done in items:
+            refusals = [refused[e["id"]] for e in events if e["id"] in refused]
+            done.set_result(refusals[0] if refusals else None)
+
+
 def render(
-    definition: Definition,
-    override: list[dict[str, Any]] | None,
-    trace: dict[str, Any],
-    observation: dict[str, Any] | None,
+    definition: Definition, override: list[dict[str, Any]] | None, subject: dict[str, Any]
 ) -> list[dict[str, str]]:
-    """The prompt with each `{{variable}}` replaced by its mapped value (strings as they are,
-    other values as JSON). The output definition's instructions travel in the JSON schema."""
+    """The prompt with each `{{variable}}` replaced by the mapped value of `subject` (the judged
+    observation or trace; strings as they are, other values as JSON). The output definition's
+    instructions travel in the JSON schema."""
     mapping = {m["variable"]: m for m in definition.variable_mapping or ()}
     mapping.update({m["variable"]: m for m in override or ()})
-    subject = observation if observation is not None else trace
     values = {name: _text(_source(subject, m["source"], m.get("jsonPath")))
               for name, m in mapping.items()}  # fmt: skip
 
@@ -385,3 +448,7 @@ def _envelope(job: Job, part: str, kind: str, now: str, body: dict[str, Any]) ->
 def _backoff(attempts: int) -> float:
     """1, 2, 4, ... seconds (at most 60), with jitter so retries of a burst spread out."""
     return min(60.0, 2.0 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+
+
+async def _none() -> None:
+    return None

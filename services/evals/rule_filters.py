@@ -40,6 +40,8 @@ TRACE_COLUMNS = {
     "version": "string", "release": "string",
 }  # fmt: skip
 TARGET_COLUMNS = {"observation": OBSERVATION_COLUMNS, "trace": TRACE_COLUMNS}
+# Columns of an observation rule that its trace tells.
+TRACE_LEVEL = frozenset({"traceName", "userId", "sessionId", "tags"})
 
 
 def checked_filters(value: Any, target: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -63,14 +64,14 @@ class RuleCache:
 
     def __init__(self, rules: RuleApi) -> None:
         self._rules = rules
-        self.by_project: dict[str, list[ActiveRule]] = {}
+        self.by_project: dict[str, ProjectRules] = {}
         self._key_prefixes: tuple[bytes, ...] = ()
 
     async def reload(self) -> None:
         by_project: defaultdict[str, list[ActiveRule]] = defaultdict(list)
         for rule in await self._rules.active_rules():
             by_project[rule.project_id].append(rule)
-        self.by_project = dict(by_project)
+        self.by_project = {project: ProjectRules(rules) for project, rules in by_project.items()}
         self._key_prefixes = tuple(f"{project}:".encode() for project in by_project)
 
     def may_match(self, key: bytes | None) -> bool:
@@ -129,7 +130,37 @@ class Trigger:
                 self._wake()
 
 
-def matching(rules: list[ActiveRule], event: TargetEvent) -> list[Match]:
+class ProjectRules:
+    """A project's rules by target, each filed under the values of its first `any of` filter
+    (name, type, environment, ...): an event is checked against the rules filed under its value
+    and those without such a filter, not against every rule of the project."""
+
+    def __init__(self, rules: list[ActiveRule]) -> None:
+        self._scanned: dict[str, list[ActiveRule]] = {"observation": [], "trace": []}
+        # target -> column -> value -> rules
+        self._filed: dict[str, dict[str, dict[Any, list[ActiveRule]]]] = {
+            "observation": {}, "trace": {}}  # fmt: skip
+        for rule in rules:
+            options = next((f for f in rule.filters if f["type"] == "stringOptions"
+                            and f["operator"] == "any of" and f["value"]), None)  # fmt: skip
+            if options is None:
+                self._scanned[rule.target].append(rule)
+                continue
+            by_value = self._filed[rule.target].setdefault(options["column"], {})
+            for value in dict.fromkeys(options["value"]):
+                by_value.setdefault(value, []).append(rule)
+
+    def candidates(self, target: str, row: dict[str, Any]) -> list[ActiveRule]:
+        found = list(self._scanned[target])
+        for column, by_value in self._filed[target].items():
+            if column in row:
+                found += by_value.get(row[column], ())
+            else:  # the event does not tell this column: every rule filed under it
+                found += {id(r): r for rules in by_value.values() for r in rules}.values()
+        return found
+
+
+def matching(rules: ProjectRules, event: TargetEvent) -> list[Match]:
     """The jobs one event starts: each rule whose filter it does not contradict, sampled in."""
     try:
         body = orjson.loads(event.body_json)
@@ -141,15 +172,12 @@ def matching(rules: list[ActiveRule], event: TargetEvent) -> list[Match]:
     # matched on their own events (every SDK's and OTLP's batches carry one), which tell their
     # columns; observation events alone would start a job for every trace of the project.
     if event.observation_id:
-        rows = {"observation": observation_row(body, None, merged=event.complete)}
+        kind, row = "observation", observation_row(body, None, merged=event.complete)
     else:
-        rows = {"trace": trace_row(body, merged=False)}
+        kind, row = "trace", trace_row(body, merged=False)
+    target = (event.trace_id, event.observation_id)
     found = []
-    for rule in rules:
-        row = rows.get(rule.target)
-        if row is None:
-            continue
-        target = (event.trace_id, event.observation_id if rule.target == "observation" else "")
+    for rule in rules.candidates(kind, row):
         if matches(rule.filters, row) is False or not sampled(rule, *target):
             continue
         found.extend(

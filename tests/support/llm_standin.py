@@ -41,6 +41,8 @@ class LlmStandIn:
         self.score = score
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
+        # time.monotonic() of each request's arrival (throughput figures).
+        self.arrivals: list[float] = []
         self._failures: deque[_Failure] = deque()
         self._garbage = 0
         self._lock = threading.Lock()
@@ -96,6 +98,7 @@ class LlmStandIn:
         body = orjson.loads(await request.body())
         with self._lock:
             self.requests.append(body)
+            self.arrivals.append(time.monotonic())
             self.authorizations.append(request.headers.get("authorization", ""))
             failure = self._failures.popleft() if self._failures else None
             garbage = self._garbage > 0

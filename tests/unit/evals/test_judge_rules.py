@@ -4,6 +4,7 @@ prompt rendering, the output schema and the checks on the judge's verdict."""
 
 from typing import Any
 
+import orjson
 import pytest
 
 from libs.common.errors import InvalidArgument
@@ -17,6 +18,8 @@ from services.evals.judge_fields import (
     variable_mapping,
 )
 from services.evals.rule_filters import checked_filters, matches, observation_row, trace_row
+from services.evals.rules import ActiveRule
+from services.evals.trigger import ProjectRules, TargetEvent, matching
 
 NAME_IS_ANSWER = {"type": "stringOptions", "column": "name", "operator": "any of",
                   "value": ["answer"]}  # fmt: skip
@@ -113,7 +116,7 @@ def test_render_fills_mapped_values_and_overrides_win() -> None:
     observation = {"input": "2+2?", "output": {"text": "4"}, "metadata": {"team": "evals"}}
     override = [{"variable": "a", "source": "output", "jsonPath": "$.text"},
                 {"variable": "m", "source": "metadata", "jsonPath": None}]  # fmt: skip
-    messages = render(definition({"dataType": "BOOLEAN"}), override, {}, observation)
+    messages = render(definition({"dataType": "BOOLEAN"}), override, observation)
     assert messages[1]["content"] == 'Q=2+2? A=4 M={"team":"evals"}'
     assert messages[0] == {"role": "system", "content": "Judge."}
 
@@ -135,3 +138,25 @@ def test_verdicts_are_checked_against_the_output_definition() -> None:
     schema = output_schema(categorical)
     assert schema["properties"]["score"]["items"]["enum"] == ["good", "bad"]
     assert schema["required"] == ["score", "reasoning"]
+
+
+def test_rules_filed_by_name_are_found_by_the_events_name_or_when_it_is_unknown() -> None:
+    def rule(rule_id: str, filters: list[dict[str, Any]]) -> ActiveRule:
+        return ActiveRule("p", rule_id, "observation", checked_filters(filters, "observation"),
+                          1.0, 0, (f"evaluator-{rule_id}",))  # fmt: skip
+
+    rules = ProjectRules([
+        rule("by-name", [{**NAME_IS_ANSWER, "value": ["answer", "reply"]}]),
+        rule("any", []),
+        rule("trace-level", [TAGGED_PROD]),
+    ])  # fmt: skip
+
+    def judged(body: dict[str, Any], complete: bool = True) -> set[str]:
+        event = TargetEvent("p", "t1", "o1", orjson.dumps(body), complete)
+        return {m.rule_id for m in matching(rules, event)}
+
+    assert judged({"id": "o1", "name": "reply"}) == {"by-name", "any", "trace-level"}
+    assert judged({"id": "o1", "name": "other"}) == {"any", "trace-level"}
+    assert judged({"id": "o1", "output": "late"}, complete=False) == {"by-name", "any",
+                                                                       "trace-level"}  # fmt: skip
+    assert judged({"id": "o1", "name": "answer", "environment": "llm-as-a-judge"}) == set()
