@@ -33,7 +33,8 @@ def test_cost_per_model_sums_the_current_rows_of_the_project_in_the_range() -> N
         " AND start_time >= {m_from:DateTime64(3, 'UTC')}"
         " AND start_time <= {m_to:DateTime64(3, 'UTC')} AND 1) AS base"
         " GROUP BY `providedModelName` ORDER BY `sum_totalCost` DESC"
-        " LIMIT {m_limit:UInt32} SETTINGS join_use_nulls = 1"
+        " LIMIT {m_limit:UInt32} SETTINGS join_use_nulls = 1,"
+        " do_not_merge_across_partitions_select_final = 1"
     )
     assert built.params == {
         "m_from": datetime(2025, 1, 1, tzinfo=UTC),
@@ -101,7 +102,8 @@ def test_a_time_dimension_buckets_and_fills_the_range() -> None:
         " GROUP BY time_dimension ORDER BY time_dimension ASC WITH FILL FROM"
         " toDateTime(toStartOfDay({m_from:DateTime64(3, 'UTC')}), 'UTC')"
         " TO toDateTime({m_to:DateTime64(3, 'UTC')}, 'UTC') STEP INTERVAL 1 DAY"
-        " LIMIT {m_limit:UInt32} SETTINGS join_use_nulls = 1"
+        " LIMIT {m_limit:UInt32} SETTINGS join_use_nulls = 1,"
+        " do_not_merge_across_partitions_select_final = 1"
     )
     assert built.time_dimension
 
