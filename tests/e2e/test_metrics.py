@@ -127,7 +127,11 @@ async def ingest(client: httpx.AsyncClient, data: Dataset) -> None:
                 for t in everything for g in t.generations}  # fmt: skip
 
     async def ended() -> dict[str, str]:
-        params = {"fromStartTime": iso(data.start), "toStartTime": iso(data.end), "limit": 100}
+        params: dict[str, Any] = {
+            "fromStartTime": iso(data.start),
+            "toStartTime": iso(data.end),
+            "limit": 100,
+        }
         reply = await client.get("/api/public/observations", params=params)
         return {o["id"]: o["endTime"] for o in reply.json()["data"]}
 
@@ -305,7 +309,7 @@ async def test_numeric_scores_per_name_and_trace_name(stack: Stack, data: Datase
 
 
 async def test_daily_metrics_per_day_and_model(stack: Stack, data: Dataset) -> None:
-    params = {**window(data), "limit": 2, "page": 1}
+    params: dict[str, Any] = {**window(data), "limit": 2, "page": 1}
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
         first = (await client.get("/api/public/metrics/daily", params=params)).json()
         rest = (await client.get("/api/public/metrics/daily", params={**params, "page": 2})).json()

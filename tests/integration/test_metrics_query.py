@@ -25,7 +25,7 @@ OLD, NEW = datetime(2020, 6, 1, tzinfo=UTC), datetime(2020, 6, 2, tzinfo=UTC)
 def generated(seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Traces and observations of project `p`, as stored rows."""
     rng = random.Random(seed)
-    traces = [
+    traces: list[dict[str, Any]] = [
         {"project_id": "p", "id": f"t{n}", "timestamp": START + timedelta(hours=n),
          "name": rng.choice(("chat", "rag")), "tags": [], "event_ts": NEW}
         for n in range(8)

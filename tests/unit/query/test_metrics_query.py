@@ -232,7 +232,7 @@ def test_is_root_observation_is_a_v2_dimension() -> None:
 
 def test_daily_documents_merge_traces_and_usage_per_day_newest_first() -> None:
     traces = [{"day": "2025-01-01", "traces": 2}, {"day": "2025-01-03", "traces": 1}]
-    usage = [
+    usage: list[dict[str, Any]] = [
         {"day": "2025-01-01", "model": "b", "observations": 1, "traces": 1, "input": 1,
          "output": 2, "total": 3, "cost": 0.5},
         {"day": "2025-01-01", "model": "a", "observations": 2, "traces": 2, "input": 4,
