@@ -14,8 +14,8 @@ from services.gateway.routes import all_routes
 OPENAPI = Path(__file__).parent / "data" / "langfuse-openapi.yml"
 # Routes of our own, documented in the README: readiness for load balancers, dataset deletion.
 OUR_ADDITIONS = {("GET", "/api/public/ready"), ("DELETE", "/api/public/v2/datasets/{}")}
-# The 5.x SDK calls evaluators and evaluation rules under /v2/ (the OpenAPI file lists them,
-# but evaluator updates and versions, under /unstable/, served too); the job list is ours.
+# The 5.x SDK's evaluators and evaluation rules (the OpenAPI file has an older shape of them under
+# /unstable/, not served); the judge-job list is ours (README).
 SDK_ONLY = {
     (method, f"/api/public/v2/{resource}{suffix}")
     for resource in ("evaluators", "evaluation-rules")

@@ -1,5 +1,5 @@
-"""Evaluation rules: `/api/public/v2/evaluation-rules[/{id}]` (the 5.x SDK) and the same under
-`/api/public/unstable/` (Langfuse's OpenAPI file); and our judge-job list,
+"""Evaluation rules: `/api/public/v2/evaluation-rules[/{id}]` as the 5.x SDK calls them (the
+`/unstable/` shape of Langfuse's OpenAPI file is not served); and our judge-job list,
 `GET /api/public/unstable/evaluation-jobs` (`evaluatorId`, `evaluationRuleId`, `traceId`,
 `status`, `limit`, `cursor`): each job's status, error, score ids and judge trace, which no SDK
 route shows. Errors in the `{message, code}` shape (public_api_errors.py)."""
@@ -11,7 +11,7 @@ from starlette.routing import Route
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import backend_options, state_of
-from services.gateway.routes.evaluators import PREFIXES, cursor_list, cursor_params, json_response
+from services.gateway.routes.evaluators import cursor_list, cursor_params, json_response
 from services.gateway.routes.public_api_errors import public_api_endpoint
 
 
@@ -75,21 +75,12 @@ async def list_jobs(request: Request, scope: ProjectScope) -> Response:
     return cursor_list(reply.jobs_json, reply.next_cursor)
 
 
+RULES = "/api/public/v2/evaluation-rules"
 ROUTES = [
-    *(
-        route
-        for prefix in PREFIXES
-        for route in (
-            Route(f"{prefix}/evaluation-rules", public_api_endpoint(list_rules), methods=["GET"]),
-            Route(f"{prefix}/evaluation-rules", public_api_endpoint(create_rule),
-                  methods=["POST"]),
-            Route(f"{prefix}/evaluation-rules/{{rule_id}}", public_api_endpoint(get_rule),
-                  methods=["GET"]),
-            Route(f"{prefix}/evaluation-rules/{{rule_id}}", public_api_endpoint(update_rule),
-                  methods=["PATCH"]),
-            Route(f"{prefix}/evaluation-rules/{{rule_id}}", public_api_endpoint(delete_rule),
-                  methods=["DELETE"]),
-        )
-    ),
+    Route(RULES, public_api_endpoint(list_rules), methods=["GET"]),
+    Route(RULES, public_api_endpoint(create_rule), methods=["POST"]),
+    Route(f"{RULES}/{{rule_id}}", public_api_endpoint(get_rule), methods=["GET"]),
+    Route(f"{RULES}/{{rule_id}}", public_api_endpoint(update_rule), methods=["PATCH"]),
+    Route(f"{RULES}/{{rule_id}}", public_api_endpoint(delete_rule), methods=["DELETE"]),
     Route("/api/public/unstable/evaluation-jobs", public_api_endpoint(list_jobs), methods=["GET"]),
-]  # fmt: skip
+]

@@ -1,6 +1,7 @@
-"""Evaluators: `/api/public/v2/evaluators[/{id}[/versions]]` as the 5.x SDK calls them, and the
-same under `/api/public/unstable/` as Langfuse's OpenAPI file lists them; kept by the evals
-service. Errors in the `{message, code}` shape those clients parse (public_api_errors.py)."""
+"""Evaluators: `/api/public/v2/evaluators[/{id}[/versions]]` as the 5.x SDK calls them, kept by
+the evals service. Errors in the `{message, code}` shape it parses (public_api_errors.py).
+Langfuse's OpenAPI file lists an older shape under `/api/public/unstable/` (one evaluator per
+rule, its own status fields), not served here."""
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,8 +11,6 @@ from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.scope import ProjectScope
 from services.gateway.endpoint import backend_options, list_response, query_int, state_of
 from services.gateway.routes.public_api_errors import public_api_endpoint
-
-PREFIXES = ("/api/public/v2", "/api/public/unstable")
 
 
 def cursor_params(request: Request) -> tuple[int, str]:
@@ -82,22 +81,11 @@ async def list_versions(request: Request, scope: ProjectScope) -> Response:
 
 
 V2 = "/api/public/v2/evaluators"
-# Langfuse's OpenAPI file lists create, list, get and delete under /unstable/ (no update, no
-# versions): those are served there too.
-UNSTABLE = "/api/public/unstable/evaluators"
 ROUTES = [
-    *(
-        route
-        for prefix in (V2, UNSTABLE)
-        for route in (
-            Route(prefix, public_api_endpoint(list_evaluators), methods=["GET"]),
-            Route(prefix, public_api_endpoint(create_evaluator), methods=["POST"]),
-            Route(f"{prefix}/{{evaluator_id}}", public_api_endpoint(get_evaluator),
-                  methods=["GET"]),
-            Route(f"{prefix}/{{evaluator_id}}", public_api_endpoint(delete_evaluator),
-                  methods=["DELETE"]),
-        )
-    ),
+    Route(V2, public_api_endpoint(list_evaluators), methods=["GET"]),
+    Route(V2, public_api_endpoint(create_evaluator), methods=["POST"]),
+    Route(f"{V2}/{{evaluator_id}}", public_api_endpoint(get_evaluator), methods=["GET"]),
     Route(f"{V2}/{{evaluator_id}}", public_api_endpoint(update_evaluator), methods=["PATCH"]),
+    Route(f"{V2}/{{evaluator_id}}", public_api_endpoint(delete_evaluator), methods=["DELETE"]),
     Route(f"{V2}/{{evaluator_id}}/versions", public_api_endpoint(list_versions), methods=["GET"]),
-]  # fmt: skip
+]
