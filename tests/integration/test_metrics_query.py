@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from libs.common.migrate import load_migrations, migrate
-from services.query.analytics import build, result_rows
+from services.query.analytics import AGGREGATIONS as AGGREGATION_NAMES
+from services.query.analytics import V2_VIEWS, VIEWS, build, result_rows
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
 from services.query.server import MIGRATIONS
 from services.query.store import TraceStore
@@ -159,3 +160,35 @@ async def test_filters_narrow_the_rows_counted(
         1 for o in rows if names.get(o["trace_id"]) == "chat" and o["environment"] == "prod"
         and o["provided_model_name"] is not None
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+async def test_every_field_measure_and_aggregation_of_a_view_runs(
+    stored: tuple[TraceStore, list[dict[str, Any]], dict[str, str]], view: str
+) -> None:
+    """Each view grouped by all its dimensions at once (of each API version), with all its
+    measures, once per aggregation and granularity; and filtered on each of its fields."""
+    store = stored[0]
+    described = VIEWS[view]
+    window = {
+        "view": view, "fromTimestamp": START.isoformat(),
+        "toTimestamp": (START + timedelta(days=4)).isoformat(),
+    }  # fmt: skip
+    versions = (1, 2) if view in V2_VIEWS else (1,)
+    granularities = ["minute", "hour", "day", "week", "month", "auto"] * 2
+    for version in versions:
+        hidden = described.high_cardinality if version == 2 else described.v2_only
+        dimensions = [{"field": d} for d in described.dimensions if d not in hidden]
+        queries = [
+            {**window, "dimensions": dimensions, "timeDimension": {"granularity": granularity},
+             "metrics": [{"measure": m, "aggregation": aggregation} for m in described.measures
+                         if aggregation in ("count", "sum") or not described.measures[m].distinct]}
+            for aggregation, granularity in zip(AGGREGATION_NAMES, granularities, strict=False)
+        ] + [
+            {**window, "metrics": [{"measure": "count", "aggregation": "count"}],
+             "filters": [{"column": name, "type": "null", "operator": "is not null", "value": ""}]}
+            for name in described.fields
+        ]  # fmt: skip
+        for query in queries:
+            built = build(version, orjson.dumps(query).decode())
+            result_rows(built, await store.aggregate("p", built.sql, built.params))
