@@ -316,12 +316,18 @@ async def test_daily_metrics_per_day_and_model(stack: Stack, data: Dataset) -> N
         tagged = await client.get(
             "/api/public/metrics/daily", params={**window(data), "tags": "prod"}
         )
+        both = await client.get(  # all of them, comma-separated as Langfuse reads them
+            "/api/public/metrics/daily", params={**window(data), "tags": "prod,beta"}
+        )
     days = first["data"] + rest["data"]
     expected = expected_days(data.traces)
     assert first["meta"] == {"page": 1, "limit": 2, "totalItems": len(expected),
                              "totalPages": -(-len(expected) // 2)}  # fmt: skip
     assert days == expected[: len(days)] and len(days) == min(4, len(expected))
     assert tagged.json()["data"] == expected_days([t for t in data.traces if "prod" in t.tags])
+    assert both.json()["data"] == expected_days(
+        [t for t in data.traces if {"prod", "beta"} <= set(t.tags)]
+    )
 
 
 def expected_days(traces: list[Trace]) -> list[dict[str, Any]]:

@@ -47,13 +47,18 @@ async def daily_metrics(request: Request, scope: ProjectScope) -> Response:
         time_range=query_time_range(request, "fromTimestamp", "toTimestamp"),
         trace_name=params.get("traceName", ""),
         user_id=params.get("userId", ""),
-        tags=params.getlist("tags"),
-        environments=params.getlist("environment"),
+        tags=_listed(request, "tags"),
+        environments=_listed(request, "environment"),
     )
     reply = await state_of(request).backends.query.GetDailyMetrics(
         message, **backend_options(request, scope)
     )
     return list_response(reply.days_json, page_meta(reply.meta))
+
+
+def _listed(request: Request, name: str) -> list[str]:
+    """A repeatable parameter whose values may also be comma-separated, as Langfuse reads them."""
+    return [v for raw in request.query_params.getlist(name) for v in raw.split(",") if v]
 
 
 ROUTES = [
