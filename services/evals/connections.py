@@ -13,6 +13,8 @@ import orjson
 from libs.common.errors import NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from services.evals.fields import (
+    findable,
+    indexable,
     invalid,
     iso,
     json_text,
@@ -54,7 +56,7 @@ class ConnectionApi:
     async def upsert(self, project_id: str, raw: bytes) -> bytes:
         body = parse_body(raw)
         box = self._require_box()
-        provider = text(body.get("provider"), "provider")
+        provider = indexable(text(body.get("provider"), "provider"), "provider")
         adapter = body.get("adapter")
         if adapter not in ADAPTERS:
             raise invalid(f"adapter must be one of {', '.join(ADAPTERS)}")
@@ -101,7 +103,10 @@ class ConnectionApi:
         return [_document(r) for r in rows], page_meta(page, limit, total)
 
     async def delete(self, project_id: str, connection_id: str) -> None:
-        if await self._pool.fetchval(_DELETE, project_id, connection_id) is None:
+        if (
+            not findable(connection_id)
+            or await self._pool.fetchval(_DELETE, project_id, connection_id) is None
+        ):
             raise NotFound(f"LLM connection {connection_id} not found")
 
     async def exists(self, project_id: str, provider: str) -> list[str] | None:

@@ -2,11 +2,12 @@
 delegated to its module. A change to evaluators or rules reloads this replica's rule cache at
 once (other replicas within services/evals/trigger.py's reload interval)."""
 
+from libs.common.errors import NotFound
 from libs.common.gen.obs.evals.v1 import evals_pb2 as pb
 from libs.common.scope import ProjectScope
 from services.evals.connections import ConnectionApi
 from services.evals.evaluators import EvaluatorApi
-from services.evals.fields import invalid
+from services.evals.fields import findable, invalid
 from services.evals.jobs import STATUSES, JobStore
 from services.evals.rules import RuleApi
 from services.evals.trigger import RuleCache
@@ -52,6 +53,7 @@ class JudgeApi:
     async def get_evaluator(
         self, scope: ProjectScope, request: pb.GetEvaluatorRequest
     ) -> pb.GetEvaluatorResponse:
+        _require_findable(request.evaluator_id, "Evaluator")
         document = await self._evaluators.get(scope.project_id, request.evaluator_id)
         return pb.GetEvaluatorResponse(evaluator_json=document)
 
@@ -66,6 +68,7 @@ class JudgeApi:
     async def update_evaluator(
         self, scope: ProjectScope, request: pb.UpdateEvaluatorRequest
     ) -> pb.UpdateEvaluatorResponse:
+        _require_findable(request.evaluator_id, "Evaluator")
         document = await self._evaluators.update(
             scope.project_id, request.evaluator_id, request.body_json
         )
@@ -75,6 +78,7 @@ class JudgeApi:
     async def delete_evaluator(
         self, scope: ProjectScope, request: pb.DeleteEvaluatorRequest
     ) -> pb.DeleteEvaluatorResponse:
+        _require_findable(request.evaluator_id, "Evaluator")
         document = await self._evaluators.delete(scope.project_id, request.evaluator_id)
         await self._cache.reload()
         return pb.DeleteEvaluatorResponse(deleted_json=document)
@@ -82,6 +86,7 @@ class JudgeApi:
     async def list_evaluator_versions(
         self, scope: ProjectScope, request: pb.ListEvaluatorVersionsRequest
     ) -> pb.ListEvaluatorVersionsResponse:
+        _require_findable(request.evaluator_id, "Evaluator")
         documents, cursor = await self._evaluators.versions(
             scope.project_id, request.evaluator_id, request.limit or DEFAULT_LIMIT, request.cursor
         )
@@ -97,6 +102,7 @@ class JudgeApi:
     async def get_rule(
         self, scope: ProjectScope, request: pb.GetEvaluationRuleRequest
     ) -> pb.GetEvaluationRuleResponse:
+        _require_findable(request.rule_id, "Evaluation rule")
         document = await self._rules.get(scope.project_id, request.rule_id)
         return pb.GetEvaluationRuleResponse(rule_json=document)
 
@@ -111,6 +117,7 @@ class JudgeApi:
     async def update_rule(
         self, scope: ProjectScope, request: pb.UpdateEvaluationRuleRequest
     ) -> pb.UpdateEvaluationRuleResponse:
+        _require_findable(request.rule_id, "Evaluation rule")
         document = await self._rules.update(scope.project_id, request.rule_id, request.body_json)
         await self._cache.reload()
         return pb.UpdateEvaluationRuleResponse(rule_json=document)
@@ -118,6 +125,7 @@ class JudgeApi:
     async def delete_rule(
         self, scope: ProjectScope, request: pb.DeleteEvaluationRuleRequest
     ) -> pb.DeleteEvaluationRuleResponse:
+        _require_findable(request.rule_id, "Evaluation rule")
         document = await self._rules.delete(scope.project_id, request.rule_id)
         await self._cache.reload()
         return pb.DeleteEvaluationRuleResponse(deleted_json=document)
@@ -125,6 +133,8 @@ class JudgeApi:
     async def list_jobs(
         self, scope: ProjectScope, request: pb.ListJudgeJobsRequest
     ) -> pb.ListJudgeJobsResponse:
+        if not all(map(findable, (request.evaluator_id, request.rule_id, request.trace_id))):
+            raise invalid("filters must not contain NUL characters")
         if request.status and request.status not in STATUSES:
             raise invalid(f"status must be one of {', '.join(STATUSES)}")
         filters = {"evaluator_id": request.evaluator_id, "rule_id": request.rule_id,
@@ -133,3 +143,9 @@ class JudgeApi:
             scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor, filters
         )
         return pb.ListJudgeJobsResponse(jobs_json=documents, next_cursor=cursor)
+
+
+def _require_findable(entity_id: str, kind: str) -> None:
+    """An id PostgreSQL text cannot hold (NUL) names nothing: a 404, not a store error."""
+    if not findable(entity_id):
+        raise NotFound(f"{kind} not found")

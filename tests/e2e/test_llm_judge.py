@@ -421,3 +421,32 @@ async def test_an_unparsable_verdict_is_a_readable_error_not_a_silent_drop(
     assert "not a valid verdict" in job["error"] and "this is not JSON" in job["error"]
     assert await eval_scores(stack, trace_id) == []
     assert sdk.api.evaluators.get(judge.id).status == "active"
+
+
+async def test_hostile_requests_are_4xx_never_500(stack: Stack) -> None:
+    connection_body = {"provider": "\U0001f600" * 1000, "adapter": "openai", "secretKey": "sk-x"}
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        requests = [
+            client.put("/api/public/llm-connections", json=connection_body),
+            client.put("/api/public/llm-connections", json=[1, 2]),
+            client.put("/api/public/llm-connections", content=b"{not json"),
+            client.put("/api/public/llm-connections", json={**connection_body, "provider": "p",
+                                                            "adapter": "anthropic"}),  # fmt: skip
+            client.delete("/api/public/llm-connections/%00"),
+            client.get("/api/public/v2/evaluators/%00"),
+            client.patch("/api/public/v2/evaluators/%00", json={"name": "x"}),
+            client.get("/api/public/v2/evaluators/%00/versions"),
+            client.get("/api/public/v2/evaluators", params={"cursor": "%%%", "limit": 5}),
+            client.get("/api/public/v2/evaluators", params={"limit": 1000}),
+            client.post("/api/public/v2/evaluators", json={"type": "llm_as_judge", "name": "x",
+                                                           "prompt": [{"role": "robot"}]}),
+            client.get("/api/public/v2/evaluation-rules/%00"),
+            client.delete("/api/public/v2/evaluation-rules/missing"),
+            client.post("/api/public/v2/evaluation-rules", json={"name": "r", "enabled": "yes"}),
+            client.get("/api/public/unstable/evaluation-jobs", params={"traceId": "\x00"}),
+            client.get("/api/public/unstable/evaluation-jobs", params={"status": "exploded"}),
+        ]  # fmt: skip
+        for response in [await request for request in requests]:
+            assert 400 <= response.status_code < 500, (response.request.url, response.text)
+            body = response.json()
+            assert body["message"] and ("code" in body or "error" in body)
