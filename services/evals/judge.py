@@ -44,6 +44,8 @@ log = structlog.get_logger()
 JUDGE_ENVIRONMENT = "llm-as-a-judge"
 # A target not yet readable (the query writer lags the topic) is looked for again this long.
 TARGET_WAIT_SECONDS = 120.0
+# Jobs claimed per LLM call allowed in flight.
+CLAIMS_PER_CALL = 4
 _NAMESPACE = uuid.UUID("8f0c6d55-0f51-4f7e-9f0a-3c1b2f2a7e11")
 _RPC_TIMEOUT = 10.0
 
@@ -84,14 +86,15 @@ class JudgeWorker:
         self._http = http
         self._max_attempts = max_attempts
         self._timeout = timeout
+        # Jobs claimed and not yet finished, over all connections: more than the calls in flight,
+        # since a job also waits for its target's lookup and for ingestion.
+        self._max_claimed = concurrency * CLAIMS_PER_CALL
         # A job whose worker died is claimed again once this has passed since its claim: a
-        # claimed job may wait for one call of its connection before its own.
-        self._lease = 2 * timeout + 5
+        # claimed job may wait for the calls of the jobs claimed before it on its connection.
+        self._lease = CLAIMS_PER_CALL * timeout + 5
         self._per_connection: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(concurrency)
         )
-        # Jobs claimed and not yet finished, over all connections.
-        self._max_claimed = concurrency * 2
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
