@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import math
 import random
+import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import grpc
@@ -39,11 +41,15 @@ from services.evals.rule_filters import TRACE_LEVEL, matches, observation_row, t
 from services.evals.rules import RuleApi
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 # Judge traces carry this environment; the trigger never judges them (no judge of judges).
 JUDGE_ENVIRONMENT = "llm-as-a-judge"
 # A target not yet readable (the query writer lags the topic) is looked for again this long.
 TARGET_WAIT_SECONDS = 120.0
+# Evaluators, rule assignments and connections are read again after this many seconds: a burst of
+# jobs reads them once, and a change (a pause, a new key) holds within it.
+DEFINITIONS_TTL = 2.0
 # Jobs claimed per LLM call allowed in flight.
 CLAIMS_PER_CALL = 4
 _NAMESPACE = uuid.UUID("8f0c6d55-0f51-4f7e-9f0a-3c1b2f2a7e11")
@@ -83,6 +89,7 @@ class JudgeWorker:
         self._connections = connections
         self._query = query
         self._results = ResultBatcher(ingestion)
+        self._definitions = ShortCache(DEFINITIONS_TTL)
         self._http = http
         self._max_attempts = max_attempts
         self._timeout = timeout
@@ -149,12 +156,18 @@ class JudgeWorker:
                 await self._jobs.retry(job, _backoff(job.attempts), "internal error, retrying")
 
     async def _judge(self, job: Job) -> tuple[int, list[str], str]:
-        evaluator = await self._evaluators.judge_version(job.project_id, job.evaluator_id)
+        evaluator = await self._definitions.get(
+            ("evaluator", job.project_id, job.evaluator_id),
+            lambda: self._evaluators.judge_version(job.project_id, job.evaluator_id),
+        )
         if evaluator is None:
             raise JobFailed("the evaluator was deleted", status="skipped")
         if not evaluator.active:
             raise RetryLater("the evaluator is paused", 30, counts=False)
-        assigned = await self._rules.assignment(job.project_id, job.rule_id, job.evaluator_id)
+        assigned = await self._definitions.get(
+            ("assignment", job.project_id, job.rule_id, job.evaluator_id),
+            lambda: self._rules.assignment(job.project_id, job.rule_id, job.evaluator_id),
+        )
         if assigned is None:
             raise JobFailed("the rule was deleted or no longer assigns the evaluator",
                             status="skipped")  # fmt: skip
@@ -217,7 +230,10 @@ class JudgeWorker:
     async def _call(
         self, job: Job, definition: Definition, messages: list[dict[str, str]]
     ) -> Completion:
-        connection = await self._connections.connection(job.project_id, definition.provider)
+        connection = await self._definitions.get(
+            ("connection", job.project_id, definition.provider),
+            lambda: self._connections.connection(job.project_id, definition.provider),
+        )
         if connection is None:
             raise JobFailed(f"the LLM connection {definition.provider!r} no longer exists",
                             pause=True)  # fmt: skip
@@ -294,6 +310,25 @@ class JudgeWorker:
 
 # A job's events and the future its result is set on.
 _Waiting = tuple[list[dict[str, Any]], "asyncio.Future[str | None]"]
+
+
+class ShortCache:
+    """Values by key for `ttl` seconds (what a loader returned, None included)."""
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    async def get(self, key: tuple[str, ...], load: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        if entry is not None and now - entry[0] < self._ttl:
+            return cast(T, entry[1])
+        value = await load()
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (now, value)
+        return value
 
 
 class ResultBatcher:
