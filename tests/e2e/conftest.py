@@ -10,12 +10,13 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import pytest
+from langfuse._client.resource_manager import LangfuseResourceManager
 
 from tests.support.devenv import ROOT, dev_env
 
@@ -120,6 +121,17 @@ async def wait_healthy(stack: Stack, timeout: float = 60) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise RuntimeError(f"stack not healthy: {result.stdout}")
         await asyncio.sleep(0.2)
+
+
+@pytest.fixture(autouse=True)
+def one_sdk_client_per_test() -> Iterator[None]:
+    """Each test starts with no Python SDK client: with clients of two projects alive in one
+    process, the SDK's @observe and get_client() skip tracing (to avoid cross-project leaks)."""
+    yield
+    clients = list(LangfuseResourceManager._instances.values())
+    LangfuseResourceManager.reset()  # flushes and stops each client's threads
+    for client in clients:  # reset leaves their HTTP connections open
+        client.httpx_client.close()
 
 
 @pytest.fixture(scope="session")
