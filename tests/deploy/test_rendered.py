@@ -102,7 +102,7 @@ def test_keda_replaces_the_hpa_of_consumers_in_production(
     scaled = by_kind(production_manifests, "ScaledObject")
     assert sorted(hpas) == ["obs-gateway", "obs-ingestion", "obs-prompts"]
     assert sorted(scaled) == ["obs-evals", "obs-query"]
-    groups = {"obs-query": "query.clickhouse-writer", "obs-evals": "evals.triggers"}
+    groups = {"obs-query": "query.clickhouse-writer", "obs-evals": "evals.judge"}
     for name, obj in scaled.items():
         assert obj["apiVersion"] == "keda.sh/v1alpha1"
         assert obj["spec"]["scaleTargetRef"] == {"name": name}
@@ -248,6 +248,7 @@ def test_secrets_are_wired_from_existing_secrets(default_manifests: list[dict]) 
         **internal,
         "EVALS_DATABASE_URL": ("obs-postgres", "evals-url"),
         "EVALS_REDIS_URL": ("obs-redis", "evals-url"),
+        "EVALS_ENCRYPTION_KEY": ("obs-evals", "encryption-key"),
     }
     # Every headless-init variable the gateway reads is wired.
     assert {f.metadata["env"] for f in InitSettings.__dataclass_fields__.values()} == set(init_keys)
@@ -267,6 +268,11 @@ def test_production_overrides_secret_names_and_drops_static_s3_keys(
     assert secret_refs(deployments["obs-query"])["QUERY_DATABASE_URL"] == ("obs-pg-query", "uri")
 
 
+def _stub_secret(key: str) -> str:
+    # The encryption key is checked for its format (32 bytes) when the config loads.
+    return "00" * 32 if key == "EVALS_ENCRYPTION_KEY" else f"<secret {key} of at least 16 chars>"
+
+
 @pytest.mark.parametrize("values", ["default", "production"])
 @pytest.mark.parametrize("kind", ["Deployment", "Job"])
 def test_every_service_gets_a_complete_configuration(
@@ -278,8 +284,7 @@ def test_every_service_gets_a_complete_configuration(
     for name, (cls, prefix) in CONFIGS.items():
         workload = manifests[f"obs-{name}" if kind == "Deployment" else f"obs-{name}-migrate"]
         environ = {
-            key: entry.get("value", f"<secret {key} of at least 16 characters>")
-            for key, entry in env_of(workload).items()
+            key: entry.get("value", _stub_secret(key)) for key, entry in env_of(workload).items()
         }
         loaded = config.load(cls, prefix, environ)
         if name != "gateway":
