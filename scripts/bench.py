@@ -456,6 +456,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     """The bench's sections in the order they run; BENCH_ONLY=name,name runs a subset."""
     # Imported here: they import this module's helpers.
     from scripts.bench_evals import evals_rows
+    from scripts.bench_judge import judge_rows
     from scripts.bench_robustness import robustness_rows
 
     return {
@@ -468,6 +469,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "bigtrace": lambda: asyncio.run(big_trace_rows()),
         "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
         "evals": lambda: asyncio.run(evals_rows()),
+        "judge": lambda: asyncio.run(judge_rows(GATEWAY, AUTH)),
     }
 
 
