@@ -3,19 +3,12 @@ is acknowledged (retrying 5xx and dropped connections, as the SDKs do), in a pro
 
 import asyncio
 import gzip
-import json
 import os
-import subprocess
-import sys
-import uuid
-from typing import Any
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.e2e.conftest import Stack
-from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 SPANS = 100
@@ -30,21 +23,6 @@ def export(index: int) -> bytes:
         span.start_time_unix_nano, span.end_time_unix_nano = now, now + 1_000_000
         span.attributes.add(key="input.value", value=AnyValue(string_value="x" * 200))
     return gzip.compress(request.SerializeToString())
-
-
-def new_project(stack: Stack) -> tuple[str, str]:
-    project_id = f"reliability-{uuid.uuid4().hex[:6]}"
-
-    def admin(*args: str) -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, "-m", "services.gateway.admin", *args],
-            cwd=ROOT, env={**os.environ, **stack.env}, capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-    admin("create-project", "--org-id", "e2e-org", "--project-id", project_id, "--name", "R")
-    keys = admin("create-key", "--org-id", "e2e-org", "--project-id", project_id)
-    return keys["publicKey"], keys["secretKey"]
 
 
 async def send_all(client: httpx.AsyncClient, exports: list[bytes]) -> int:

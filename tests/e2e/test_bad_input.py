@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.test_ingestion_batch import admin
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -23,10 +23,7 @@ STAMP = "2026-11-22T10:00:00Z"
 @pytest.fixture(scope="module")
 def other_auth(stack: Stack) -> tuple[str, str]:
     """The keys of a second project, whose good events go out beside the first one's poison."""
-    project = f"bad-input-{uuid.uuid4().hex[:6]}"
-    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", project, "--name", "B")
-    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", project)
-    return keys["publicKey"], keys["secretKey"]
+    return new_project(stack, "bad-input")
 
 
 def envelope(kind: str, body: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import Stack, free_port, running_stack, stack_env
-from tests.e2e.load import SPANS, export, new_project, send_all, stored_after
+from tests.e2e.load import SPANS, export, send_all, stored_after
 from tests.support.devenv import ROOT
 
 EXPORTS = 400
@@ -67,7 +68,7 @@ async def own_stack(
 async def test_broker_restart_during_load_loses_nothing(
     own_stack: Stack, broker: Broker, outage: float
 ) -> None:
-    auth = new_project(own_stack)
+    auth = new_project(own_stack, "reliability")
     exports = [export(i) for i in range(EXPORTS)]
     async with httpx.AsyncClient(base_url=own_stack.gateway_url, auth=auth, timeout=60) as client:
         load = asyncio.create_task(send_all(client, exports))

@@ -16,8 +16,8 @@ from langfuse import Langfuse
 from langfuse.api import AccessDeniedError, NotFoundError
 from langfuse.api.core import ApiError
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.load import new_project
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)

@@ -4,7 +4,6 @@ plus what no SDK sends: another project's key, bad input, run items naming only 
 
 import hashlib
 import json
-import os
 import subprocess
 import uuid
 from datetime import timedelta
@@ -15,16 +14,14 @@ import pytest
 from langfuse import Langfuse
 from langfuse.api import DatasetStatus
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.test_ingestion_batch import admin
+from tests.e2e.node import run_node_script
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
 SDK3_PYTHON = ROOT / ".dev" / "venvs" / "langfuse3" / "bin" / "python"
-JS_CLIENT = (
-    ROOT / "scripts" / "node" / "node_modules" / "@langfuse" / "client" / "dist" / "index.mjs"
-)
 SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
 
 
@@ -171,24 +168,9 @@ async def test_sdk3_item_run_loop_run_reads_and_a_run_level_score(stack: Stack) 
 
 def test_js_client_dataset_get_item_create_and_run_items(stack: Stack) -> None:
     name, item_id, trace_id = unique("js"), uuid.uuid4().hex, uuid.uuid4().hex
-    result = subprocess.run(
-        ["node", str(ROOT / "tests" / "e2e" / "js" / "datasets.mjs")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LANGFUSE_CLIENT_MODULE": JS_CLIENT.as_uri(),
-            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
-            "LANGFUSE_SECRET_KEY": SECRET_KEY,
-            "LANGFUSE_BASE_URL": stack.gateway_url,
-            "DATASET_NAME": name,
-            "ITEM_ID": item_id,
-            "TRACE_ID": trace_id,
-        },
+    seen = run_node_script(
+        stack, "datasets.mjs", DATASET_NAME=name, ITEM_ID=item_id, TRACE_ID=trace_id
     )
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert seen["updated"] == {"input": {"n": 1}, "expectedOutput": 2, "metadata": {"v": 2}}
     assert seen["datasetName"] == name and seen["itemInputs"] == [{"n": 2}, {"n": 1}]
     assert seen["mediaReferences"] == [[], []]
@@ -244,9 +226,7 @@ async def test_a_run_item_naming_only_an_observation_gets_its_trace(stack: Stack
 
 
 async def test_another_projects_key_sees_none_of_it(stack: Stack) -> None:
-    other = f"datasets-{uuid.uuid4().hex[:6]}"
-    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", "B")
-    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
+    stranger_auth = new_project(stack, "datasets")
     name = unique("isolated")
     encoded = name.replace("/", "%2F").replace(" ", "%20")
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as owner:
@@ -257,7 +237,6 @@ async def test_another_projects_key_sees_none_of_it(stack: Stack) -> None:
             json={"runName": "r", "datasetItemId": item["id"], "traceId": uuid.uuid4().hex},
         )
         assert run_item.status_code == 200
-    stranger_auth = (keys["publicKey"], keys["secretKey"])
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=stranger_auth) as stranger:
         reads = [
             await stranger.get(f"/api/public/v2/datasets/{encoded}"),

@@ -6,7 +6,6 @@ JS and Python 3 experiment runners (run items, then spans) landing in the same r
 
 import hashlib
 import json
-import os
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,13 +15,13 @@ import httpx
 import pytest
 from langfuse import Evaluation, Langfuse
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.test_ingestion_batch import admin
+from tests.e2e.node import run_node_script
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
-NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
 SDK3_PYTHON = ROOT / ".dev" / "venvs" / "langfuse3" / "bin" / "python"
 SINCE = datetime.now(UTC) - timedelta(hours=1)
 
@@ -210,23 +209,7 @@ def run_sdk3_experiment(stack: Stack, dataset_name: str, run_name: str) -> dict[
 
 
 def run_js_experiment(stack: Stack, dataset_name: str, run_name: str) -> dict[str, Any]:
-    result = subprocess.run(
-        ["node", str(ROOT / "tests" / "e2e" / "js" / "experiment.mjs")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LANGFUSE_NODE_MODULES": NODE_MODULES.as_uri(),
-            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
-            "LANGFUSE_SECRET_KEY": SECRET_KEY,
-            "LANGFUSE_BASE_URL": stack.gateway_url,
-            "DATASET_NAME": dataset_name,
-            "RUN_NAME": run_name,
-        },
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_node_script(stack, "experiment.mjs", DATASET_NAME=dataset_name, RUN_NAME=run_name)
 
 
 async def test_sdk5_experiment_on_local_data_is_listed_with_its_run_score(
@@ -300,11 +283,8 @@ async def test_another_projects_key_sees_no_experiments(stack: Stack, sdk: Langf
     )
     sdk.flush()
     await eventually(lambda: _list_items(sdk, result.experiment_id), lambda p: len(p.data) == 1)
-    other = f"other-{uuid.uuid4().hex[:6]}"
-    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", "B")
-    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
-    stranger = Langfuse(public_key=keys["publicKey"], secret_key=keys["secretKey"],
-                        host=stack.gateway_url)  # fmt: skip
+    public_key, secret_key = new_project(stack)
+    stranger = Langfuse(public_key=public_key, secret_key=secret_key, host=stack.gateway_url)
     assert stranger.api.experiments.list(from_start_time=SINCE, name=run_name).data == []
     items = stranger.api.experiments.list_items(
         from_start_time=SINCE, experiment_id=result.experiment_id

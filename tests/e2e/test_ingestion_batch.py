@@ -2,9 +2,6 @@
 read API, replays that change nothing, public-key limits and project isolation."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -16,8 +13,9 @@ from services.query.filters import (
     SCORE_FILTER_COLUMNS,
     TRACE_FILTER_COLUMNS,
 )
+from tests.e2e.admin import admin as admin  # still imported from here by test_media.py
+from tests.e2e.admin import create_project
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
-from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -147,27 +145,13 @@ async def test_an_unsupported_ingestion_version_is_400(stack: Stack) -> None:
     assert response.status_code == 400
 
 
-def admin(stack: Stack, *args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.admin", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
-
-
 async def test_another_projects_key_cannot_read_the_trace(stack: Stack) -> None:
     other = f"other-{uuid.uuid4().hex[:6]}"
-    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", "B")
-    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
+    stranger_auth = create_project(stack, other)
     trace_id = uuid.uuid4().hex
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as owner:
         await owner.post("/api/public/ingestion", json=batch(trace_id))
         await eventually(lambda: read_trace(owner, trace_id), complete)
-    stranger_auth = (keys["publicKey"], keys["secretKey"])
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=stranger_auth) as stranger:
         assert (await stranger.get(f"/api/public/traces/{trace_id}")).status_code == 404
         assert (await stranger.get(f"/api/public/observations/{trace_id}-gen")).status_code == 404

@@ -5,7 +5,6 @@ leaves nothing of the project in any store."""
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,9 +21,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.kafka import KafkaCluster, Topic
+from tests.e2e.admin import admin
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port, wait_healthy
 from tests.e2e.test_media import png, upload
-from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
 ORG_ID = "e2e-org"  # the stack's headless-init organization
@@ -32,18 +31,6 @@ OWNERS = ("gateway", "ingestion", "query", "prompts", "evals")
 ORG_KEY_ONLY = "Invalid API key. Organization-scoped API key required for this operation."
 
 Auth = tuple[str, str]
-
-
-def admin(stack: Stack, *args: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-m", "services.gateway.admin", *args],
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from langfuse import Langfuse
 
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.test_ingestion_batch import admin
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -152,10 +152,7 @@ async def projects(stack: Stack) -> tuple[Dataset, tuple[str, str]]:
     window, same names and numbers), with the second project's key."""
     seed = random.randrange(1 << 30)
     mine = generate(seed)
-    other = f"metrics-{uuid.uuid4().hex[:6]}"
-    admin(stack, "create-project", "--org-id", "e2e-org", "--project-id", other, "--name", other)
-    keys = admin(stack, "create-key", "--org-id", "e2e-org", "--project-id", other)
-    other_auth = (keys["publicKey"], keys["secretKey"])
+    other_auth = new_project(stack, "metrics")
     async with (
         httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH, timeout=30) as client,
         httpx.AsyncClient(base_url=stack.gateway_url, auth=other_auth, timeout=30) as stranger,

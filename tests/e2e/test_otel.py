@@ -2,7 +2,6 @@
 plain OpenTelemetry exporter with GenAI attributes, read back through the public API."""
 
 import json
-import os
 import subprocess
 import uuid
 from typing import Any
@@ -15,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.node import run_node_script
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -228,25 +228,8 @@ async def test_malformed_otlp_is_400_json(stack: Stack) -> None:
     assert empty.status_code == 200
 
 
-NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
-
-
 async def test_js_langfuse_otel_span_processor(stack: Stack) -> None:
-    result = subprocess.run(
-        ["node", str(ROOT / "tests" / "e2e" / "js" / "tracing.mjs")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LANGFUSE_NODE_MODULES": NODE_MODULES.as_uri(),
-            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
-            "LANGFUSE_SECRET_KEY": SECRET_KEY,
-            "LANGFUSE_BASE_URL": stack.gateway_url,
-        },
-    )
-    trace_id = json.loads(result.stdout.strip().splitlines()[-1])["traceId"]
+    trace_id = run_node_script(stack, "tracing.mjs")["traceId"]
     trace = await trace_with(stack, trace_id, observations=2)
     assert trace["name"] == "js-agent" and trace["input"] == {"question": "2+2?"}
     by_type = {o["type"]: o for o in trace["observations"]}

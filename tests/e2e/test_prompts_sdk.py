@@ -2,7 +2,6 @@
 virtualenv) and the JS client."""
 
 import json
-import os
 import subprocess
 import uuid
 
@@ -10,12 +9,10 @@ import pytest
 from langfuse import Langfuse
 
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port
+from tests.e2e.node import run_node_script
 from tests.support.devenv import ROOT
 
 SDK3_PYTHON = ROOT / ".dev" / "venvs" / "langfuse3" / "bin" / "python"
-JS_CLIENT = (
-    ROOT / "scripts" / "node" / "node_modules" / "@langfuse" / "client" / "dist" / "index.mjs"
-)
 
 
 def unique_name(prefix: str) -> str:
@@ -131,22 +128,7 @@ def test_sdk3_prompts(stack: Stack) -> None:
 
 def test_js_client_prompts(stack: Stack) -> None:
     name = unique_name("js")
-    result = subprocess.run(
-        ["node", str(ROOT / "tests" / "e2e" / "js" / "prompts.mjs")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LANGFUSE_CLIENT_MODULE": JS_CLIENT.as_uri(),
-            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
-            "LANGFUSE_SECRET_KEY": SECRET_KEY,
-            "LANGFUSE_BASE_URL": stack.gateway_url,
-            "PROMPT_NAME": name,
-        },
-    )
-    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    seen = run_node_script(stack, "prompts.mjs", PROMPT_NAME=name)
     assert seen["createdVersion"] == 1 and seen["fetchedVersion"] == 1
     assert seen["compiled"] == "Hello JS" and seen["config"] == {"temperature": 0.1}
     assert seen["chatCompiled"] == [

@@ -8,8 +8,9 @@ import httpx
 import pytest
 
 from libs.common.rpc import check_health
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import Stack
-from tests.e2e.load import SPANS, export, new_project, send_all, stored_after
+from tests.e2e.load import SPANS, export, send_all, stored_after
 from tests.support.eventually import eventually
 
 EXPORTS = 500
@@ -26,7 +27,7 @@ async def restart(stack: Stack, service: str) -> None:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("victim", ["query", "ingestion"])
 async def test_kill_9_during_load_loses_nothing(stack: Stack, victim: str) -> None:
-    auth = new_project(stack)
+    auth = new_project(stack, "reliability")
     exports = [export(i) for i in range(EXPORTS)]
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=auth, timeout=60) as client:
         load = asyncio.create_task(send_all(client, exports))

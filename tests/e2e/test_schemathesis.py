@@ -24,8 +24,8 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from tests.contract.test_openapi_routes import OPENAPI, normalized, served
+from tests.e2e.admin import admin
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
-from tests.e2e.test_ingestion_batch import admin
 from tests.support.eventually import eventually
 
 # Examples per operation and generation mode: enough to reach every parameter's edge cases (the

@@ -16,8 +16,8 @@ from langfuse.api import ConfigCategory, NotFoundError
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from libs.common.rpc import check_health, make_channel
 from libs.common.scope import ProjectScope
+from tests.e2e.admin import new_project
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack, free_port, wait_healthy
-from tests.e2e.load import new_project
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
