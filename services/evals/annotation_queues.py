@@ -20,6 +20,7 @@ from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.scope import ProjectScope
 from services.evals.comments import object_type
 from services.evals.fields import (
+    checked_page,
     findable,
     indexable,
     invalid,
@@ -103,7 +104,7 @@ class AnnotationQueueApi:
     async def list_queues(
         self, scope: ProjectScope, request: evals_pb2.ListAnnotationQueuesRequest
     ) -> evals_pb2.ListAnnotationQueuesResponse:
-        page, limit = _page(request.page.page, request.page.limit)
+        page, limit = checked_page(request.page)
         documents, total = await self._store.queues(scope.project_id, page, limit)
         return evals_pb2.ListAnnotationQueuesResponse(
             queues_json=[orjson.dumps(document) for document in documents],
@@ -138,7 +139,7 @@ class AnnotationQueueApi:
     async def list_items(
         self, scope: ProjectScope, request: evals_pb2.ListAnnotationQueueItemsRequest
     ) -> evals_pb2.ListAnnotationQueueItemsResponse:
-        page, limit = _page(request.page.page, request.page.limit)
+        page, limit = checked_page(request.page)
         wanted = status(request.status) if request.status else None
         await self._queue(scope, request.queue_id)
         documents, total = await self._store.items(
@@ -210,13 +211,6 @@ class AnnotationQueueApi:
         if document is None:
             raise NotFound(QUEUE_NOT_FOUND)
         return document
-
-
-def _page(page: int, limit: int) -> tuple[int, int]:
-    page, limit = page or 1, limit or 50
-    if page < 1 or not 1 <= limit <= 100:
-        raise invalid("page must be >= 1 and limit between 1 and 100")
-    return page, limit
 
 
 class AnnotationQueueStore:

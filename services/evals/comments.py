@@ -17,6 +17,7 @@ from libs.common.errors import NotFound, PermissionDenied
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.scope import ProjectScope
 from services.evals.fields import (
+    checked_page,
     checked_text,
     findable,
     indexable,
@@ -93,9 +94,7 @@ class CommentApi:
     async def list(
         self, scope: ProjectScope, request: evals_pb2.ListCommentsRequest
     ) -> evals_pb2.ListCommentsResponse:
-        page, limit = request.page.page or 1, request.page.limit or 50
-        if page < 1 or not 1 <= limit <= 100:
-            raise invalid("page must be >= 1 and limit between 1 and 100")
+        page, limit = checked_page(request.page)
         if request.object_id and not request.object_type:
             raise invalid("objectType is required when objectId is given")
         if request.object_type:

@@ -110,6 +110,14 @@ def iso(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def checked_page(request: common_pb2.PageRequest) -> tuple[int, int]:
+    """A page request's page and limit (defaults 1 and 50), a 400 out of range."""
+    page, limit = request.page or 1, request.limit or 50
+    if page < 1 or not 1 <= limit <= 100:
+        raise invalid("page must be >= 1 and limit between 1 and 100")
+    return page, limit
+
+
 def page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
     return common_pb2.PageMeta(
         page=page, limit=limit, total_items=total, total_pages=-(-total // limit)

@@ -25,6 +25,7 @@ from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.gencache import GenerationCache
 from libs.common.scope import ProjectScope
 from services.evals.fields import (
+    checked_page,
     checked_text,
     invalid,
     iso,
@@ -185,9 +186,7 @@ class ScoreConfigApi:
     async def list(
         self, scope: ProjectScope, request: evals_pb2.ListScoreConfigsRequest
     ) -> evals_pb2.ListScoreConfigsResponse:
-        page, limit = request.page.page or 1, request.page.limit or 50
-        if page < 1 or not 1 <= limit <= 100:
-            raise invalid("page must be >= 1 and limit between 1 and 100")
+        page, limit = checked_page(request.page)
         documents, total = await self._store.page(scope.project_id, page, limit)
         return evals_pb2.ListScoreConfigsResponse(
             configs_json=[orjson.dumps(document) for document in documents],
