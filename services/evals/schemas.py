@@ -15,11 +15,11 @@ from typing import Any
 
 import jsonschema
 import orjson
-import re2
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 from referencing.exceptions import Unresolvable
 
+from libs.common.regex import compile_pattern
 from services.evals.fields import invalid
 
 
@@ -39,10 +39,9 @@ def checked_schema(value: Any, field: str) -> Any:
         raise invalid(f"{field}: unevaluatedProperties beside patternProperties is not supported")
     for pattern in _patterns(value):
         try:
-            _regex(pattern)
-        except re2.error as exc:
-            reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
-            raise invalid(f"{field}: the pattern {pattern!r} is not supported ({reason})") from exc
+            compile_pattern(pattern)
+        except ValueError as exc:
+            raise invalid(f"{field}: the pattern {pattern!r} is not supported ({exc})") from exc
     return value
 
 
@@ -106,15 +105,8 @@ def _linear(base: type[Validator]) -> type[Validator]:
     return linear
 
 
-def _regex(pattern: str) -> Any:
-    """An RE2 expression (compiled ones are cached by re2)."""
-    options = re2.Options()
-    options.log_errors = False
-    return re2.compile(pattern, options)
-
-
 def _pattern(validator: Validator, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
-    if validator.is_type(instance, "string") and not _regex(pattern).search(instance):
+    if validator.is_type(instance, "string") and not compile_pattern(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
@@ -124,7 +116,7 @@ def _pattern_properties(
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in patterns.items():
-        regex = _regex(pattern)
+        regex = compile_pattern(pattern)
         for key, value in instance.items():
             if regex.search(key):
                 yield from validator.descend(value, subschema, path=key, schema_path=pattern)
@@ -136,7 +128,7 @@ def _additional_properties(
     if not validator.is_type(instance, "object"):
         return
     known = schema.get("properties", {})
-    patterns = [_regex(pattern) for pattern in schema.get("patternProperties", {})]
+    patterns = [compile_pattern(pattern) for pattern in schema.get("patternProperties", {})]
     extras = [
         key
         for key in instance

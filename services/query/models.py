@@ -14,7 +14,8 @@ import structlog
 
 from libs.common import limits
 from libs.common.errors import Conflict, InvalidArgument
-from services.query.pricing import DEFAULT_PRICES, Catalog, compile_pattern, model_from_entry
+from libs.common.regex import compile_pattern
+from services.query.pricing import DEFAULT_PRICES, Catalog, model_from_entry
 
 log = structlog.get_logger()
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import re2
 import structlog
 
 from libs.common import limits
+from libs.common.regex import compile_pattern
 
 log = structlog.get_logger()
 
@@ -136,19 +136,6 @@ def _holds(
     source = parameters if condition.source == "model_parameters" else metadata
     value = source.get(condition.key)
     return condition.operator == "in" and str(value) in condition.values
-
-
-def compile_pattern(pattern: str, case_sensitive: bool = True) -> Any:
-    """An RE2 pattern (Langfuse's carry `(?i)` where they ignore case); ValueError with RE2's
-    reason for what RE2 cannot compile (backreferences, lookarounds, huge repetitions)."""
-    options = re2.Options()
-    options.log_errors = False
-    options.case_sensitive = case_sensitive
-    try:
-        return re2.compile(pattern, options)
-    except re2.error as exc:
-        reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
-        raise ValueError(reason) from exc
 
 
 def model_from_entry(entry: dict[str, Any]) -> Model:
