@@ -4,7 +4,6 @@ reached only through their own queue, and a project deletion that takes all of i
 of another project."""
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -12,24 +11,14 @@ import redis.asyncio as redis
 
 from libs.common.errors import Conflict, InvalidArgument
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.migrate import migrate_postgres
 from libs.common.score_config_cache import score_config_generations
 from services.evals.annotation_queues import AnnotationQueueStore, NewItem, NewQueue
 from services.evals.comments import CommentFilter, CommentStore, NewComment
 from services.evals.project_deletions import ProjectPurger
 from services.evals.score_configs import ConfigFields, ScoreConfigStore
-from services.evals.server import MIGRATIONS
 from tests.integration.conftest import ENV, unique
 
 A, B = unique("project-a"), unique("project-b")
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_postgres(pg_dsn, MIGRATIONS)
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=8)
-    yield pool
-    await pool.close()
 
 
 async def config(pool: asyncpg.Pool, project_id: str, *, archived: bool = False) -> str:

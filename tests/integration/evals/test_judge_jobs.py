@@ -5,25 +5,13 @@ sealed."""
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
-import pytest
 
-from libs.common.migrate import migrate_postgres
 from services.evals.connections import ConnectionApi
 from services.evals.jobs import JobStore, Match
 from services.evals.secret_box import SecretBox
-from services.evals.server import MIGRATIONS
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_postgres(pg_dsn, MIGRATIONS)
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=8)
-    yield pool
-    await pool.close()
 
 
 def match(trace: str, delay_ms: int = 0) -> Match:

@@ -15,22 +15,12 @@ from libs.common.errors import NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.gencache import GenerationCache
-from libs.common.migrate import migrate_postgres
 from libs.common.scope import ProjectScope
 from libs.common.score_config_cache import score_config_generations
 from services.evals.score_configs import ScoreConfigApi
-from services.evals.server import MIGRATIONS
 from tests.integration.conftest import ENV, unique
 
 A, B = ProjectScope(unique("project-a")), ProjectScope(unique("project-b"))
-
-
-@pytest.fixture
-async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_postgres(pg_dsn, MIGRATIONS)
-    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=8)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
