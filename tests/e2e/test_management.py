@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from libs.common.kafka import KafkaCluster, Topic
 from tests.e2e.admin import admin
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port, wait_healthy
+from tests.e2e.probes import wait_until_up
 from tests.e2e.test_media import png, upload
 from tests.support.eventually import eventually
 
@@ -451,15 +452,7 @@ async def second_gateway(stack: Stack) -> AsyncIterator[str]:
     process = stack.start("gateway", GATEWAY_HTTP_PORT=str(port))
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=url) as client:
-
-            async def ready() -> int:
-                try:
-                    return (await client.get("/api/public/ready")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(ready, lambda status: status == 200, timeout=30)
+        await wait_until_up(url)
         yield url
     finally:
         process.send_signal(signal.SIGTERM)

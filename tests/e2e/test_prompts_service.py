@@ -14,6 +14,7 @@ from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.rpc import check_health, make_channel
 from libs.common.scope import ProjectScope
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack, free_port
+from tests.e2e.probes import wait_until_up
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -34,15 +35,7 @@ async def second_replica(stack: Stack) -> AsyncIterator[str]:
     url = f"http://127.0.0.1:{http_port}"
     try:
         await eventually(lambda: check_health(f"127.0.0.1:{grpc_port}"), lambda s: s == "SERVING")
-        async with httpx.AsyncClient(base_url=url) as client:
-
-            async def ready() -> int:
-                try:
-                    return (await client.get("/api/public/ready")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(ready, lambda status: status == 200, timeout=30)
+        await wait_until_up(url)
         yield url
     finally:
         for process in (gateway, prompts):

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port
-from tests.support.eventually import eventually
+from tests.e2e.probes import wait_until_up
 
 # How long a test waits for the gateway to act before it fails: far beyond the 1 s deadlines.
 FAILSAFE_SECONDS = 30
@@ -29,15 +29,7 @@ async def strict_gateway(stack: Stack) -> AsyncIterator[int]:
         GATEWAY_BODY_TIMEOUT_SECONDS="1",
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-
-            async def health() -> int:
-                try:
-                    return (await client.get("/api/public/health")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(health, lambda status: status == 200, timeout=30)
+        await wait_until_up(f"http://127.0.0.1:{port}", "/api/public/health")
         yield port
     finally:
         gateway.send_signal(signal.SIGTERM)

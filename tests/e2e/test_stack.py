@@ -6,6 +6,7 @@ import sys
 import httpx
 
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack, free_port
+from tests.e2e.probes import status_of
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -58,14 +59,9 @@ async def test_sigterm_fails_readiness_then_exits_cleanly(stack: Stack) -> None:
     port = free_port()
     gateway = stack.start("gateway", GATEWAY_HTTP_PORT=str(port), GATEWAY_DRAIN_SECONDS="2")
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-
-        async def ready_status() -> int:
-            try:
-                return (await client.get("/api/public/ready")).status_code
-            except httpx.TransportError:
-                return 0
-
-        await eventually(ready_status, lambda status: status == 200, timeout=30)
+        # One client throughout: its kept-alive connection still asks while the gateway drains.
+        ready = "/api/public/ready"
+        await eventually(lambda: status_of(client, ready), lambda status: status == 200, timeout=30)
         gateway.send_signal(signal.SIGTERM)
-        await eventually(ready_status, lambda status: status == 503, timeout=5)
+        await eventually(lambda: status_of(client, ready), lambda status: status == 503, timeout=5)
     assert gateway.wait(timeout=30) == 0
