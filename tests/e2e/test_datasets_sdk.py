@@ -2,7 +2,6 @@
 on the whole stack: Python 5.x (this venv), Python 3.x (its own virtualenv) and the JS client;
 plus what no SDK sends: another project's key, bad input, run items naming only an observation."""
 
-import hashlib
 import json
 import subprocess
 import uuid
@@ -15,8 +14,9 @@ from langfuse import Langfuse
 from langfuse.api import DatasetStatus
 
 from tests.e2e.admin import new_project
-from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
 from tests.e2e.node import run_node_script
+from tests.e2e.run_ids import stable_run_id
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -27,15 +27,6 @@ SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required":
 
 def unique(prefix: str) -> str:
     return f"{prefix}/{uuid.uuid4().hex[:8]} set"
-
-
-def stable_run_id(dataset_id: str, run_name: str) -> str:
-    key = json.dumps(
-        ["langfuse-experiment-v1", PROJECT_ID, dataset_id, run_name],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @pytest.fixture

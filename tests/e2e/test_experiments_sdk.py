@@ -4,7 +4,6 @@ evaluators; re-runs with the same run name; run items from POST /dataset-run-ite
 JS and Python 3 experiment runners (run items, then spans) landing in the same run;
 `api.experiments` reads; a run's results with their numbers."""
 
-import hashlib
 import json
 import subprocess
 import uuid
@@ -16,8 +15,9 @@ import pytest
 from langfuse import Evaluation, Langfuse
 
 from tests.e2e.admin import new_project
-from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack
 from tests.e2e.node import run_node_script
+from tests.e2e.run_ids import stable_run_id
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -29,15 +29,6 @@ SINCE = datetime.now(UTC) - timedelta(hours=1)
 @pytest.fixture
 def sdk(stack: Stack) -> Langfuse:
     return Langfuse(public_key=PUBLIC_KEY, secret_key=SECRET_KEY, host=stack.gateway_url)
-
-
-def stable_run_id(dataset_id: str, run_name: str) -> str:
-    payload = json.dumps(
-        ["langfuse-experiment-v1", PROJECT_ID, dataset_id, run_name],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def double(*, item: Any, **kwargs: Any) -> int:
