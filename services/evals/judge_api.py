@@ -7,7 +7,7 @@ from libs.common.gen.obs.evals.v1 import evals_pb2 as pb
 from libs.common.scope import ProjectScope
 from services.evals.connections import ConnectionApi
 from services.evals.evaluators import EvaluatorApi
-from services.evals.fields import findable, invalid
+from services.evals.fields import checked_page, findable, invalid
 from services.evals.jobs import STATUSES, JobStore
 from services.evals.rules import RuleApi
 from services.evals.trigger import RuleCache
@@ -33,8 +33,7 @@ class JudgeApi:
     async def list_connections(
         self, scope: ProjectScope, request: pb.ListLlmConnectionsRequest
     ) -> pb.ListLlmConnectionsResponse:
-        page = request.page.page or 1
-        limit = request.page.limit or DEFAULT_LIMIT
+        page, limit = checked_page(request.page)
         documents, meta = await self._connections.list_page(scope.project_id, page, limit)
         return pb.ListLlmConnectionsResponse(connections_json=documents, meta=meta)
 
