@@ -7,6 +7,7 @@ DLQ. When a batch still cannot be written (a project model whose prices do not c
 consumer calls `write` again with halves of it until the record at fault is alone, and
 dead-letters that one."""
 
+import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -132,13 +133,15 @@ class EventWriter:
                 grouped[(event.kind, event.project_id)][event.entity_id].append(event.change)
         now = datetime.now(UTC)
         for kind in ("trace", "observation", "score"):
+            groups = [(p, changes) for (k, p), changes in grouped.items() if k == kind]
+            # One lookup per project, all at once (the store's sessions serve them in parallel):
+            # SDK traffic spreads a batch over many projects, and waiting for each in turn made
+            # the lookups, not the insert, the writer's pace.
+            loaded_per_project = await asyncio.gather(
+                *(self._store.load(kind, p, list(c), _trace_ids(kind, c)) for p, c in groups)
+            )
             rows = []
-            for (group_kind, project_id), changes in grouped.items():
-                if group_kind != kind:
-                    continue
-                loaded = await self._store.load(
-                    kind, project_id, list(changes), _trace_ids(kind, changes)
-                )
+            for (project_id, changes), loaded in zip(groups, loaded_per_project, strict=True):
                 stored = {row["id"]: from_row(kind, row) for row in loaded}
                 catalog = await self._catalogs.for_project(project_id)
                 for entity_id, entity_changes in changes.items():
