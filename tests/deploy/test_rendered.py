@@ -233,6 +233,7 @@ def test_secrets_are_wired_from_existing_secrets(default_manifests: list[dict]) 
         "S3_ACCESS_KEY": ("obs-s3", "access-key"),
         "S3_SECRET_KEY": ("obs-s3", "secret-key"),
         "INGESTION_REDIS_URL": ("obs-redis", "evals-url"),
+        "INGESTION_DATABASE_URL": ("obs-postgres", "ingestion-url"),
     }
     assert secret_refs(deployments["obs-query"]) == {
         **internal,
@@ -261,6 +262,7 @@ def test_production_overrides_secret_names_and_drops_static_s3_keys(
     assert secret_refs(deployments["obs-ingestion"]) == {
         "INTERNAL_AUTH_TOKEN": ("obs-internal-auth", "token"),
         "INGESTION_REDIS_URL": ("obs-redis", "evals-url"),
+        "INGESTION_DATABASE_URL": ("obs-pg-ingestion", "uri"),
     }
     assert deployments["obs-ingestion"]["spec"]["template"]["spec"]["serviceAccountName"] == (
         "obs-ingestion-s3"
