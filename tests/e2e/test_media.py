@@ -5,7 +5,6 @@ of the very bytes. Checksums, limits, other projects and trace deletion as the i
 import base64
 import hashlib
 import json
-import os
 import re
 import signal
 import struct
@@ -20,6 +19,7 @@ from langfuse import Langfuse, LangfuseMedia
 
 from libs.common.rpc import check_health
 from tests.e2e.conftest import PUBLIC_KEY, SECRET_KEY, Stack, free_port
+from tests.e2e.node import run_node_script
 from tests.e2e.test_ingestion_batch import admin
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
@@ -246,27 +246,11 @@ async def test_another_project_sees_no_media_and_urls_cover_their_key(stack: Sta
     assert replayed.status_code == 403
 
 
-NODE_MODULES = ROOT / "scripts" / "node" / "node_modules"
-
-
 async def test_js_span_processor_uploads_a_data_uri(stack: Stack) -> None:
     content = png(f"js {uuid.uuid4()}")
-    result = subprocess.run(
-        ["node", str(ROOT / "tests" / "e2e" / "js" / "media.mjs")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={
-            **os.environ,
-            "LANGFUSE_NODE_MODULES": NODE_MODULES.as_uri(),
-            "LANGFUSE_PUBLIC_KEY": PUBLIC_KEY,
-            "LANGFUSE_SECRET_KEY": SECRET_KEY,
-            "LANGFUSE_BASE_URL": stack.gateway_url,
-            "MEDIA_DATA_URI": "data:image/png;base64," + base64.b64encode(content).decode(),
-        },
-    )
-    observation_id = json.loads(result.stdout.strip().splitlines()[-1])["observationId"]
+    data_uri = "data:image/png;base64," + base64.b64encode(content).decode()
+    printed = run_node_script(stack, "media.mjs", MEDIA_DATA_URI=data_uri)
+    observation_id = printed["observationId"]
     async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
         value = await stored(client, observation_id, "input")
         reference = REFERENCE.fullmatch(value["image"])

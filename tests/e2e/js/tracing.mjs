@@ -1,22 +1,7 @@
 // Traces a small agent run with the official JS packages (@langfuse/otel + @langfuse/tracing on
 // the OpenTelemetry Node SDK) against the gateway and prints the trace id. Run by
-// tests/e2e/test_otel.py; module paths come from LANGFUSE_NODE_MODULES.
-const modules = process.env.LANGFUSE_NODE_MODULES;
-const load = (name) => import(`${modules}/${name}/build/src/index.js`).catch(() =>
-  import(`${modules}/${name}/dist/index.mjs`));
-const { NodeTracerProvider } = await load("@opentelemetry/sdk-trace-node");
-const { LangfuseSpanProcessor } = await load("@langfuse/otel");
-const tracing = await load("@langfuse/tracing");
-
-const processor = new LangfuseSpanProcessor({
-  publicKey: process.env.LANGFUSE_PUBLIC_KEY,
-  secretKey: process.env.LANGFUSE_SECRET_KEY,
-  baseUrl: process.env.LANGFUSE_BASE_URL,
-  exportMode: "immediate",
-});
-const provider = new NodeTracerProvider({ spanProcessors: [processor] });
-// register() also installs the async context manager that active observations need.
-provider.register();
+// tests/e2e/test_otel.py; the setup is langfuse_otel.mjs.
+import { processor, provider, tracing } from "./langfuse_otel.mjs";
 
 let traceId;
 await tracing.startActiveObservation("js-agent", async (root) => {
