@@ -126,8 +126,10 @@ def page_meta(page: int, limit: int, total: int) -> common_pb2.PageMeta:
 
 @contextlib.contextmanager
 def nul_refused() -> Iterator[None]:
-    """Turns PostgreSQL's refusal of `\\u0000` in a jsonb value into the client's 400."""
+    """Turns PostgreSQL's refusal of `\\u0000` into the client's 400: in a jsonb value
+    (UntranslatableCharacter) and in a text parameter, such as an id from the path
+    (CharacterNotInRepertoire)."""
     try:
         yield
-    except asyncpg.UntranslatableCharacterError as exc:
-        raise invalid("JSON values must not contain NUL characters (\\u0000)") from exc
+    except (asyncpg.UntranslatableCharacterError, asyncpg.CharacterNotInRepertoireError) as exc:
+        raise invalid("values must not contain NUL characters (\\u0000)") from exc

@@ -27,6 +27,7 @@ from libs.common.scope import ProjectScope
 from services.evals.fields import (
     checked_page,
     checked_text,
+    findable,
     invalid,
     iso,
     nul_refused,
@@ -178,7 +179,8 @@ class ScoreConfigApi:
     async def get(
         self, scope: ProjectScope, request: evals_pb2.GetScoreConfigRequest
     ) -> evals_pb2.GetScoreConfigResponse:
-        document = await self._store.get(scope.project_id, request.config_id)
+        found = findable(request.config_id)
+        document = await self._store.get(scope.project_id, request.config_id) if found else None
         if document is None:
             raise NotFound("Score config not found within authorized project")
         return evals_pb2.GetScoreConfigResponse(config_json=orjson.dumps(document))

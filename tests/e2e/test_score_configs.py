@@ -132,6 +132,10 @@ async def test_unknown_configs_and_bad_requests_are_json_errors(stack: Stack) ->
             )
             assert response.status_code == 404
             assert response.json()["error"] == "LangfuseNotFoundError"
+        # An id no row can hold (PostgreSQL text has no NUL) is a plain 404 too, or a 400 to change.
+        assert (await client.get("/api/public/score-configs/a%00")).status_code == 404
+        nul_patch = await client.patch("/api/public/score-configs/a%00", json={"isArchived": True})
+        assert nul_patch.status_code in (400, 404)
         not_json = await client.post("/api/public/score-configs", content=b"{name")
         assert not_json.status_code == 400
         too_big = await client.get("/api/public/score-configs", params={"limit": 101})
