@@ -3,7 +3,7 @@ from dataclasses import dataclass
 from libs.common import config
 from libs.common.config import ConfigError, GrpcServiceSettings, env
 from libs.common.kafka import KafkaClientSettings
-from services.evals.secret_box import SecretKeyError, parse_key
+from libs.common.secret_box import check_key_setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,7 +19,7 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     # The ingestion service: judge scores and the judge's own generation are ingested there.
     ingestion_addr: str = env("INGESTION_ADDR")
     grpc_port: int = 50054
-    # AES-256-GCM key of LLM connection secrets (services/evals/secret_box.py); without it LLM
+    # AES-256-GCM key of LLM connection secrets (libs/common/secret_box.py); without it LLM
     # connections cannot be saved and judge jobs cannot run.
     encryption_key: str = ""
     encryption_key_previous: str = ""
@@ -31,15 +31,8 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
 
     def __post_init__(self) -> None:
         super(EvalsConfig, self).__post_init__()
-        for name, value in (
-            ("EVALS_ENCRYPTION_KEY", self.encryption_key),
-            ("EVALS_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous),
-        ):
-            try:
-                if value:
-                    parse_key(value)
-            except SecretKeyError as exc:
-                raise ConfigError(f"{name} {exc}") from exc
+        check_key_setting("EVALS_ENCRYPTION_KEY", self.encryption_key)
+        check_key_setting("EVALS_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous)
         if self.judge_concurrency < 1 or self.judge_max_attempts < 1:
             raise ConfigError("EVALS_JUDGE_CONCURRENCY and EVALS_JUDGE_MAX_ATTEMPTS must be ≥ 1")
 

@@ -1,5 +1,5 @@
 """LLM connections (`GET/PUT /llm-connections`, `DELETE /llm-connections/{id}`): upserted by
-provider name, their secret key and extra headers sealed at rest (services/evals/secret_box.py),
+provider name, their secret key and extra headers sealed at rest (libs/common/secret_box.py),
 shown only masked. The judge worker opens them (`endpoint`) and nothing else does."""
 
 import uuid
@@ -12,6 +12,7 @@ import orjson
 
 from libs.common.errors import NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
+from libs.common.secret_box import SecretBox, masked
 from services.evals.fields import (
     findable,
     indexable,
@@ -25,7 +26,6 @@ from services.evals.fields import (
     text,
 )
 from services.evals.llm import Endpoint
-from services.evals.secret_box import SecretBox, masked
 
 # Langfuse's LlmAdapter values; only the OpenAI wire format is spoken here (any compatible
 # baseURL), so the others are refused rather than stored and failing every job later.

@@ -1,6 +1,6 @@
 """`python -m services.evals.rotate_secrets`: re-seals every LLM connection secret with
 EVALS_ENCRYPTION_KEY (opening those sealed with EVALS_ENCRYPTION_KEY_PREVIOUS), the middle step of
-a key rotation (services/evals/secret_box.py). Safe to run again; prints how many it re-sealed."""
+a key rotation (libs/common/secret_box.py). Safe to run again; prints how many it re-sealed."""
 
 import asyncio
 

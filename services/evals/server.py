@@ -21,6 +21,7 @@ from libs.common.project_deletions import consumer_settings as deletion_settings
 from libs.common.project_deletions import decode_deletion
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
+from libs.common.secret_box import SecretBox, open_box
 from services.evals import trigger
 from services.evals.annotation_queues import AnnotationQueueApi
 from services.evals.comments import CommentApi
@@ -38,7 +39,6 @@ from services.evals.references import ObjectLookup
 from services.evals.results import ExperimentReads
 from services.evals.rules import RuleApi
 from services.evals.score_configs import ScoreConfigApi
-from services.evals.secret_box import SecretBox, parse_key
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
@@ -129,7 +129,4 @@ async def migrate(cfg: EvalsConfig) -> None:
 
 def secret_box(cfg: EvalsConfig) -> SecretBox | None:
     """None without EVALS_ENCRYPTION_KEY: LLM connections are then refused with a clear 503."""
-    if not cfg.encryption_key:
-        return None
-    previous = parse_key(cfg.encryption_key_previous) if cfg.encryption_key_previous else None
-    return SecretBox(parse_key(cfg.encryption_key), previous)
+    return open_box(cfg.encryption_key, cfg.encryption_key_previous)

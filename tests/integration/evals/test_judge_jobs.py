@@ -9,9 +9,9 @@ import os
 import asyncpg
 import orjson
 
+from libs.common.secret_box import SecretBox
 from services.evals.connections import ConnectionApi
 from services.evals.jobs import JobStore, Match
-from services.evals.secret_box import SecretBox
 
 
 def match(trace: str, delay_ms: int = 0) -> Match:

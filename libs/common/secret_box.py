@@ -1,10 +1,10 @@
-"""Encryption at rest of LLM connection secrets (API keys, extra headers): AES-256-GCM with the
-key in EVALS_ENCRYPTION_KEY (32 bytes, base64 or hex). A stored value is `v1`, the key's 4-byte
+"""Encryption at rest of the secrets services keep for their users: evals' LLM connection keys
+(EVALS_ENCRYPTION_KEY) and query's blob-storage export credentials (QUERY_ENCRYPTION_KEY).
+AES-256-GCM with a 32-byte key (base64 or hex). A stored value is `v1`, the key's 4-byte
 fingerprint, a 12-byte random nonce and the ciphertext with its tag, so a value sealed with
 another key is told apart from a corrupted one. Rotation: start every replica with the new key in
-EVALS_ENCRYPTION_KEY and the old one in EVALS_ENCRYPTION_KEY_PREVIOUS, run
-`python -m services.evals.rotate_secrets` (re-seals every row with the new key), then drop the
-previous key."""
+<SERVICE>_ENCRYPTION_KEY and the old one in <SERVICE>_ENCRYPTION_KEY_PREVIOUS, re-seal the rows
+(`python -m services.evals.rotate_secrets` for evals), then drop the previous key."""
 
 import base64
 import binascii
@@ -13,6 +13,8 @@ import os
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from libs.common.config import ConfigError
 
 _VERSION = b"v1"
 _NONCE_BYTES = 12
@@ -37,7 +39,18 @@ def parse_key(raw: str) -> bytes:
     return key
 
 
+def check_key_setting(name: str, value: str) -> None:
+    """For a config's __post_init__: an empty setting passes (no key), a malformed one stops the
+    process naming the variable."""
+    try:
+        if value:
+            parse_key(value)
+    except SecretKeyError as exc:
+        raise ConfigError(f"{name} {exc}") from exc
+
+
 def _fingerprint(key: bytes) -> bytes:
+    # The label predates the move from the evals service; values already sealed depend on it.
     return hashlib.sha256(b"obs-evals-secret-box" + key).digest()[:4]
 
 
@@ -69,6 +82,14 @@ class SecretBox:
 
     def is_current(self, value: bytes) -> bool:
         return value[2:6] == _fingerprint(self._current)
+
+
+def open_box(key: str, previous: str = "") -> SecretBox | None:
+    """The box of a service's key settings; None without a key (the service then refuses to
+    store secrets with a clear 503)."""
+    if not key:
+        return None
+    return SecretBox(parse_key(key), parse_key(previous) if previous else None)
 
 
 def masked(secret: str) -> str:

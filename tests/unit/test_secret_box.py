@@ -1,11 +1,20 @@
-"""LLM connection secrets at rest: AES-256-GCM, bound to their row, opened after a key rotation."""
+"""Secrets at rest (LLM connections, export credentials): AES-256-GCM, bound to their row,
+opened after a key rotation."""
 
 import base64
 import os
 
 import pytest
 
-from services.evals.secret_box import SecretBox, SecretKeyError, masked, parse_key
+from libs.common.config import ConfigError
+from libs.common.secret_box import (
+    SecretBox,
+    SecretKeyError,
+    check_key_setting,
+    masked,
+    open_box,
+    parse_key,
+)
 
 
 def test_a_sealed_secret_opens_only_with_its_key_and_row() -> None:
@@ -40,3 +49,14 @@ def test_keys_are_32_bytes_in_hex_or_base64() -> None:
 
 def test_only_the_last_four_characters_are_shown() -> None:
     assert masked("sk-abcdefgh1234") == "...1234"
+
+
+def test_a_malformed_key_setting_is_named_and_an_empty_one_means_no_box() -> None:
+    check_key_setting("QUERY_ENCRYPTION_KEY", "")
+    with pytest.raises(ConfigError, match="QUERY_ENCRYPTION_KEY must be 32 bytes"):
+        check_key_setting("QUERY_ENCRYPTION_KEY", "short")
+    assert open_box("") is None
+    old, new = os.urandom(32), os.urandom(32)
+    sealed = SecretBox(old).seal("secret", "p")
+    box = open_box(new.hex(), old.hex())
+    assert box is not None and box.open(sealed, "p") == "secret"
