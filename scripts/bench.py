@@ -9,6 +9,7 @@ caller, so they include the client's own overhead and are an upper bound.
 import asyncio
 import base64
 import gzip
+import itertools
 import os
 import re
 import signal
@@ -30,6 +31,7 @@ from libs.common.gen.obs.prompts.v1 import prompts_pb2, prompts_pb2_grpc
 from libs.common.rpc import make_channel
 from libs.common.scope import ProjectScope
 from tests.support.devenv import ROOT, dev_env
+from tests.support.workload import Trace, Traffic, batch_events, otlp_export
 
 ENV = dev_env()
 GATEWAY = f"http://127.0.0.1:{ENV['GATEWAY_HTTP_PORT']}"
@@ -130,8 +132,8 @@ _SPAN_MARK = b"\xab\xcd\xef\x01\x23\x45"  # the first 6 of 8 span-id bytes; 2 co
 
 
 def otlp_template(spans: int = SPANS_PER_EXPORT) -> bytes:
-    """An SDK-like export, serialized once: one trace, a root and its children, ~1.5 KB of
-    attributes per span. Ids are marker bytes that `fresh_export` replaces."""
+    """The one-trace shape, serialized once: one trace of `spans` spans, a root and its children,
+    ~1.5 KB of attributes per span. Ids are marker bytes that `fresh_export` replaces."""
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.add(
@@ -182,8 +184,8 @@ _OBSERVATION_HEX = b"abcdef012345"  # the first 12 of 16 observation-id characte
 
 
 def batch_template(spans: int = SPANS_PER_EXPORT) -> bytes:
-    """An SDK-3-like `POST /ingestion` body: a trace-create and `spans` span and generation
-    creates of ~1.5 KB each, with marker ids that `fresh_batch` replaces."""
+    """The one-trace shape as an SDK-3-like `POST /ingestion` body: a trace-create and `spans`
+    span and generation creates of ~1.5 KB each, with marker ids that `fresh_batch` replaces."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     trace = {"id": _TRACE_HEX.decode(), "name": "bench", "timestamp": now}
     batch = [{"id": f"{_OBSERVATION_HEX.decode()}-trace", "type": "trace-create",
@@ -211,6 +213,35 @@ def fresh_batch(template: bytes) -> tuple[str, bytes]:
     return trace_id.decode(), body.replace(_OBSERVATION_HEX, os.urandom(6).hex().encode())
 
 
+# The SDK-like workload (tests/support/workload.py): a few dozen exports rendered once with marker
+# ids, made fresh per request by replacing the markers. Hex digits only, so that no word of the
+# payloads' text can hold them; as bytes (OTLP) they are not ASCII, so no text can either.
+_SDK_TRACE_MARK = "98" * 14  # the first 14 of 16 trace-id bytes; 2 count the trace
+_SDK_SPAN_MARK = "918273645546"  # the first 6 of 8 span-id bytes; 2 count the span
+SDK_TEMPLATES = 32
+SDK_SHAPE = "SDK-like: 100-200 obs of 10-40 traces × 3-20, 1-4 KiB in/out"
+ONE_TRACE_SHAPE = f"one trace × {SPANS_PER_EXPORT} spans, ~1.5 KiB"
+
+
+def sdk_exports(templates: int = SDK_TEMPLATES) -> list[list[Trace]]:
+    """`templates` SDK-like exports whose ids are markers."""
+    traffic = Traffic(
+        seed=14,
+        trace_id=lambda index: f"{_SDK_TRACE_MARK}{index:04x}",
+        span_id=lambda index: f"{_SDK_SPAN_MARK}{index:04x}",
+    )
+    return [traffic.export() for _ in range(templates)]
+
+
+@dataclass(frozen=True)
+class Body:
+    """One request's body, its first trace's id and the observations it carries."""
+
+    trace_id: str
+    data: bytes
+    observations: int
+
+
 @dataclass(frozen=True)
 class Load:
     """SDK-like requests of one kind: where they go, and a source of fresh bodies."""
@@ -218,26 +249,83 @@ class Load:
     name: str
     path: str
     headers: dict[str, str]
-    fresh: Callable[[], tuple[str, bytes]]  # (trace id, body)
+    fresh: Callable[[], Body]
+
+
+_OTLP_HEADERS = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
+_OTLP_PATH = "/api/public/otel/v1/traces"
+
+
+def _prepared(make: Callable[[], Body], count: int) -> Callable[[], Body]:
+    """`make`, with `count` bodies made up front, so that gzip runs before the clock starts and
+    the load generator leaves the cores to the stack."""
+    pool = [make() for _ in range(count)]
+    return lambda: pool.pop() if pool else make()
 
 
 def otlp_load(spans: int = SPANS_PER_EXPORT, prepared: int = 0) -> Load:
-    """OTLP protobuf exports; `prepared` of them are made up front, so that gzip runs before the
-    clock starts and the load generator leaves the cores to the stack."""
+    """The one-trace shape: OTLP exports of one trace of `spans` spans each."""
     template = otlp_template(spans)
-    pool = [fresh_export(template) for _ in range(prepared)]
 
-    def fresh() -> tuple[str, bytes]:
-        return pool.pop() if pool else fresh_export(template)
+    def make() -> Body:
+        return Body(*fresh_export(template), spans)
 
-    headers = {"content-type": "application/x-protobuf", "content-encoding": "gzip"}
-    return Load("OTLP protobuf", "/api/public/otel/v1/traces", headers, fresh)
+    name = f"OTLP protobuf [{ONE_TRACE_SHAPE}]"
+    return Load(name, _OTLP_PATH, _OTLP_HEADERS, _prepared(make, prepared))
 
 
 def batch_load(spans: int = SPANS_PER_EXPORT) -> Load:
+    """The one-trace shape as batch JSON."""
     template = batch_template(spans)
+
+    def make() -> Body:
+        return Body(*fresh_batch(template), spans)
+
     headers = {"content-type": "application/json"}
-    return Load("batch JSON", "/api/public/ingestion", headers, lambda: fresh_batch(template))
+    return Load(f"batch JSON [{ONE_TRACE_SHAPE}]", "/api/public/ingestion", headers, make)
+
+
+def sdk_otlp_load(observations: float = 0) -> Load:
+    """SDK-like OTLP exports, gzipped; enough for `observations` made up front."""
+    templates = [
+        (otlp_export(traces).SerializeToString(), sum(len(t.observations) for t in traces))
+        for traces in sdk_exports()
+    ]
+    trace_mark, span_mark = bytes.fromhex(_SDK_TRACE_MARK), bytes.fromhex(_SDK_SPAN_MARK)
+    turn = itertools.cycle(templates)
+
+    def make() -> Body:
+        raw, count = next(turn)
+        trace_bytes = os.urandom(14)
+        raw = raw.replace(trace_mark, trace_bytes).replace(span_mark, os.urandom(6))
+        return Body(trace_bytes.hex() + "0000", gzip.compress(raw, compresslevel=1), count)
+
+    mean = statistics.mean(count for _, count in templates)
+    name = f"OTLP protobuf gzip [{SDK_SHAPE}]"
+    return Load(name, _OTLP_PATH, _OTLP_HEADERS, _prepared(make, int(observations / mean)))
+
+
+def sdk_batch_load() -> Load:
+    """SDK-like `POST /ingestion` bodies (JSON, not compressed, as the Python SDK 2 sends them):
+    creates, then updates with output, usage, cost and end time, of 10-40 traces."""
+    templates = []
+    for traces in sdk_exports():
+        (events,) = batch_events(traces)
+        body = orjson.dumps({"batch": events, "metadata": {"sdk_name": "python"}})
+        templates.append((body, sum(len(t.observations) for t in traces)))
+    trace_mark, span_mark = _SDK_TRACE_MARK.encode(), _SDK_SPAN_MARK.encode()
+    turn = itertools.cycle(templates)
+
+    def make() -> Body:
+        body, count = next(turn)
+        trace_hex = os.urandom(14).hex()
+        body = body.replace(trace_mark, trace_hex.encode())
+        return Body(
+            trace_hex + "0000", body.replace(span_mark, os.urandom(6).hex().encode()), count
+        )
+
+    headers = {"content-type": "application/json"}
+    return Load(f"batch JSON [{SDK_SHAPE}]", "/api/public/ingestion", headers, make)
 
 
 async def send_for(load: Load, seconds: float, rate: float = 0) -> int:
@@ -246,7 +334,6 @@ async def send_for(load: Load, seconds: float, rate: float = 0) -> int:
     about half as much per request, which is the stack's to use."""
     sent = 0
     deadline = time.perf_counter() + seconds
-    interval = SENDERS * SPANS_PER_EXPORT / rate if rate else 0.0
     headers = {"Authorization": BASIC_AUTH}
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(GATEWAY, headers=headers, timeout=timeout) as session:
@@ -255,29 +342,102 @@ async def send_for(load: Load, seconds: float, rate: float = 0) -> int:
             nonlocal sent
             next_at = time.perf_counter()
             while time.perf_counter() < deadline:
-                _, body = load.fresh()
-                async with session.post(load.path, data=body, headers=load.headers) as response:
+                body = load.fresh()
+                async with session.post(load.path, data=body.data,
+                                        headers=load.headers) as response:  # fmt: skip
                     response.raise_for_status()
-                sent += SPANS_PER_EXPORT
-                next_at += interval
+                    if response.status == 207 and (errors := (await response.json())["errors"]):
+                        raise RuntimeError(f"{load.name}: events refused: {errors[:3]}")
+                sent += body.observations
+                next_at += SENDERS * body.observations / rate if rate else 0.0
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
         await asyncio.gather(*(sender() for _ in range(SENDERS)))
     return sent
 
 
-async def throughput(load: Load) -> tuple[float, float]:
-    """(accepted, end-to-end) observations/s over INGEST_SECONDS of load."""
+# The processes of the stack's stages, by pid file: the services' (scripts/stack.sh) and the
+# engines' (scripts/engines.sh). The query service is the writer; the bench's own polling reads
+# are a few per second, noise beside it.
+STAGES = {
+    "gateway": "gateway.pid",
+    "ingestion": "ingestion.pid",
+    "S3 (MinIO)": "s3.pid",
+    "Kafka (broker JVM)": "kafka.pid",
+    "query writer": "query.pid",
+}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of `pid` and its descendants so far, including
+    the children they have waited for."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        process = int(stat.parent.name)
+        parents[process] = int(fields[1])
+        ticks[process] = sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    family, total = {pid}, 0
+    for process in sorted(ticks):  # a child's pid may be lower than its parent's: walk up
+        ancestor = process
+        while ancestor not in family and ancestor in parents and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in family:
+            family.add(process)
+            total += ticks[process]
+    return total / _CLOCK_TICKS
+
+
+def stage_cpu() -> dict[str, float]:
+    run = ROOT / ENV["OBS_DEV_DIR"] / "run"
+    return {name: cpu_seconds(int((run / file).read_text())) for name, file in STAGES.items()}
+
+
+async def caught_up(client: httpx.AsyncClient, observations: int, stall: float = 60) -> None:
+    """Until the project holds `observations`; fails if none is added for `stall` seconds."""
+    last, last_at = -1, time.perf_counter()
+    while (count := await observation_count(client)) < observations:
+        if count != last:
+            last, last_at = count, time.perf_counter()
+        elif time.perf_counter() - last_at > stall:
+            raise RuntimeError(f"the writer stalled at {count} of {observations} observations")
+        await asyncio.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """A sustained run: accepted and end-to-end observations/s, CPU µs per observation by stage."""
+
+    accepted: float
+    end_to_end: float
+    stage_us: dict[str, float]
+
+
+async def sustained(load: Load) -> Sustained:
+    """INGEST_SECONDS of load as fast as the stack answers, then until every observation sent is
+    readable; each stage's CPU over that whole time, per observation sent."""
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         before = await observation_count(client)
+        cpu_before = stage_cpu()
         started = time.perf_counter()
         sent = await send_for(load, INGEST_SECONDS)
         accepted_seconds = time.perf_counter() - started
-        while await observation_count(client) < before + sent:
-            if time.perf_counter() - started > INGEST_SECONDS * 5:
-                raise RuntimeError("the writer did not catch up")
-            await asyncio.sleep(0.2)
-        return sent / accepted_seconds, sent / (time.perf_counter() - started)
+        await caught_up(client, before + sent)
+        end_to_end = sent / (time.perf_counter() - started)
+        cpu_after = stage_cpu()
+    stage_us = {name: (cpu_after[name] - cpu_before[name]) / sent * 1e6 for name in STAGES}
+    return Sustained(sent / accepted_seconds, end_to_end, stage_us)
+
+
+async def throughput(load: Load) -> tuple[float, float]:
+    """(accepted, end-to-end) observations/s over INGEST_SECONDS of load."""
+    run = await sustained(load)
+    return run.accepted, run.end_to_end
 
 
 async def visibility_p95(client: httpx.AsyncClient, probes: int = 40, poll: float = 0.01) -> float:
@@ -286,13 +446,15 @@ async def visibility_p95(client: httpx.AsyncClient, probes: int = 40, poll: floa
     delays: list[float] = []
     probe = otlp_load(spans=5)
     for _ in range(probes):
-        trace_id, body = probe.fresh()
-        (await client.post(probe.path, content=body, headers=probe.headers)).raise_for_status()
+        body = probe.fresh()
+        response = await client.post(probe.path, content=body.data, headers=probe.headers)
+        response.raise_for_status()
         answered = time.perf_counter()
-        while (await client.get(f"/api/public/traces/{trace_id}")).status_code != 200:
+        while (await client.get(f"/api/public/traces/{body.trace_id}")).status_code != 200:
             await asyncio.sleep(poll)
         while True:
-            page = await client.get("/api/public/v2/observations", params={"traceId": trace_id})
+            params = {"traceId": body.trace_id}
+            page = await client.get("/api/public/v2/observations", params=params)
             if len(page.json()["data"]) == 5:
                 break
             await asyncio.sleep(poll)
@@ -300,24 +462,47 @@ async def visibility_p95(client: httpx.AsyncClient, probes: int = 40, poll: floa
     return p(delays, 95)
 
 
+def throughput_rows(load: Load, run: Sustained) -> list[Row]:
+    return [
+        (f"{load.name} accepted ({INGEST_SECONDS:.0f} s, {SENDERS} senders)",
+         f"{run.accepted:.0f} obs/s", ">= 10000 obs/s"),
+        (f"{load.name} end to end (all readable)", f"{run.end_to_end:.0f} obs/s",
+         ">= 10000 obs/s"),
+    ]  # fmt: skip
+
+
+def stage_rows(load: Load, run: Sustained) -> list[Row]:
+    """The stage table: CPU µs per observation of each process over the sustained run."""
+    total = sum(run.stage_us.values())
+    return [
+        *((f"  CPU per obs, {stage} [{load.name.split(' [')[0]}, SDK-like]", f"{us:.0f} µs", "")
+          for stage, us in run.stage_us.items()),
+        (f"  CPU per obs, all five stages [{load.name.split(' [')[0]}, SDK-like]",
+         f"{total:.0f} µs", "<= 200 µs (10,000 obs/s on 2 cores)"),
+    ]  # fmt: skip
+
+
 async def ingest_rows() -> list[Row]:
+    """The SDK-like workload (the headline figures, with the stage table), then the one-trace
+    shape; visibility idle and under SDK-like OTLP load at 80 % of its measured rate."""
+    prepared = INGEST_SECONDS * 12_000
     rows: list[Row] = []
-    rated = 0.0
-    loads = [otlp_load(prepared=int(INGEST_SECONDS * 150)), batch_load()]
-    for load in loads:
-        accepted, end_to_end = await throughput(load)
-        rated = rated or end_to_end
-        MEASURED.setdefault("ingest_rate", end_to_end)
-        rows += [
-            (f"{load.name} ingest accepted ({INGEST_SECONDS:.0f} s, {SENDERS} senders)",
-             f"{accepted:.0f} obs/s", ">= 10000 obs/s"),
-            (f"{load.name} ingest end to end (all readable)", f"{end_to_end:.0f} obs/s",
-             ">= 10000 obs/s"),
-        ]  # fmt: skip
+    sdk_otlp = sdk_otlp_load(prepared)
+    otlp_run = await sustained(sdk_otlp)
+    MEASURED["ingest_rate"] = otlp_run.end_to_end
+    rows += throughput_rows(sdk_otlp, otlp_run) + stage_rows(sdk_otlp, otlp_run)
+    sdk_batch = sdk_batch_load()
+    batch_run = await sustained(sdk_batch)
+    rows += throughput_rows(sdk_batch, batch_run) + stage_rows(sdk_batch, batch_run)
+    rows.append(("query service (writer) RSS after the SDK-like sustained runs",
+                 f"{query_rss_mib():.0f} MiB", ""))  # fmt: skip
+    for load in (otlp_load(prepared=int(INGEST_SECONDS * 150)), batch_load()):
+        rows += throughput_rows(load, await sustained(load))
+    rate = 0.8 * otlp_run.end_to_end
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         idle = await visibility_p95(client)
         background = asyncio.create_task(
-            send_for(otlp_load(), INGEST_SECONDS / 2, rate=0.8 * rated)
+            send_for(sdk_otlp_load(rate * INGEST_SECONDS / 2), INGEST_SECONDS / 2, rate=rate)
         )
         # Polled every 50 ms: tight polling would itself load the stack it measures.
         loaded = await visibility_p95(client, probes=20, poll=0.05)
@@ -326,8 +511,8 @@ async def ingest_rows() -> list[Row]:
         ("visibility, 2xx -> trace and v2 observations readable, idle, p95", f"{idle:.0f} ms",
          "<= 1000 ms"),
         *rows,
-        (f"visibility p95 under OTLP load at 80 % of {rated:.0f} obs/s", f"{loaded:.0f} ms",
-         "<= 3000 ms"),
+        (f"visibility p95 under SDK-like OTLP load at 80 % of {otlp_run.end_to_end:.0f} obs/s",
+         f"{loaded:.0f} ms", "<= 3000 ms"),
     ]  # fmt: skip
 
 
@@ -340,18 +525,18 @@ async def read_rows() -> list[Row]:
         async def loader() -> None:
             nonlocal missing
             while missing > 0:
-                missing -= SPANS_PER_EXPORT
-                _, body = load.fresh()
-                (await client.post(load.path, content=body,
+                body = load.fresh()
+                missing -= body.observations
+                (await client.post(load.path, content=body.data,
                                    headers=load.headers)).raise_for_status()  # fmt: skip
 
         await asyncio.gather(*(loader() for _ in range(SENDERS)))
         trace_ids = []
         for _ in range(20):
-            trace_id, body = small.fresh()
-            (await client.post(small.path, content=body,
+            body = small.fresh()
+            (await client.post(small.path, content=body.data,
                                headers=small.headers)).raise_for_status()  # fmt: skip
-            trace_ids.append(trace_id)
+            trace_ids.append(body.trace_id)
         while await observation_count(client) < READ_OBSERVATIONS:
             await asyncio.sleep(1)
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 3600))

@@ -27,6 +27,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from libs.common.config import env
@@ -158,15 +159,23 @@ class Producer:
         *,
         key: bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
     ) -> RecordMetadata:
-        """Returns once the broker has the message; raises KafkaError when it may not."""
+        """Returns once the broker has the message; raises KafkaError when it may not. Without a
+        `partition`, the key chooses it (`partition_of`)."""
         client = self._client
         try:
-            delivery = await client.send(topic, value, key=key, headers=headers)
+            delivery = await client.send(
+                topic, value, key=key, headers=headers, partition=partition
+            )
             return await delivery
         except _FATAL as exc:
             await self._replace(client, exc)
             raise
+
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions, in the order `partition_of` counts them."""
+        return sorted(await self._client.partitions_for(topic))
 
     async def _replace(self, broken: AIOKafkaProducer, error: KafkaError) -> None:
         async with self._lock:
@@ -183,6 +192,12 @@ class Producer:
         retiring = asyncio.create_task(broken.stop())
         self._retiring.add(retiring)
         retiring.add_done_callback(self._retiring.discard)
+
+
+def partition_of(key: bytes, partitions: list[int]) -> int:
+    """The partition a send keyed by `key` goes to: aiokafka's default partitioner (murmur2, as
+    the Java client), for producers that group several keys' records into one message."""
+    return int(DefaultPartitioner()(key, partitions, partitions))
 
 
 def make_producer(cluster: KafkaCluster, client_id: str) -> Producer:
