@@ -48,6 +48,7 @@ def test_one_template_renders_every_workload(helm: Path) -> None:
         "migrations-job.yaml",
         "networkpolicy.yaml",
         "services.yaml",
+        "tests",
     ]
     out = template(helm, "--show-only", "templates/services.yaml").stdout
     kinds = [doc["kind"] for doc in yaml.safe_load_all(out) if doc]
@@ -310,6 +311,20 @@ def test_hook_jobs_migrate_before_install_and_upgrade(default_manifests: list[di
         # the same Secrets as the service, which the release never creates.
         assert "envFrom" not in c
         assert secret_refs(job) == secret_refs(deployments[f"obs-{name}"])
+
+
+def test_helm_test_asks_the_gateway_for_its_health_from_a_hardened_pod(
+    default_manifests: list[dict],
+) -> None:
+    (pod,) = by_kind(default_manifests, "Pod").values()
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (health,) = pod["spec"]["containers"]
+    assert health["image"] == "obs:0.1.0"
+    assert "http://obs-gateway:3000/api/public/health" in health["command"][-1]
+    assert health["securityContext"]["readOnlyRootFilesystem"] is True
+    # A pod of the release, which the NetworkPolicies admit to the gateway however it is set.
+    assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == "obs"
 
 
 def test_the_internal_token_is_generated_once_before_the_migrations(

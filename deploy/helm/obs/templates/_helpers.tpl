@@ -149,3 +149,55 @@ volumeMounts:
 env:
   {{- include "obs.env" . | nindent 2 }}
 {{- end -}}
+
+{{/*
+Install-time checks against the cluster, so that a mistake fails `helm install`/`upgrade` with
+the value's name instead of leaving a pod stuck in CreateContainerConfigError, a ReplicaSet
+unable to create pods, or a ScaledObject nobody reads, long after helm returned:
+- every Secret and key the values name exists in the release's namespace;
+- so does every ServiceAccount named;
+- KEDA's ScaledObject is served where a service scales with KEDA.
+Skipped offline (`helm template`, `--dry-run=client`), where `lookup` sees no cluster and returns
+an empty map: a SecretList's `kind` tells an empty namespace from no cluster. Listing Secrets
+needs no permission beyond what helm's own release storage needs.
+*/}}
+{{- define "obs.checkCluster" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $list := lookup "v1" "Secret" $ns "" -}}
+{{- if $list.kind -}}
+{{- $secrets := dict -}}
+{{- range $list.items -}}
+{{- $_ := set $secrets .metadata.name (.data | default dict) -}}
+{{- end -}}
+{{- $refs := list -}}
+{{- with .Values.internalAuth.existingSecret -}}
+{{- $refs = append $refs (dict "value" "internalAuth.existingSecret" "name" . "key" $.Values.internalAuth.key) -}}
+{{- end -}}
+{{- range $name, $values := .Values.services -}}
+{{- $svc := mergeOverwrite (deepCopy $.Values.defaults) (deepCopy $values) -}}
+{{- if $svc.enabled -}}
+{{- range $variable, $ref := $svc.secretEnv -}}
+{{- if $ref -}}
+{{- $refs = append $refs (dict "value" (printf "services.%s.secretEnv.%s" $name $variable) "name" $ref.existingSecret "key" $ref.key) -}}
+{{- end -}}
+{{- end -}}
+{{- with $svc.serviceAccountName -}}
+{{- if not (lookup "v1" "ServiceAccount" $ns .) -}}
+{{- fail (printf "services.%s.serviceAccountName: no ServiceAccount %q in namespace %s; create it before installing" $name . $ns) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $svc.autoscaling.enabled $svc.autoscaling.keda.enabled (not ($.Capabilities.APIVersions.Has "keda.sh/v1alpha1/ScaledObject")) -}}
+{{- fail (printf "services.%s.autoscaling.keda.enabled: the cluster serves no keda.sh/v1alpha1 ScaledObject; install KEDA first (deploy/helm/obs/README.md) or set it to false" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $refs -}}
+{{- if not (hasKey $secrets .name) -}}
+{{- fail (printf "%s: no Secret %q in namespace %s; create it before installing (deploy/helm/obs/README.md, section 3)" .value .name $ns) -}}
+{{- end -}}
+{{- if not (hasKey (index $secrets .name) .key) -}}
+{{- fail (printf "%s: Secret %q has no key %q" .value .name .key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
