@@ -1,0 +1,77 @@
+"""Bench rows of the media uploads (issue 11), against a running stack: the round trip of a 1 MiB
+PNG through the Python SDK's own upload path (its MediaManager: POST /api/public/media, the
+presigned PUT with x-amz-checksum-sha256 straight to S3, PATCH /api/public/media/{id}), p95.
+Each sample is a new image (the same bytes twice are uploaded once: no PUT the second time).
+"""
+
+import os
+import queue
+import struct
+import time
+import uuid
+import zlib
+from urllib.parse import urlsplit
+
+import httpx
+from langfuse import Langfuse, LangfuseMedia
+from langfuse._task_manager.media_manager import MediaManager
+
+from scripts.bench_support import p95_ms
+
+Row = tuple[str, str, str]
+SAMPLES = int(os.environ.get("BENCH_MEDIA_SAMPLES", "50"))
+WARMUP = 5
+SIDE = 512  # 512 x 512 RGBA pixels: 1 MiB of pixel data
+
+
+def png_1mib() -> bytes:
+    """A valid PNG of random pixels (incompressible: about 1 MiB on the wire too)."""
+    raw = os.urandom(SIDE * SIDE * 4)
+    scanlines = b"".join(b"\x00" + raw[y * SIDE * 4 : (y + 1) * SIDE * 4] for y in range(SIDE))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", SIDE, SIDE, 8, 6, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(scanlines, 1)) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def media_rows(gateway: str, auth: tuple[str, str]) -> list[Row]:
+    sdk = Langfuse(public_key=auth[0], secret_key=auth[1], host=gateway)
+    with httpx.Client(timeout=30) as http:
+        # The SDK's uploader as its background thread runs it, called here one job at a time.
+        manager = MediaManager(
+            api_client=sdk.api, httpx_client=http, media_upload_queue=queue.Queue()
+        )
+        samples, size, upload_host = [], 0, ""
+        for index in range(WARMUP + SAMPLES):
+            content = png_1mib()
+            size = len(content)
+            media = LangfuseMedia(content_bytes=content, content_type="image/png")
+            job = {
+                "media_id": media._media_id, "content_bytes": content, "content_type": "image/png",
+                "content_length": size, "content_sha256_hash": media._content_sha256_hash,
+                "trace_id": uuid.uuid4().hex, "observation_id": None, "dataset_id": None,
+                "dataset_item_id": None, "field": "input",
+            }  # fmt: skip
+            started = time.perf_counter()
+            manager._process_upload_media_job(data=job)  # type: ignore[arg-type]
+            if index >= WARMUP:
+                samples.append(time.perf_counter() - started)
+            if index == 0:  # uploaded, and the bytes read back are the image's
+                stored = sdk.api.media.get(str(media._media_id))
+                upload_host = urlsplit(stored.url).netloc
+                if http.get(stored.url).content != content:
+                    raise RuntimeError("media: the bytes read back differ from those uploaded")
+    sdk.shutdown()
+    return [
+        (f"media upload round trip, {size / 2**20:.1f} MiB PNG, Python SDK, p95",
+         f"{p95_ms(samples):.0f} ms", "<= 100 ms"),
+        ("media bytes stored and served by (presigned, not the gateway)",
+         upload_host, f"!= {urlsplit(gateway).netloc}"),
+    ]  # fmt: skip
