@@ -60,7 +60,8 @@ def consumer_settings(kafka: KafkaCluster) -> ConsumerSettings:
 class RuleCache:
     """The enabled rules by project, reloaded every RELOAD_SECONDS and at once after a change
     through this replica. Read synchronously: `decode` skips the messages of projects without
-    rules by their Kafka key (`project:trace`) before decompressing anything."""
+    rules by their Kafka key (the project; `project:trace` in messages of earlier releases)
+    before decompressing anything."""
 
     def __init__(self, rules: RuleApi) -> None:
         self._rules = rules
@@ -75,7 +76,7 @@ class RuleCache:
         self._key_prefixes = tuple(f"{project}:".encode() for project in by_project)
 
     def may_match(self, key: bytes | None) -> bool:
-        return key is None or key.startswith(self._key_prefixes)
+        return key is None or (key + b":").startswith(self._key_prefixes)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reloads until `stop`; a failed reload keeps the rules it had."""

@@ -21,8 +21,9 @@ class IngestionConfig(GrpcServiceSettings, KafkaClientSettings):
     events_partitions: int = 4
     # A gzip OTLP export expanding past this many bytes is refused with 413.
     max_otlp_bytes: int = 32 * 1024 * 1024
-    # Media records and links (PostgreSQL); without it the media routes answer 503.
-    database_url: str = ""
+    # PostgreSQL: the event log's index (which objects hold a trace's events, written with every
+    # request, so that deleting a trace stays exact) and the media records and links. Required.
+    database_url: str
     # The S3 endpoint the SDKs reach, used only to sign media URLs; default S3_ENDPOINT_URL.
     s3_public_endpoint_url: str = ""
     # Largest media accepted (Langfuse's LANGFUSE_S3_MEDIA_MAX_CONTENT_LENGTH default).

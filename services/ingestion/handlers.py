@@ -1,9 +1,11 @@
-"""IngestionServicer: validate per event, log the accepted ones to S3, publish them to Kafka,
-and answer only once both are durable (a success means the event will become visible)."""
+"""IngestionServicer: validate per event, log the accepted ones to S3 (indexed in PostgreSQL),
+publish them to Kafka, and answer only once all three are durable (a success means the event
+will become visible, and its trace's deletion will find it)."""
 
 import asyncio
 from datetime import UTC, datetime
 
+import asyncpg
 import grpc
 import orjson
 import structlog
@@ -14,9 +16,10 @@ from libs.common.errors import InvalidArgument, Unavailable
 from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from libs.common.kafka import Producer
+from libs.common.kafka import Producer, partition_of
 from libs.common.scope import scope_from
 from services.ingestion.batch import EventError, accept, parse_envelope, score_event
+from services.ingestion.event_index import EventLogIndex
 from services.ingestion.media import Media
 from services.ingestion.otel import otel_events
 from services.ingestion.otlp import OtlpError, read_export
@@ -26,7 +29,7 @@ from services.ingestion.score_configs import (
     config_ids_of_batch,
     config_ids_of_scores,
 )
-from services.ingestion.store import EventLog
+from services.ingestion.store import EventLog, trace_of
 
 log = structlog.get_logger()
 
@@ -35,6 +38,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
     def __init__(
         self,
         event_log: EventLog,
+        index: EventLogIndex,
         producer: Producer,
         topic: str,
         *,
@@ -43,6 +47,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
         media: Media | None = None,
     ) -> None:
         self._event_log = event_log
+        self._index = index
         self._media = media
         self._score_configs = score_configs
         self._producer = producer
@@ -162,29 +167,43 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):  # type: i
     async def _publish(
         self, project_id: str, received_at: datetime, events: list[events_pb2.IngestionEvent]
     ) -> None:
-        """The events of each trace become one message: written to the event log first, then
-        produced to Kafka keyed by trace, so a trace keeps its order on one partition. The log
-        object and the message value are the same bytes, so the log replays as it was sent."""
-        by_trace: dict[str, events_pb2.IngestionEventBatch] = {}
-        for event in events:
-            trace_id = event.trace_id or event.entity_id
-            by_trace.setdefault(trace_id, events_pb2.IngestionEventBatch()).events.append(event)
-        messages = []
-        for trace_id, batch in by_trace.items():
-            log_key = EventLog.key(project_id, trace_id, received_at)
-            for event in batch.events:
-                event.event_log_key = log_key
-            messages.append((log_key, f"{project_id}:{trace_id}", encode_event_batch(batch)))
+        """A request's events cost one event-log object, one index statement and one message per
+        partition, all written at once. Each trace's events go to the partition a send keyed
+        `project:trace` would take, so a trace keeps its order on one partition. The object is
+        the messages' values one after the other: gzip members and serialized batches both
+        concatenate, so it decodes (libs/common/event_batches.py) as one batch of every event."""
+        log_key = EventLog.key(project_id, received_at)
         try:
-            await asyncio.gather(*(self._event_log.put(log_key, value)
-                                   for log_key, _, value in messages))  # fmt: skip
-            sends = (
-                self._producer.send_and_wait(self._topic, value, key=partition_key.encode())
-                for _, partition_key, value in messages
+            partitions = await self._producer.partitions(self._topic)
+            partition_of_trace: dict[str, int] = {}
+            by_partition: dict[int, list[events_pb2.IngestionEvent]] = {}
+            for event in events:
+                event.event_log_key = log_key
+                trace_id = trace_of(event)
+                partition = partition_of_trace.get(trace_id)
+                if partition is None:
+                    key = f"{project_id}:{trace_id}".encode()
+                    partition = partition_of_trace[trace_id] = partition_of(key, partitions)
+                by_partition.setdefault(partition, []).append(event)
+            values = {
+                partition: encode_event_batch(events_pb2.IngestionEventBatch(events=grouped))
+                for partition, grouped in sorted(by_partition.items())
+            }
+            # The key names the project alone: evals skips the messages of projects without
+            # rules by it, and the DLQ lists it.
+            await asyncio.gather(
+                self._event_log.put(log_key, b"".join(values.values())),
+                self._index.add(project_id, log_key, partition_of_trace),
+                *(
+                    self._producer.send_and_wait(
+                        self._topic, value, key=project_id.encode(), partition=partition
+                    )
+                    for partition, value in values.items()
+                ),
             )
-            await asyncio.gather(*sends)
-        except (BotoCoreError, ClientError, KafkaError) as exc:
-            # Nothing is acknowledged unless both the log and the topic have it; the SDKs retry.
+        except (BotoCoreError, ClientError, KafkaError, asyncpg.PostgresError, OSError) as exc:
+            # Nothing is acknowledged unless the log, its index and the topic have it; the SDKs
+            # retry (a retry writes a new object: the events are merged again, idempotently).
             raise Unavailable("event storage is unavailable, retry later") from exc
 
 

@@ -1,5 +1,6 @@
-"""Composition root of the ingestion service: the S3 event log, the Kafka producer, gRPC, and
-the consumer that deletes the event log's part of deleted traces."""
+"""Composition root of the ingestion service: the S3 event log and its index in PostgreSQL, the
+Kafka producer, gRPC, and the consumers that delete the event log's part of deleted traces and
+projects."""
 
 import asyncio
 from contextlib import AsyncExitStack
@@ -21,6 +22,7 @@ from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.ingestion.config import IngestionConfig
 from services.ingestion.deletions import EventLogCleaner, cleaner_settings, decode_notice
+from services.ingestion.event_index import EventLogIndex
 from services.ingestion.handlers import IngestionServicer
 from services.ingestion.media import Media, MediaObjects
 from services.ingestion.project_deletions import ProjectPurger
@@ -38,12 +40,14 @@ async def run(cfg: IngestionConfig) -> None:
         s3 = await open_s3(cfg, stack)
         event_log = EventLog(s3, cfg.s3_bucket)
         await event_log.ping()
-        pings: dict[str, Ping] = {"s3": event_log.ping}
-        pool = None
-        if cfg.database_url:
-            pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
-            stack.push_async_callback(pool.close)
-            pings["postgresql"] = partial(pool.fetchval, "SELECT 1")
+        # The event log's index and the media records: every request writes the index.
+        pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
+        stack.push_async_callback(pool.close)
+        index = EventLogIndex(pool)
+        pings: dict[str, Ping] = {
+            "s3": event_log.ping,
+            "postgresql": partial(pool.fetchval, "SELECT 1"),
+        }
         # Media URLs are signed for the endpoint the SDKs reach, which may differ from ours.
         presigner = await open_s3(cfg, stack, cfg.s3_public_endpoint_url)
         objects = MediaObjects(s3, presigner, cfg.s3_bucket, cfg.media_url_seconds)
@@ -59,7 +63,7 @@ async def run(cfg: IngestionConfig) -> None:
             evals_pb2_grpc.EvalsServiceStub(evals), score_config_generations(client)
         )
         servicer = IngestionServicer(
-            event_log, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS),
+            event_log, index, producer, cfg.kafka.topic(Topic.INGESTION_EVENTS),
             score_configs=score_configs, max_otlp_bytes=cfg.max_otlp_bytes, media=media,
         )  # fmt: skip
         add = ingestion_pb2_grpc.add_IngestionServiceServicer_to_server
@@ -72,13 +76,13 @@ async def run(cfg: IngestionConfig) -> None:
         cleaner = BatchConsumer(
             cleaner_settings(cfg.kafka),
             decode_notice,
-            EventLogCleaner(event_log, media).handle,
+            EventLogCleaner(event_log, index, media).handle,
             producer,
         )
         purger = BatchConsumer(
             consumer_settings(cfg.kafka, "ingestion"),
             decode_deletion,
-            ProjectPurger(event_log, media).handle,
+            ProjectPurger(event_log, index, media).handle,
             producer,
         )
         async with asyncio.TaskGroup() as tasks:
@@ -92,8 +96,7 @@ async def migrate(cfg: IngestionConfig) -> None:
     """Ingestion owns its bucket and the topics it produces."""
     async with AsyncExitStack() as stack:
         await EventLog(await open_s3(cfg, stack), cfg.s3_bucket).ensure_bucket()
-    if cfg.database_url:
-        await migrate_postgres(cfg.database_url, MIGRATIONS)
+    await migrate_postgres(cfg.database_url, MIGRATIONS)
     await ensure_topics(
         cfg.kafka,
         {Topic.INGESTION_EVENTS: cfg.events_partitions, Topic.INGESTION_DELETIONS: 1},

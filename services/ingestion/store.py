@@ -1,8 +1,9 @@
-"""The event log in S3: every accepted event is written here before it is published, grouped by
-trace, so that a trace can be replayed or deleted by one key prefix (as Langfuse keeps its event
-files per entity)."""
+"""The event log in S3: the accepted events of each request are written here as one object (every
+trace of the request, in the encoding of libs/common/event_batches.py), under the hour they
+arrived: `events/{project}/{yyyy}/{mm}/{dd}/{hh}/{time}-{uuid}`. Which objects hold a trace's
+events is kept in PostgreSQL (services/ingestion/event_index.py), so that deleting a trace
+rewrites exactly those objects without its events; a project is deleted by its prefix."""
 
-import asyncio
 import hashlib
 import uuid
 from contextlib import AsyncExitStack
@@ -14,6 +15,8 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from libs.common.event_batches import decode_event_batch, encode_event_batch
+from libs.common.gen.obs.events.v1 import events_pb2
 from services.ingestion.config import IngestionConfig
 
 
@@ -59,32 +62,43 @@ class EventLog:
         await self._s3.head_bucket(Bucket=self._bucket)
 
     @staticmethod
-    def key(project_id: str, trace_id: str, received_at: datetime) -> str:
-        """A fresh key under the trace's prefix; keys of one trace sort by arrival."""
-        return f"{_prefix(project_id, trace_id)}{received_at:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex}"
+    def key(project_id: str, received_at: datetime) -> str:
+        """A fresh key for one request's events; a project's keys sort by arrival."""
+        return (
+            f"events/{_segment(project_id)}/{received_at:%Y/%m/%d/%H}/"
+            f"{received_at:%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex}"
+        )
 
     async def put(self, key: str, body: bytes) -> None:
         await self._s3.put_object(Bucket=self._bucket, Key=key, Body=body)
 
-    async def delete_traces(self, project_id: str, trace_ids: list[str]) -> int:
-        """Removes every object of these traces; returns how many there were."""
-        keys: list[str] = []
-        paginator = self._s3.get_paginator("list_objects_v2")
-        for trace_id in trace_ids:
-            prefix = _prefix(project_id, trace_id)
-            async for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
-                keys += [item["Key"] for item in page.get("Contents", [])]
-        chunks = [keys[i : i + 1000] for i in range(0, len(keys), 1000)]  # S3's per-call limit
-        replies = await asyncio.gather(*(
-            self._s3.delete_objects(
-                Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-            )
-            for chunk in chunks
-        ))  # fmt: skip
-        # A quiet delete answers 200 and lists only the keys it could not delete.
-        if failed := [error for reply in replies for error in reply.get("Errors", [])]:
-            raise RuntimeError(f"{len(failed)} event-log objects not deleted, e.g. {failed[0]}")
-        return len(keys)
+    async def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        try:
+            reply = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
+                return None
+            raise
+        async with reply["Body"] as stream:
+            return bytes(await stream.read())
+
+    async def remove_traces(self, key: str, trace_ids: set[str]) -> str:
+        """Rewrites the object without the events of these traces, or deletes it when nothing
+        else is left; returns what it did: "rewritten", "deleted" or "unchanged" (no such
+        object, or none of its events belong to these traces: a replayed deletion)."""
+        body = await self.get(key)
+        if body is None:
+            return "unchanged"
+        events = decode_event_batch(body).events
+        kept = [event for event in events if trace_of(event) not in trace_ids]
+        if len(kept) == len(events):
+            return "unchanged"
+        if not kept:
+            await self._s3.delete_object(Bucket=self._bucket, Key=key)
+            return "deleted"
+        await self.put(key, encode_event_batch(events_pb2.IngestionEventBatch(events=kept)))
+        return "rewritten"
 
     async def delete_project(self, project_id: str) -> int:
         """Removes every event-log object of a deleted project; returns how many there were."""
@@ -107,13 +121,15 @@ async def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
     return deleted
 
 
-def _prefix(project_id: str, trace_id: str) -> str:
-    return f"events/{_segment(project_id)}/{_segment(trace_id)}/"
+def trace_of(event: events_pb2.IngestionEvent) -> str:
+    """The trace an event is filed under: its trace, or for a score of a session or a dataset
+    run (no trace), the score itself."""
+    return event.trace_id or event.entity_id
 
 
 def _segment(name: str) -> str:
     """One key segment of a client string: quoted, so that one id's prefix never contains
-    another's ("a/" and "a/b/"); hashed when long (S3 keys end at 1,024 bytes) and when it would
+    another's ("p/" and "p/2/"); hashed when long (S3 keys end at 1,024 bytes) and when it would
     be empty, "." or "..", which S3 servers such as MinIO refuse as a path segment."""
     quoted = quote(name, safe="")
     if len(quoted) > 200 or quoted in ("", ".", ".."):

@@ -55,9 +55,9 @@ async def test_a_deleted_projects_event_log_goes_and_a_prefixed_projects_stays()
         event_log = EventLog(s3, cfg.s3_bucket)
         await event_log.ensure_bucket()
         now = datetime.now(UTC)
-        for project, traces in (("p", 1005), ("p2", 1)):  # more than one listed page
-            for i in range(traces):
-                await event_log.put(EventLog.key(project, f"t{i}", now), b"x")
+        for project, requests in (("p", 1005), ("p2", 1)):  # more than one listed page
+            for _ in range(requests):
+                await event_log.put(EventLog.key(project, now), b"x")
         assert await event_log.delete_project("p") == 1005
         assert await event_log.delete_project("p") == 0
         left = await s3.list_objects_v2(Bucket=cfg.s3_bucket)

@@ -140,12 +140,13 @@ async def test_store_outages_and_no_database_are_unavailable() -> None:
 
 
 REQUIRED = {"INGESTION_S3_BUCKET": "b", "EVALS_ADDR": "e:1", "INGESTION_REDIS_URL": "redis://r",
-            "KAFKA_BOOTSTRAP_SERVERS": "k:1", "INTERNAL_AUTH_TOKEN": "x" * 16}  # fmt: skip
+            "KAFKA_BOOTSTRAP_SERVERS": "k:1", "INTERNAL_AUTH_TOKEN": "x" * 16,
+            "INGESTION_DATABASE_URL": "postgresql://db"}  # fmt: skip
 
 
 def test_media_settings_and_their_bounds() -> None:
     cfg = load(IngestionConfig, "INGESTION_", REQUIRED)
-    assert (cfg.media_max_bytes, cfg.media_url_seconds, cfg.database_url) == (10**9, 3600, "")
+    assert (cfg.media_max_bytes, cfg.media_url_seconds) == (10**9, 3600)
     assert cfg.s3_public_endpoint_url == ""  # S3_ENDPOINT_URL then
     for name, value in (
         ("INGESTION_MEDIA_MAX_BYTES", "0"),
@@ -154,3 +155,7 @@ def test_media_settings_and_their_bounds() -> None:
     ):
         with pytest.raises(ConfigError, match=name):
             load(IngestionConfig, "INGESTION_", {**REQUIRED, name: value})
+    # The event log's index lives there: ingestion does not start without it.
+    without_database = {k: v for k, v in REQUIRED.items() if k != "INGESTION_DATABASE_URL"}
+    with pytest.raises(ConfigError, match="INGESTION_DATABASE_URL is required"):
+        load(IngestionConfig, "INGESTION_", without_database)
