@@ -238,6 +238,8 @@ class ConsumerSettings:
     # "earliest" for work queues; "latest" for broadcast listeners that only need what comes next.
     auto_offset_reset: str = "earliest"
     max_records: int = 5000
+    # A batch stops growing once its records' values hold this many bytes (0: no bound).
+    max_bytes: int = 0
     max_wait_ms: int = 50
     # After the first record of a batch, keep collecting this long (up to max_records): fewer,
     # larger batches for sinks that pay per write, at the cost of this much latency.
@@ -295,8 +297,11 @@ class BatchConsumer(Generic[T]):
         handle: Callable[[Sequence[T]], Awaitable[None]],
         dlq_producer: Producer,
         transient: Callable[[BaseException], bool] = is_transient,
+        on_rebalance: Callable[[], None] | None = None,
     ) -> None:
         self._settings = settings
+        # Called once the in-flight batch is done, whenever partitions are revoked or assigned.
+        self._on_rebalance = on_rebalance
         self._decode = decode
         self._handle = handle
         self._dlq = dlq_producer
@@ -345,14 +350,20 @@ class BatchConsumer(Generic[T]):
             timeout_ms=settings.max_wait_ms, max_records=settings.max_records
         )
         count = sum(len(records) for records in batches.values())
+        size = sum(len(r.value or b"") for records in batches.values() for r in records)
         deadline = time.monotonic() + settings.linger_ms / 1000
-        while 0 < count < settings.max_records and (left := deadline - time.monotonic()) > 0:
+        while (
+            0 < count < settings.max_records
+            and (size < settings.max_bytes or not settings.max_bytes)
+            and (left := deadline - time.monotonic()) > 0
+        ):
             more = await self._consumer.getmany(
                 timeout_ms=max(int(left * 1000), 1), max_records=settings.max_records - count
             )
             for tp, records in more.items():
                 batches.setdefault(tp, []).extend(records)
                 count += len(records)
+                size += sum(len(r.value or b"") for r in records)
         return batches
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
@@ -481,7 +492,11 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._consumer._batch_lock:
-            pass
+            self._rebalanced()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        pass
+        self._rebalanced()
+
+    def _rebalanced(self) -> None:
+        if self._consumer._on_rebalance is not None:
+            self._consumer._on_rebalance()

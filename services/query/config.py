@@ -12,6 +12,10 @@ class QueryConfig(GrpcServiceSettings, KafkaClientSettings):
     # reaches a ClickHouse server over the native protocol. Both run the same SQL.
     clickhouse_url: str
     grpc_port: int = 50052
+    # Entities whose merged state the writer remembers (services/query/recent_state.py), so
+    # their next events merge without a read of ClickHouse: ~20,000 SDK-sized ones take
+    # ~150 MiB (1-4 KiB inputs and outputs).
+    writer_state_entities: int = 20_000
 
 
 def load_query_config() -> QueryConfig:

@@ -7,7 +7,6 @@ DLQ. When a batch still cannot be written (a project model whose prices do not c
 consumer calls `write` again with halves of it until the record at fault is alone, and
 dead-letters that one."""
 
-import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 import clickhouse_driver.errors
 import orjson
+import structlog
 
 from libs.common import limits
 from libs.common.event_batches import decode_event_batch
@@ -26,9 +26,20 @@ from libs.common.timestamps import from_timestamp
 from libs.common.transient import is_transient
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
-from services.query.rows import Change, from_row, merge, parse_time, to_row, usage_with_total
+from services.query.recent_state import Key, RecentState
+from services.query.rows import (
+    Change,
+    Merged,
+    from_stored,
+    merge,
+    parse_time,
+    stored_row,
+    usage_with_total,
+)
 from services.query.store import TraceStore
 from services.query.tokens import count_usage
+
+log = structlog.get_logger()
 
 GROUP = "query.clickhouse-writer"
 _KINDS = {
@@ -82,10 +93,11 @@ def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
         bootstrap_servers=kafka.bootstrap_servers,
         group_id=kafka.group(GROUP),
         topics=(kafka.topic(Topic.INGESTION_EVENTS),),
-        # A message holds one request's events of one trace (up to a few hundred); 150 ms of
-        # lingering makes inserts of thousands of rows under load, which ClickHouse wants
+        # A message holds one request's events of one partition, from a few to thousands, so
+        # batches are bounded by bytes (gzip-compressed: 1 MiB is ~10-30 MiB of events). 150 ms
+        # of lingering makes inserts of thousands of rows under load, which ClickHouse wants
         # (fewer parts, fewer merges), and keeps an idle stack's visibility well under 1 s.
-        max_records=200,
+        max_bytes=1024 * 1024,
         linger_ms=150,
     )
 
@@ -120,35 +132,96 @@ def decode_events(record: Record) -> list[Decoded]:
 
 
 class EventWriter:
-    def __init__(self, store: TraceStore, catalogs: ModelCatalogs) -> None:
+    """Merges each batch's events per entity into the entity's state, taken from `recent` (what
+    this writer wrote last) or else read back from ClickHouse in one query per kind for the
+    whole batch, and inserts the new states."""
+
+    def __init__(self, store: TraceStore, catalogs: ModelCatalogs, recent: RecentState) -> None:
         self._store = store
         self._catalogs = catalogs
+        self._recent = recent
+
+    def forget_recent(self) -> None:
+        """After a rebalance another writer may have written this writer's entities."""
+        self._recent.clear()
 
     async def write(self, batches: Sequence[list[Decoded]]) -> None:
-        grouped: dict[tuple[str, str], dict[str, list[Change]]] = defaultdict(
-            lambda: defaultdict(list)
-        )
+        grouped: dict[Key, list[Change]] = defaultdict(list)
         for batch in batches:
             for event in batch:
-                grouped[(event.kind, event.project_id)][event.entity_id].append(event.change)
+                grouped[(event.kind, event.project_id, event.entity_id)].append(event.change)
         now = datetime.now(UTC)
+        catalogs = {
+            p: await self._catalogs.for_project(p)
+            for p in {p for k, p, _ in grouped if k == "observation"}
+        }
         for kind in ("trace", "observation", "score"):
-            groups = [(p, changes) for (k, p), changes in grouped.items() if k == kind]
-            # One lookup per project, all at once (the store's sessions serve them in parallel):
-            # SDK traffic spreads a batch over many projects, and waiting for each in turn made
-            # the lookups, not the insert, the writer's pace.
-            loaded_per_project = await asyncio.gather(
-                *(self._store.load(kind, p, list(c), _trace_ids(kind, c)) for p, c in groups)
-            )
-            rows = []
-            for (project_id, changes), loaded in zip(groups, loaded_per_project, strict=True):
-                stored = {row["id"]: from_row(kind, row) for row in loaded}
-                catalog = await self._catalogs.for_project(project_id)
-                for entity_id, entity_changes in changes.items():
-                    state = merge(kind, stored.get(entity_id), entity_changes)
-                    rows.append(to_row(kind, project_id, state, now, _priced(catalog, kind, state)))
+            changes = {key: c for key, c in grouped.items() if key[0] == kind}
+            if changes:
+                await self._write_kind(kind, changes, catalogs, now)
+
+    async def _write_kind(
+        self,
+        kind: str,
+        changes: dict[Key, list[Change]],
+        catalogs: dict[str, Catalog],
+        now: datetime,
+    ) -> None:
+        before = await self._states_before(kind, changes)
+        rows, states = [], {}
+        for key, entity_changes in changes.items():
+            _, project_id, entity_id = key
+            state, conflicts = merge(kind, before.get(key), entity_changes)
+            for conflict in conflicts:
+                log.warning(
+                    "immutable_field_conflict", kind=kind, project_id=project_id,
+                    entity_id=entity_id, field=conflict.field, kept=repr(conflict.kept)[:200],
+                    refused=repr(conflict.refused)[:200], event_id=conflict.event_id,
+                )  # fmt: skip
+            priced = _priced(catalogs[project_id], state.values) if kind == "observation" else None
+            rows.append(stored_row(kind, project_id, state, now, priced))
+            old = before.get(key)
+            if old is not None and _sort_key(kind, old.values) != _sort_key(kind, state.values):
+                # An earlier create arrived late and moved the row: the old one must not stay.
+                rows.append({**stored_row(kind, project_id, old, now), "is_deleted": 1})
+            states[key] = state
+        try:
             for chunk in _within_partition_limit(kind, rows):
                 await self._store.insert(kind, chunk)
+        except BaseException:
+            self._recent.forget(list(states))  # what ClickHouse now holds for them is unknown
+            raise
+        self._recent.put(states)
+
+    async def _states_before(
+        self, kind: str, changes: dict[Key, list[Change]]
+    ) -> dict[Key, Merged]:
+        """Each entity's state before these events: remembered, or else stored (one query for
+        the batch's misses of all projects), or else none."""
+        before = {}
+        missing = []
+        for key in changes:
+            state = self._recent.get(key)
+            if state is None:
+                missing.append(key)
+            else:
+                before[key] = state
+        if missing:
+            wanted = {(project_id, entity_id) for _, project_id, entity_id in missing}
+            rows = await self._store.latest_of(
+                kind, sorted(wanted), _trace_ids(kind, [changes[key] for key in missing])
+            )
+            for row in rows:
+                if (row["project_id"], row["id"]) in wanted:
+                    before[(kind, row["project_id"], row["id"])] = from_stored(kind, row)
+        return before
+
+
+def _sort_key(kind: str, values: dict[str, Any]) -> tuple[Any, ...]:
+    """What places a row in its table's sort key besides the project and id (migrations)."""
+    at = parse_time(values.get("startTime" if kind == "observation" else "timestamp"))
+    day = at.date() if at else None
+    return (day, values.get("traceId")) if kind == "observation" else (day,)
 
 
 def _within_partition_limit(kind: str, rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -175,7 +248,7 @@ def _change(kind: str, event: events_pb2.IngestionEvent, body: dict[str, Any]) -
         body[time_field] = event_time.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if kind == "observation":
         body["type"] = event.observation_type
-    return Change(event_time, event.type in _CREATES, body)
+    return Change(event_time, event.type in _CREATES, body, event.event_id)
 
 
 def _unwritable(kind: str, body: dict[str, Any]) -> str | None:
@@ -212,14 +285,15 @@ def _is_time(value: Any) -> bool:
     return moment is not None and limits.time_in_range(moment)
 
 
-def _trace_ids(kind: str, changes: dict[str, list[Change]]) -> list[str] | None:
-    """The traces of these observations, to narrow the lookup of their stored rows (traceId is
-    immutable, so a stored observation belongs to a trace its events name); None when an
-    observation's events name no trace."""
+def _trace_ids(kind: str, changes: list[list[Change]]) -> list[str] | None:
+    """The traces these observations' events name, to narrow the lookup of their stored rows
+    (observations are sorted by trace); None when an observation's events name none. A stored
+    row whose trace none of its events name (a conflicting traceId) is not found this way:
+    RecentState finds it as long as it remembers the entity."""
     if kind != "observation":
         return None
     trace_ids: set[str] = set()
-    for entity_changes in changes.values():
+    for entity_changes in changes:
         named = {c.body.get("traceId") for c in entity_changes} - {None}
         if not named:
             return None
@@ -227,12 +301,10 @@ def _trace_ids(kind: str, changes: dict[str, list[Change]]) -> list[str] | None:
     return sorted(trace_ids)
 
 
-def _priced(catalog: Catalog, kind: str, state: dict[str, Any]) -> Priced | None:
+def _priced(catalog: Catalog, state: dict[str, Any]) -> Priced:
     """Usage and cost of the merged observation: recomputed on every merge, so a later event
     that brings usage re-prices it. Without given usage or cost, a generation whose model has a
     tokenizer is counted (never an ERROR-level one, as in Langfuse)."""
-    if kind != "observation":
-        return None
     usage = usage_with_total(state.get("usageDetails"))
     model_name = state.get("model")
     model = catalog.match(model_name) if model_name else None

@@ -1,15 +1,24 @@
 """Merging an entity's events into its current state, and state to and from ClickHouse rows.
 Pure: no I/O.
 
-Langfuse's rules (events may arrive in any order and more than once): events apply in envelope
-time order, creates before updates on a tie; a later defined value overwrites; some fields keep
-their first value; metadata deep-merges; tags union; input/output take the last truthy value; an
-empty usage or cost map never erases one. Every rule is idempotent, so a replayed event changes
-nothing."""
+Langfuse's rules: events apply in envelope time order, creates before updates on a tie; a later
+defined value overwrites; some fields keep their first value; metadata deep-merges; tags union;
+input/output take the last truthy value; an empty usage or cost map never erases one.
 
-from collections.abc import Iterable
+Events arrive in any order, more than once, split over batches at random, so the merge does not
+replay them in order: every field remembers the clock of the event that set it (`Clock`), and a
+value replaces another only when its clock says it comes later (earlier, for the fields that
+keep their first value). Fields that keep their first value take it from a create whenever one
+exists: an update only fills them until its create arrives (an observation's startTime falls
+back to the update's own time). Metadata keeps a clock per leaf and what each deep-merge step
+erased (`Metadata`). So merging events one batch at a time gives the state that merging them
+all at once gives, whatever the batches, and replaying an event changes nothing. The clocks are
+stored with the row (`merge_clocks`), so a state read back from ClickHouse merges as exactly."""
+
+import dataclasses
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,7 +30,18 @@ IMMUTABLE = {
     "observation": {"id", "traceId", "startTime", "environment", "type"},
     "score": {"id", "timestamp", "traceId", "environment"},
 }
-_NEVER_ERASED_BY_EMPTY = {"usageDetails", "costDetails", "metadata"}
+# Immutable fields whose second, different value is a client's mistake worth a log line (a
+# trace's timestamp differs between its upserts as a matter of course).
+CONFLICTING = {"traceId", "type"}
+_NEVER_ERASED_BY_EMPTY = {"usageDetails", "costDetails"}
+
+# (event time in µs since the epoch, 0 for a create or 1 for an update, event id): later
+# clocks win. A field of a row written before clocks were kept has LEGACY, which every event
+# overwrites, except for the fields that keep their first value, which it keeps.
+Clock = tuple[int, int, str]
+LEGACY: Clock = (-1, -1, "")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,37 +51,221 @@ class Change:
     event_time: datetime
     is_create: bool
     body: dict[str, Any]
+    event_id: str = ""
+
+    @property
+    def clock(self) -> Clock:
+        micros = (self.event_time - _EPOCH) // _MICROSECOND
+        return (micros, 0 if self.is_create else 1, self.event_id)
 
 
-def merge(kind: str, stored: dict[str, Any] | None, changes: Iterable[Change]) -> dict[str, Any]:
-    state = dict(stored or {})
-    immutable = IMMUTABLE[kind]
-    for change in sorted(changes, key=lambda c: (c.event_time, not c.is_create)):
-        for key, value in change.body.items():
-            if value is None or (key in immutable and state.get(key) is not None):
-                continue
-            if key in _NEVER_ERASED_BY_EMPTY and value == {}:
-                continue
-            if key == "metadata":
-                state[key] = deep_merge(state.get(key) or {}, value)
-            elif key == "tags":
-                state[key] = sorted(set(state.get(key) or []) | set(value))
-            elif key in ("input", "output"):
-                if value:  # "", 0 and false never replace an earlier value
-                    state[key] = value
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An immutable field given another value than the one that stands."""
+
+    field: str
+    kept: Any
+    refused: Any
+    event_id: str
+
+
+Path = tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Metadata:
+    """Deep-merged metadata as a set of leaf writes (a non-object value, or an empty object, at
+    a path) that merges in any order. Merging objects in clock order, a write at a path erases
+    an older value there; a non-object one also erases everything older below it, and any write
+    erases an older non-object value at each path above it. `leaves` keeps the newest surviving
+    write per path; `erased_below` and `written_below` keep, per path, the newest write that
+    erased below it and the newest write below it, so an old write arriving late is erased too."""
+
+    leaves: dict[Path, tuple[Clock, Any]] = dataclasses.field(default_factory=dict)
+    erased_below: dict[Path, Clock] = dataclasses.field(default_factory=dict)
+    written_below: dict[Path, Clock] = dataclasses.field(default_factory=dict)
+
+    def copy(self) -> "Metadata":
+        return Metadata(dict(self.leaves), dict(self.erased_below), dict(self.written_below))
+
+    def write(self, value: dict[str, Any], clock: Clock) -> None:
+        for path, leaf in _leaves(value, ()):
+            for depth in range(1, len(path)):
+                _raise(self.written_below, path[:depth], clock)
+            if leaf != {}:
+                _raise(self.erased_below, path, clock)
+            current = self.leaves.get(path)
+            if current is None or _later(clock, leaf, *current):
+                self.leaves[path] = (clock, leaf)
+        self._drop_erased()
+
+    def merged(self) -> dict[str, Any]:
+        tree: dict[str, Any] = {}
+        for path in sorted(self.leaves, key=len):
+            node = tree
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            value = self.leaves[path][1]
+            if value == {}:
+                node.setdefault(path[-1], {})
             else:
-                state[key] = value
-    return state
+                node[path[-1]] = value
+        return tree
+
+    def _drop_erased(self) -> None:
+        for path, (clock, _) in list(self.leaves.items()):
+            if self.written_below.get(path, LEGACY) > clock or any(
+                self.erased_below.get(path[:depth], LEGACY) > clock for depth in range(1, len(path))
+            ):
+                del self.leaves[path]
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+def _leaves(value: dict[str, Any], path: Path) -> Iterator[tuple[Path, Any]]:
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            yield from _leaves(item, (*path, key))
         else:
-            merged[key] = value
-    return merged
+            yield (*path, key), item
+
+
+def _raise(clocks: dict[Path, Clock], path: Path, clock: Clock) -> None:
+    if clocks.get(path, LEGACY) < clock:
+        clocks[path] = clock
+
+
+def _later(clock: Clock, value: Any, current_clock: Clock, current: Any) -> bool:
+    """Whether (clock, value) replaces (current_clock, current) in a latest-wins field. Two
+    bodies under one event id and time (a client re-sending an id) are ordered by their JSON,
+    so which one arrives first does not matter."""
+    if clock != current_clock:
+        return clock > current_clock
+    return value != current and _json(value) > _json(current)
+
+
+def _first(clock: Clock, value: Any, current_clock: Clock, current: Any) -> bool:
+    """Whether (clock, value) replaces (current_clock, current) in a first-wins field: creates
+    before updates, then the earliest."""
+    mine, theirs = (
+        (clock[1], clock[0], clock[2]),
+        (current_clock[1], current_clock[0], current_clock[2]),
+    )
+    if mine != theirs:
+        return mine < theirs
+    return value != current and _json(value) < _json(current)
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+@dataclass(slots=True)
+class Merged:
+    """An entity's merged state: `values` as rows and pricing read them, `clocks` of its fields."""
+
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)
+    clocks: dict[str, Clock] = dataclasses.field(default_factory=dict)
+    metadata: Metadata = dataclasses.field(default_factory=Metadata)
+
+    def copy(self) -> "Merged":
+        return Merged(dict(self.values), dict(self.clocks), self.metadata.copy())
+
+
+def merge(
+    kind: str, stored: Merged | None, changes: Iterable[Change]
+) -> tuple[Merged, list[Conflict]]:
+    """The stored state with these events merged in, in any order; and the immutable fields the
+    events tried to change."""
+    state = stored.copy() if stored else Merged()
+    values, clocks = state.values, state.clocks
+    immutable = IMMUTABLE[kind]
+    disputed: list[tuple[str, Any, str]] = []  # (field, a value given, the event giving it)
+    metadata_changed = False
+    for change in changes:
+        clock = change.clock
+        for key, value in change.body.items():
+            if value is None:
+                continue
+            current = values.get(key)
+            if key in immutable:
+                if current is not None and value != current and key in CONFLICTING:
+                    disputed += [(key, current, change.event_id), (key, value, change.event_id)]
+                if current is None or _first(clock, value, clocks.get(key, LEGACY), current):
+                    values[key], clocks[key] = value, clock
+            elif key == "tags":
+                values[key] = sorted(set(current or []) | set(value))
+            elif key == "metadata":
+                if value != {}:
+                    state.metadata.write(value if isinstance(value, dict) else {key: value}, clock)
+                    metadata_changed = True
+            elif (key in ("input", "output") and not value) or (
+                key in _NEVER_ERASED_BY_EMPTY and value == {}
+            ):
+                continue  # "", 0 and false never replace an input or output; {} never a map
+            elif current is None or _later(clock, value, clocks.get(key, LEGACY), current):
+                values[key], clocks[key] = value, clock
+    if metadata_changed:
+        values["metadata"] = state.metadata.merged()
+    conflicts = [
+        Conflict(key, values[key], value, event_id)
+        for key, value, event_id in disputed
+        if value != values[key]
+    ]
+    return state, conflicts
+
+
+def encode_clocks(state: Merged) -> str:
+    """The clocks of a state, for the row's `merge_clocks` column: distinct clocks once, fields
+    and metadata paths pointing at them. Sorted, so equal states encode alike."""
+    index: dict[Clock, int] = {}
+
+    def at(clock: Clock) -> int:
+        return index.setdefault(clock, len(index))
+
+    metadata = state.metadata
+    document = {
+        "f": {name: at(clock) for name, clock in sorted(state.clocks.items())},
+        "m": [[list(path), at(clock)] for path, (clock, _) in sorted(metadata.leaves.items())],
+        # A leaf's own clock is its `erased_below` unless an older write there erased more.
+        "e": [
+            [list(path), at(clock)]
+            for path, clock in sorted(metadata.erased_below.items())
+            if metadata.leaves.get(path, (None,))[0] != clock
+        ],
+        "w": [[list(path), at(clock)] for path, clock in sorted(metadata.written_below.items())],
+    }
+    clocks = sorted(index, key=index.__getitem__)
+    return orjson.dumps({"c": [list(c) for c in clocks], **document}).decode()
+
+
+def stored_row(
+    kind: str, project_id: str, state: Merged, now: datetime, priced: Priced | None = None
+) -> dict[str, Any]:
+    """The row of a merged state, its clocks included."""
+    row = to_row(kind, project_id, state.values, now, priced)
+    row["merge_clocks"] = encode_clocks(state)
+    return row
+
+
+def from_stored(kind: str, row: dict[str, Any]) -> Merged:
+    """The merge state of a stored row: `from_row`'s values with the clocks of `merge_clocks`
+    (LEGACY for a row written before they were kept)."""
+    values = from_row(kind, row)
+    raw = row.get("merge_clocks")
+    document = orjson.loads(raw) if raw else {}
+    clocks = [(int(t), int(r), str(i)) for t, r, i in document.get("c", [])]
+    fields = {name: clocks[i] for name, i in document.get("f", {}).items()}
+    leaf_clocks = {tuple(path): clocks[i] for path, i in document.get("m", [])}
+    metadata = Metadata()
+    for path, leaf in _leaves(values.get("metadata") or {}, ()):
+        clock = leaf_clocks.get(path, LEGACY)
+        metadata.leaves[path] = (clock, leaf)
+        if leaf != {}:
+            metadata.erased_below[path] = clock
+    for path, i in document.get("e", []):
+        _raise(metadata.erased_below, tuple(path), clocks[i])
+    for path, i in document.get("w", []):
+        metadata.written_below[tuple(path)] = clocks[i]
+    return Merged(values, fields, metadata)
 
 
 def parse_time(value: Any) -> datetime | None:

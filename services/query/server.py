@@ -29,6 +29,7 @@ from services.query.deletions import DeletionNotices
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.project_deletions import ProjectPurger, WriterBacklog
+from services.query.recent_state import RecentState
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -52,12 +53,14 @@ async def run(cfg: QueryConfig) -> None:
     servicer = QueryServicer(store, models, catalogs, deletions)
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
+    event_writer = EventWriter(store, catalogs, RecentState(cfg.writer_state_entities))
     writer = BatchConsumer(
         writer_settings(cfg.kafka),
         decode_events,
-        EventWriter(store, catalogs).write,
+        event_writer.write,
         producer,
         transient=is_transient_for_writer,
+        on_rebalance=event_writer.forget_recent,
     )
     purger = BatchConsumer(
         deletion_settings(cfg.kafka, "query"),

@@ -29,6 +29,24 @@ class TraceStore:
             params["trace_ids"] = trace_ids
         return await self._latest(TABLES[kind], condition, params)
 
+    async def latest_of(
+        self, kind: str, keys: list[tuple[str, str]], trace_ids: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The writer's lookup: current rows of these (project id, entity id) pairs, of all the
+        batch's projects in one query. It may return rows of other pairs of the same projects
+        and ids, which the caller leaves aside. `trace_ids` narrows as in `load`."""
+        params: dict[str, Any] = {
+            "projects": sorted({project_id for project_id, _ in keys}),
+            "ids": sorted({entity_id for _, entity_id in keys}),
+        }
+        condition = "project_id IN {projects:Array(String)} AND id IN {ids:Array(String)}"
+        if trace_ids is not None:
+            condition += " AND trace_id IN {trace_ids:Array(String)}"
+            params["trace_ids"] = trace_ids
+        return await self._ch.select(
+            f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition}", params
+        )
+
     async def _latest(
         self, table: str, condition: str, params: dict[str, Any], order: str = "id"
     ) -> list[dict[str, Any]]:

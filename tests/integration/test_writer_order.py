@@ -1,0 +1,292 @@
+"""The writer's stored state does not depend on how events fall into batches: whatever the split,
+the order of the batches, duplicates and replays, what ClickHouse holds for every entity equals
+the merge of all its events at once (services/query/rows.py). Generated histories of traces,
+observations (creates and updates, updates first, conflicting types and traces) and scores
+(renamed under one id) run through the real EventWriter into a real chDB; each example uses a
+project of its own."""
+
+import random
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.structs import ConsumerRecord
+from google.protobuf.timestamp_pb2 import Timestamp
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from libs.common.event_batches import encode_event_batch
+from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.kafka import Record
+from libs.common.migrate import load_migrations, migrate
+from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
+from services.query.consumer import Decoded, EventWriter, _priced, decode_events
+from services.query.models import ModelCatalogs
+from services.query.pricing import Catalog
+from services.query.recent_state import RecentState
+from services.query.rows import Merged, encode_clocks, from_stored, merge, stored_row
+from services.query.server import MIGRATIONS
+from services.query.store import TABLES, TraceStore
+
+TRACE = events_pb2.EVENT_TYPE_TRACE_CREATE
+CREATE = events_pb2.EVENT_TYPE_OBSERVATION_CREATE
+UPDATE = events_pb2.EVENT_TYPE_OBSERVATION_UPDATE
+SCORE = events_pb2.EVENT_TYPE_SCORE_CREATE
+# Near the end of a month: events a few hours apart fall on other days and in another month,
+# so an early create arriving late moves a row to another sort key and partition.
+T0 = datetime(2026, 1, 31, 12, tzinfo=UTC)
+OFFSETS = [timedelta(0), timedelta(seconds=1), timedelta(hours=14), timedelta(hours=40)]
+
+
+class NoProjectModels:
+    """The model store of projects without models of their own: prices come from the defaults."""
+
+    async def entries(self, project_id: str) -> list[dict[str, Any]]:
+        return []
+
+
+@dataclass(frozen=True)
+class Event:
+    type: int
+    entity_id: str
+    at: timedelta
+    body: dict[str, Any]
+    observation_type: str = ""
+
+
+def iso(offset: timedelta) -> str:
+    return (T0 + offset).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+times = st.sampled_from(OFFSETS)
+metadata = st.dictionaries(
+    st.sampled_from(["a", "b"]),
+    st.one_of(st.integers(0, 2), st.dictionaries(st.sampled_from(["x", "y"]), st.integers(0, 2))),
+    max_size=2,
+)
+text = st.sampled_from(["", "one", "two", 0, {"q": 1}])
+names = st.sampled_from(["alpha", "beta", "gamma"])
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), strategy)
+
+
+@st.composite
+def trace_event(draw: st.DrawFn, trace_id: str) -> Event:
+    body = {
+        "id": trace_id,
+        "timestamp": draw(optional(times.map(iso))),
+        "name": draw(optional(names)),
+        "userId": draw(optional(st.sampled_from(["u1", "u2"]))),
+        "metadata": draw(optional(metadata)),
+        "tags": draw(optional(st.lists(st.sampled_from(["x", "y", "z"]), max_size=2))),
+        "input": draw(optional(text)),
+        "output": draw(optional(text)),
+    }
+    return Event(TRACE, trace_id, draw(times), body)
+
+
+@st.composite
+def observation_event(draw: st.DrawFn, observation_id: str, trace_ids: list[str]) -> Event:
+    create = draw(st.booleans())
+    body = {
+        "id": observation_id,
+        "traceId": draw(st.sampled_from(trace_ids)),
+        "startTime": draw(optional(times.map(iso))) if create else None,
+        "endTime": draw(optional(times.map(iso))),
+        "name": draw(optional(names)),
+        "metadata": draw(optional(metadata)),
+        "input": draw(optional(text)) if create else None,
+        "output": draw(optional(text)),
+        "level": draw(optional(st.sampled_from(["DEFAULT", "ERROR"]))),
+        "model": draw(optional(st.sampled_from(["gpt-4o", "unknown-model"]))),
+        "usageDetails": draw(optional(st.dictionaries(st.sampled_from(["input", "output"]),
+                                                      st.integers(0, 50), max_size=2))),
+    }  # fmt: skip
+    kind = draw(st.sampled_from(["GENERATION", "SPAN"]))
+    return Event(CREATE if create else UPDATE, observation_id, draw(times), body, kind)
+
+
+@st.composite
+def score_event(draw: st.DrawFn, score_id: str, trace_id: str) -> Event:
+    body = {
+        "id": score_id,
+        "traceId": trace_id,
+        "name": draw(names),
+        "value": draw(st.integers(0, 3)),
+        "comment": draw(optional(st.sampled_from(["fine", "meh"]))),
+        "metadata": draw(optional(metadata)),
+    }
+    return Event(SCORE, score_id, draw(times), body)
+
+
+@st.composite
+def histories(draw: st.DrawFn, conflicting_traces: bool) -> list[Event]:
+    """The events of a few traces: trace upserts, observations whose updates may come first and
+    whose events may disagree on type (and on trace, when `conflicting_traces`), scores renamed
+    under one id."""
+    trace_ids = [f"t{i}" for i in range(draw(st.integers(1, 3)))]
+    events = []
+    for trace_id in trace_ids:
+        events += draw(st.lists(trace_event(trace_id), max_size=2))
+        for o in range(draw(st.integers(0, 3))):
+            named = trace_ids if conflicting_traces else [trace_id]
+            events += draw(
+                st.lists(observation_event(f"{trace_id}.o{o}", named), min_size=1, max_size=3)
+            )
+        for s in range(draw(st.integers(0, 2))):
+            events += draw(
+                st.lists(score_event(f"{trace_id}.s{s}", trace_id), min_size=1, max_size=3)
+            )
+    return events
+
+
+def record(project_id: str, events: list[tuple[int, Event]]) -> Record:
+    """A message of `ingestion.events.v1` holding these (numbered) events."""
+    batch = events_pb2.IngestionEventBatch()
+    for number, event in events:
+        at = Timestamp()
+        at.FromDatetime(T0 + event.at)
+        batch.events.add(
+            event_id=f"ev-{number}",
+            project_id=project_id,
+            type=event.type,  # type: ignore[arg-type]
+            observation_type=event.observation_type,
+            entity_id=event.entity_id,
+            trace_id=str(event.body.get("traceId") or event.entity_id),
+            event_time=at,
+            received_at=at,
+            body_json=orjson.dumps({k: v for k, v in event.body.items() if v is not None}),
+        )
+    value = encode_event_batch(batch)
+    return ConsumerRecord("topic", 0, 0, 0, 0, b"", value, None, 0, len(value), [])
+
+
+def deliveries(project_id: str, events: list[Event], seed: int) -> list[list[list[Decoded]]]:
+    """The events in messages of a few events each, consumed in batches of a few messages, in
+    any order, some messages delivered again (a replay after a crash, a duplicate send)."""
+    rng = random.Random(seed)
+    numbered = list(enumerate(events))
+    rng.shuffle(numbered)
+    messages = []
+    while numbered:
+        size = rng.randint(1, 4)
+        messages.append(decode_events(record(project_id, numbered[:size])))
+        numbered = numbered[size:]
+    messages += rng.choices(messages, k=rng.randint(0, len(messages)))
+    rng.shuffle(messages)
+    batches = []
+    while messages:
+        size = rng.randint(1, 3)
+        batches.append(messages[:size])
+        messages = messages[size:]
+    return batches
+
+
+def all_at_once(project_id: str, events: list[Event]) -> dict[tuple[str, str], Merged]:
+    """Every entity's state merged from all its events in one go."""
+    changes: dict[tuple[str, str], list[Any]] = {}
+    for event in decode_events(record(project_id, list(enumerate(events)))):
+        changes.setdefault((event.kind, event.entity_id), []).append(event.change)
+    return {key: merge(key[0], None, c)[0] for key, c in changes.items()}
+
+
+@pytest.fixture(scope="module")
+async def chdb(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedClickHouse]:
+    clickhouse = EmbeddedClickHouse(str(Path(tmp_path_factory.mktemp("order")) / "chdb"))
+    await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS / "clickhouse"))
+    yield clickhouse
+    clickhouse.close()
+
+
+@pytest.fixture(scope="module")
+def catalogs() -> ModelCatalogs:
+    return ModelCatalogs(NoProjectModels())  # type: ignore[arg-type]
+
+
+async def stored_states(
+    clickhouse: EmbeddedClickHouse, project_id: str
+) -> dict[tuple[str, str], Merged]:
+    states = {}
+    for kind, table in TABLES.items():
+        rows = await clickhouse.select(
+            f"SELECT * FROM {table} FINAL WHERE project_id = {{p:String}}", {"p": project_id}
+        )
+        for row in rows:
+            assert (kind, row["id"]) not in states, f"two live rows for {kind} {row['id']}"
+            states[(kind, row["id"])] = from_stored(kind, row)
+    return states
+
+
+def comparable(state: Merged) -> tuple[dict[str, Any], str]:
+    """A state read from its row, without the times of writing."""
+    values = {k: v for k, v in state.values.items() if k not in ("createdAt", "updatedAt")}
+    # Costs as their Decimal64(12) columns hold them.
+    if "totalCost" in values:
+        values["totalCost"] = round(values["totalCost"], 12)
+    for costs in ("costDetails", "computedCost"):
+        values[costs] = {k: round(v, 12) for k, v in values.get(costs, {}).items()}
+    return values, encode_clocks(state)
+
+
+def as_stored(kind: str, state: Merged, catalog: Catalog) -> Merged:
+    """What the row of this state reads back as (priced as the writer prices)."""
+    priced = _priced(catalog, state.values) if kind == "observation" else None
+    return from_stored(kind, stored_row(kind, "p", state, T0, priced))
+
+
+async def check_order_independence(
+    chdb: EmbeddedClickHouse,
+    catalogs: ModelCatalogs,
+    events: list[Event],
+    seed: int,
+    forget_between_batches: bool,
+) -> None:
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    writer = EventWriter(TraceStore(chdb), catalogs, RecentState(10_000))
+    for batch in deliveries(project_id, events, seed):
+        await writer.write(batch)
+        if forget_between_batches:
+            writer.forget_recent()
+    stored = await stored_states(chdb, project_id)
+    expected = all_at_once(project_id, events)
+    assert set(stored) == set(expected)
+    catalog = await catalogs.for_project(project_id)
+    for (kind, entity_id), state in expected.items():
+        (got, got_clocks), (want, want_clocks) = (
+            comparable(stored[(kind, entity_id)]),
+            comparable(as_stored(kind, state, catalog)),
+        )
+        differ = {k: (got.get(k), want.get(k)) for k in got | want if got.get(k) != want.get(k)}
+        assert not differ and got_clocks == want_clocks, (kind, entity_id, differ)
+
+
+PROPERTY = settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY
+@given(events=histories(conflicting_traces=True), seed=st.integers(0, 2**32))
+async def test_stored_state_is_the_merge_of_all_events_whatever_the_batches(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, events: list[Event], seed: int
+) -> None:
+    await check_order_independence(chdb, catalogs, events, seed, forget_between_batches=False)
+
+
+@PROPERTY
+@given(events=histories(conflicting_traces=False), seed=st.integers(0, 2**32))
+async def test_stored_state_is_the_same_when_every_batch_reads_back_from_clickhouse(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, events: list[Event], seed: int
+) -> None:
+    """The writer's memory cleared after every batch, as after a rebalance: each batch merges
+    into the rows read back from ClickHouse."""
+    await check_order_independence(chdb, catalogs, events, seed, forget_between_batches=True)
