@@ -1,5 +1,6 @@
 """The one entry point shape of every service: `python -m services.<name> {run,migrate}`, and
-`dlq list|replay` for the services that consume topics (libs/common/dlq.py)."""
+`dlq list|replay` for the services that consume topics (libs/common/dlq.py), `retention run` for
+the one that announces retention cutoffs (libs/common/retention.py)."""
 
 import argparse
 import asyncio
@@ -28,12 +29,17 @@ def main(
     run: Command[C],
     migrate: Command[C],
     consumes: Sequence[Topic] = (),
+    retention: Command[C] | None = None,
 ) -> None:
-    """`consumes`: the topics this service consumes, whose DLQs `dlq` lists and replays."""
+    """`consumes`: the topics this service consumes, whose DLQs `dlq` lists and replays;
+    `retention`: what `retention run` does (a retention pass now)."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="serve")
     commands.add_parser("migrate", help="prepare the stores this service owns")
+    if retention is not None:
+        passes = commands.add_parser("retention", help="start a retention pass now")
+        passes.add_argument("action", choices=["run"])
     if consumes:
         dead = commands.add_parser("dlq", help="list or replay this service's dead letters")
         dead.add_argument("action", choices=["list", "replay"])
@@ -61,7 +67,8 @@ def main(
         print(f"{service}: {exc}", file=sys.stderr)
         sys.exit(2)
     logging.configure(service, log_settings.level, json=log_settings.format == "json")
-    command = run if args.command == "run" else migrate
+    command = {"run": run, "migrate": migrate, "retention": retention}[args.command]
+    assert command is not None
     asyncio.run(command(cfg))
 
 

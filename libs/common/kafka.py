@@ -52,6 +52,7 @@ class Topic(StrEnum):
     INGESTION_DELETIONS = "ingestion.deletions.v1"
     PROMPT_CHANGES = "prompts.changes.v1"
     PROJECT_DELETIONS = "gateway.projects.deleted.v1"
+    PROJECT_RETENTION = "gateway.projects.retention.v1"
 
 
 @dataclass(frozen=True, slots=True)

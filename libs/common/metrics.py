@@ -32,6 +32,15 @@ HEALTH_FAILING = Gauge(
     "obs_health_failing", "1 while a health check (store ping or consumer) fails", ["check"]
 )
 
+RETENTION_DELETED = Counter(
+    "obs_retention_deleted",
+    "Rows or objects the retention pass deleted (libs/common/retention.py)",
+    ["service", "store"],
+)
+RETENTION_ANNOUNCED = Counter(
+    "obs_retention_announced", "Project retention cutoffs the gateway announced"
+)
+
 
 def serve_metrics(port: int) -> None:
     """Serve `/metrics` from a daemon thread; port 0 disables it (tests run many processes)."""

@@ -26,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from libs.common import errors
 from libs.common.metrics import RPC_SECONDS
-from libs.common.scope import PROJECT_ID_KEY, REQUEST_ID_KEY
+from libs.common.scope import PROJECT_ID_KEY, REQUEST_ID_KEY, reading_within
 
 log = structlog.get_logger()
 
@@ -68,7 +68,8 @@ def status_for(exc: errors.DomainError) -> grpc.StatusCode:
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Refuses calls without the internal token (health and reflection excepted), binds
-    request/project ids to the log context, bounds the handler by the call's deadline, maps
+    request/project ids to the log context and the project's retention to read_cutoff(), bounds
+    the handler by the call's deadline, maps
     DomainError to its status code, and records latency per method and code."""
 
     def __init__(self, token: str) -> None:
@@ -112,8 +113,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 project_id=metadata.get(PROJECT_ID_KEY, ""),
             ):
                 try:
-                    async with asyncio.timeout(remaining or DEFAULT_DEADLINE_SECONDS):
-                        return await inner(request, context)
+                    with reading_within(metadata):
+                        async with asyncio.timeout(remaining or DEFAULT_DEADLINE_SECONDS):
+                            return await inner(request, context)
                 except errors.DomainError as exc:
                     code = status_for(exc)
                     await context.abort(code, str(exc))

@@ -16,6 +16,8 @@ from libs.common.migrate import load_migrations, migrate_postgres
 from libs.common.migrate import migrate as apply_migrations
 from libs.common.project_deletions import consumer_settings as deletion_settings
 from libs.common.project_deletions import decode_deletion
+from libs.common.retention import consumer_settings as retention_settings
+from libs.common.retention import decode_retention
 from libs.common.rpc import make_server
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
@@ -30,6 +32,7 @@ from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.project_deletions import ProjectPurger, WriterBacklog
 from services.query.recent_state import RecentState
+from services.query.retention import RetentionPass
 from services.query.store import TraceStore
 
 log = structlog.get_logger()
@@ -68,18 +71,25 @@ async def run(cfg: QueryConfig) -> None:
         ProjectPurger(store, models, catalogs, WriterBacklog(writer_settings(cfg.kafka))).handle,
         producer,
     )
+    retention = BatchConsumer(
+        retention_settings(cfg.kafka, "query"),
+        decode_retention,
+        RetentionPass(clickhouse).handle,
+        producer,
+    )
     health = HealthWatch(
         {
             "postgresql": lambda: pool.fetchval("SELECT 1"),
             "clickhouse": lambda: clickhouse.select("SELECT 1"),
         },
-        [writer, purger],
+        [writer, purger, retention],
     )
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(writer.run(stop))
             tasks.create_task(purger.run(stop))
+            tasks.create_task(retention.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()

@@ -5,6 +5,8 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from libs.common.scope import read_cutoff
+from services.query import retention
 from services.query.clickhouse import ClickHouse
 from services.query.filters import Where
 
@@ -215,8 +217,12 @@ def current(table: str, condition: str) -> str:
     """The FROM and WHERE of every read: the current version of each of the project's rows
     matching `condition`; FINAL leaves out rows whose newest version is a tombstone. Lookups
     stay cheap because FINAL merges only the granules the condition selects: traces are sorted
-    by id, observations by trace, and the skip indexes (id, trace id) narrow the rest."""
-    return f"{table} FINAL WHERE project_id = {{project_id:String}} AND {condition}"
+    by id, observations by trace, and the skip indexes (id, trace id) narrow the rest. Rows older
+    than the project's retention are left out even before the retention pass deletes them."""
+    return (
+        f"{table} FINAL WHERE project_id = {{project_id:String}}"
+        f"{retention.within(table, read_cutoff())} AND {condition}"
+    )
 
 
 _TOMBSTONES = (

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aobs/events/v1/events.proto\x12\robs.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n\x0eIngestionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.obs.events.v1.EventType\x12\x18\n\x10observation_type\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tbody_json\x18\t \x01(\x0c\x12\x15\n\revent_log_key\x18\n \x01(\t\"D\n\x13IngestionEventBatch\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.obs.events.v1.IngestionEvent\"h\n\rPromptChanged\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x13\n\x0bprompt_name\x18\x02 \x01(\t\x12.\n\nchanged_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\rTracesDeleted\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\ttrace_ids\x18\x02 \x03(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0eProjectDeleted\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xbf\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_TRACE_CREATE\x10\x01\x12!\n\x1d\x45VENT_TYPE_OBSERVATION_CREATE\x10\x02\x12!\n\x1d\x45VENT_TYPE_OBSERVATION_UPDATE\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_SCORE_CREATE\x10\x04\x12\x16\n\x12\x45VENT_TYPE_SDK_LOG\x10\x05\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aobs/events/v1/events.proto\x12\robs.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x02\n\x0eIngestionEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nproject_id\x18\x02 \x01(\t\x12&\n\x04type\x18\x03 \x01(\x0e\x32\x18.obs.events.v1.EventType\x12\x18\n\x10observation_type\x18\x04 \x01(\t\x12\x11\n\tentity_id\x18\x05 \x01(\t\x12\x10\n\x08trace_id\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breceived_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tbody_json\x18\t \x01(\x0c\x12\x15\n\revent_log_key\x18\n \x01(\t\"D\n\x13IngestionEventBatch\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.obs.events.v1.IngestionEvent\"h\n\rPromptChanged\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x13\n\x0bprompt_name\x18\x02 \x01(\t\x12.\n\nchanged_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\rTracesDeleted\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x11\n\ttrace_ids\x18\x02 \x03(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x0eProjectDeleted\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12\x0e\n\x06org_id\x18\x02 \x01(\t\x12.\n\ndeleted_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x10ProjectRetention\x12\x12\n\nproject_id\x18\x01 \x01(\t\x12*\n\x06\x63utoff\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0eretention_days\x18\x03 \x01(\x05*\xbf\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VENT_TYPE_TRACE_CREATE\x10\x01\x12!\n\x1d\x45VENT_TYPE_OBSERVATION_CREATE\x10\x02\x12!\n\x1d\x45VENT_TYPE_OBSERVATION_UPDATE\x10\x03\x12\x1b\n\x17\x45VENT_TYPE_SCORE_CREATE\x10\x04\x12\x16\n\x12\x45VENT_TYPE_SDK_LOG\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'obs.events.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTTYPE']._serialized_start=760
-  _globals['_EVENTTYPE']._serialized_end=951
+  _globals['_EVENTTYPE']._serialized_start=868
+  _globals['_EVENTTYPE']._serialized_end=1059
   _globals['_INGESTIONEVENT']._serialized_start=79
   _globals['_INGESTIONEVENT']._serialized_end=375
   _globals['_INGESTIONEVENTBATCH']._serialized_start=377
@@ -44,4 +44,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACESDELETED']._serialized_end=655
   _globals['_PROJECTDELETED']._serialized_start=657
   _globals['_PROJECTDELETED']._serialized_end=757
+  _globals['_PROJECTRETENTION']._serialized_start=759
+  _globals['_PROJECTRETENTION']._serialized_end=865
 # @@protoc_insertion_point(module_scope)

@@ -213,3 +213,34 @@ class ProjectDeleted(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProjectDeleted: _TypeAlias = ProjectDeleted  # noqa: Y015
+
+@_typing.final
+class ProjectRetention(_message.Message):
+    """Topic `gateway.projects.retention.v1`, keyed by project id: once a day per project that keeps
+    its data for a limited time, the moment before which it keeps none; every owning service
+    deletes what is older from its own stores (idempotent, so a replay deletes nothing more).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    CUTOFF_FIELD_NUMBER: _builtins.int
+    RETENTION_DAYS_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    retention_days: _builtins.int
+    @_builtins.property
+    def cutoff(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        cutoff: _timestamp_pb2.Timestamp | None = ...,
+        retention_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cutoff", b"cutoff", "project_id", b"project_id", "retention_days", b"retention_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProjectRetention: _TypeAlias = ProjectRetention  # noqa: Y015
