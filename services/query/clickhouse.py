@@ -4,6 +4,10 @@ Both sides bind `{name:Type}` parameters server-side, so every statement is writ
 unchanged on either. Calls run in a worker thread (both clients block). A chDB session keeps query
 parameters as per-connection state, so each session serves one call at a time; a few sessions on
 the same data let reads run beside the writer's inserts and beside each other.
+
+Inserts are columnar on both sides: an Arrow stream into chDB, the driver's columnar Native blocks
+into a server. Row by row (JSONEachRow text, parsed back by ClickHouse) cost the writer about
+0.4 ms per 2 KiB observation; columns cost a tenth of that.
 """
 
 import asyncio
@@ -14,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import orjson
+import pyarrow as pa
 
 from libs.common.migrate import Migration
 
@@ -25,7 +30,9 @@ class ClickHouse(Protocol):
         self, sql: str, params: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]: ...
 
-    async def insert(self, table: str, rows: list[dict[str, Any]]) -> None: ...
+    async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
+        """Rows of one table, every row with the same keys (the columns written)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -40,6 +47,9 @@ class EmbeddedClickHouse:
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for each in self._all:
             self._idle.put(each)
+        # Column types per table, for the Arrow schema of inserts; forgotten by any statement
+        # (a migration may have changed them).
+        self._types: dict[str, dict[str, str]] = {}
 
     def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
         text_params = {k: _param_text(v) for k, v in (params or {}).items()}
@@ -51,6 +61,7 @@ class EmbeddedClickHouse:
         return bytes(result.bytes())
 
     async def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._types.clear()
         await asyncio.to_thread(self._run, sql, "CSV", params)
 
     async def select(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -58,13 +69,31 @@ class EmbeddedClickHouse:
         return [orjson.loads(line) for line in raw.splitlines() if line]
 
     async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        # orjson writes datetimes as RFC 3339 (fast, in C); best_effort parsing reads them.
-        lines = b"\n".join(orjson.dumps(row) for row in rows)
-        sql = (
-            f"INSERT INTO {table} SETTINGS date_time_input_format = 'best_effort'"
-            " FORMAT JSONEachRow\n" + lines.decode()
+        columns = list(rows[0])
+        types = self._types.get(table) or await self._column_types(table)
+        stream = arrow_stream(rows, {column: types[column] for column in columns})
+        await asyncio.to_thread(self._insert, f"INSERT INTO {table} ({', '.join(columns)})", stream)
+
+    def _insert(self, sql: str, stream: bytes) -> None:
+        chosen = self._idle.get()
+        try:
+            with chosen.send_insert(sql, "ArrowStream") as inserter:
+                inserter.append(stream)
+                inserter.finish()
+        except RuntimeError as exc:
+            # chDB wraps the engine's error ("Code: N. ..."), which the writer classifies.
+            raise (exc.__cause__ or exc) from None
+        finally:
+            self._idle.put(chosen)
+
+    async def _column_types(self, table: str) -> dict[str, str]:
+        rows = await self.select(
+            "SELECT name, type FROM system.columns"
+            " WHERE database = currentDatabase() AND table = {table:String}",
+            {"table": table},
         )
-        await asyncio.to_thread(self._run, sql, "CSV", None)
+        self._types[table] = {row["name"]: row["type"] for row in rows}
+        return self._types[table]
 
     def close(self) -> None:
         for each in self._all:
@@ -100,12 +129,13 @@ class RemoteClickHouse:
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
-        sql = f"INSERT INTO {table} ({', '.join(rows[0])}) VALUES"
-        await asyncio.to_thread(self._insert, sql, rows)
+        columns = list(rows[0])
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES"
+        await asyncio.to_thread(self._insert, sql, [[row.get(c) for row in rows] for c in columns])
 
-    def _insert(self, sql: str, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, sql: str, columns: list[list[Any]]) -> None:
         with self._lock:
-            self._client.execute(sql, rows)
+            self._client.execute(sql, columns, columnar=True)
 
     def close(self) -> None:
         self._client.disconnect()
@@ -132,6 +162,67 @@ def _quoted(item: Any) -> str:
     if isinstance(item, str):
         return "'" + item.replace("\\", "\\\\").replace("'", "\\'") + "'"
     return str(item)
+
+
+def arrow_stream(rows: list[dict[str, Any]], types: dict[str, str]) -> bytes:
+    """The rows as one Arrow IPC stream, a column per key of `types` (column -> ClickHouse type)."""
+    table = pa.table(
+        {column: _arrow_column([row.get(column) for row in rows], kind)
+         for column, kind in types.items()}
+    )  # fmt: skip
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow_column(values: list[Any], kind: str) -> pa.Array:
+    if "Decimal" in kind:
+        # As text, which ClickHouse parses exactly (a float64 column would be converted in
+        # binary: 123456.123456789 would be stored as 123456.123456789008).
+        values = [_decimal_text(value) for value in values]
+    return pa.array(values, _arrow_type(kind))
+
+
+def _decimal_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _decimal_text(item) for key, item in value.items()}
+    return None if value is None else repr(value)
+
+
+def _arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type a column of ClickHouse type `kind` is sent as; ClickHouse converts it."""
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if kind.startswith(wrapper):
+            return _arrow_type(kind[len(wrapper) : -1])
+    if kind.startswith("Array("):
+        return pa.list_(_arrow_type(kind[len("Array(") : -1]))
+    if kind.startswith("Map("):
+        key, value = _map_types(kind[len("Map(") : -1])
+        return pa.map_(_arrow_type(key), _arrow_type(value))
+    if kind.startswith("DateTime64("):
+        return pa.timestamp("ms", tz="UTC")  # aware datetimes; floored to milliseconds
+    if kind.startswith("Decimal"):
+        return pa.string()
+    return _ARROW_SCALARS[kind]
+
+
+def _map_types(arguments: str) -> tuple[str, str]:
+    """`K, V` of a Map type: split at the first top-level comma."""
+    depth = 0
+    for at, char in enumerate(arguments):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            return arguments[:at].strip(), arguments[at + 1 :].strip()
+    raise ValueError(f"not a Map type: Map({arguments})")
+
+
+_ARROW_SCALARS = {
+    "String": pa.string(), "Bool": pa.bool_(), "Float32": pa.float32(), "Float64": pa.float64(),
+    "Date": pa.date32(), "DateTime": pa.timestamp("s", tz="UTC"),
+    "UInt8": pa.uint8(), "UInt16": pa.uint16(), "UInt32": pa.uint32(), "UInt64": pa.uint64(),
+    "Int8": pa.int8(), "Int16": pa.int16(), "Int32": pa.int32(), "Int64": pa.int64(),
+}  # fmt: skip
 
 
 def open_clickhouse(url: str) -> ClickHouse:
