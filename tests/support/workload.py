@@ -87,7 +87,8 @@ class Traffic:
         start_ns: int | None = None,
     ) -> None:
         self.rng = random.Random(seed)
-        self.start_ns = time.time_ns() if start_ns is None else start_ns
+        start_ns = time.time_ns() if start_ns is None else start_ns
+        self.start_ns = start_ns // 1_000_000 * 1_000_000  # whole milliseconds, as stored
         self.trace_id = trace_id or (lambda _: random_hex(self.rng, 32))
         self.span_id = span_id or (lambda _: random_hex(self.rng, 16))
         system = [" ".join(self.rng.choices(_WORDS, k=self.rng.randint(60, 200))) for _ in range(8)]
@@ -125,7 +126,7 @@ class Traffic:
 
     def trace(self, index: int, first_span: int, size: int) -> Trace:
         trace_id = self.trace_id(index)
-        start = self.start_ns + self.rng.randrange(60 * 10**9)
+        start = self.start_ns + self.rng.randrange(60_000) * 1_000_000
         question = self.text(self.rng.randint(80, 400))
         trace = Trace(
             id=trace_id,
@@ -255,7 +256,9 @@ def otlp_export(traces: list[Trace], sdk_version: str = "5.0.4") -> ExportTraceS
 
 
 def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    """`ns` since the epoch as the API spells times: UTC, milliseconds, `Z`."""
+    seconds = datetime.fromtimestamp(ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{seconds}.{ns // 10**6 % 1000:03d}Z"
 
 
 def batch_events(traces: list[Trace], split: bool = False) -> list[list[dict[str, Any]]]:
