@@ -8,5 +8,5 @@ main(
     load_evals_config,
     run=server.run,
     migrate=server.migrate,
-    consumes=[Topic.INGESTION_EVENTS, Topic.PROJECT_DELETIONS],
+    consumes=[Topic.INGESTION_EVENTS, Topic.PROJECT_DELETIONS, Topic.PROJECT_RETENTION],
 )

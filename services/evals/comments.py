@@ -15,7 +15,7 @@ import orjson
 
 from libs.common.errors import NotFound, PermissionDenied
 from libs.common.gen.obs.evals.v1 import evals_pb2
-from libs.common.scope import ProjectScope
+from libs.common.scope import ProjectScope, read_cutoff
 from services.evals.fields import (
     checked_page,
     checked_text,
@@ -120,6 +120,11 @@ class CommentFilter:
     author_user_id: str | None
 
 
+# Comments on the project's traced data (not on prompts) older than its retention are hidden, as
+# the retention pass deletes them (services/evals/retention.py).
+_RETAINED = "({cutoff}::timestamptz IS NULL OR object_type = 'PROMPT' OR created_at >= {cutoff})"
+
+
 class CommentStore:
     """Comments in PostgreSQL; every query is bound to one project."""
 
@@ -130,6 +135,7 @@ class CommentStore:
     _WHERE = (
         "project_id = $1 AND ($2::text IS NULL OR object_type = $2)"
         " AND ($3::text IS NULL OR object_id = $3) AND ($4::text IS NULL OR author_user_id = $4)"
+        f" AND {_RETAINED.format(cutoff='$5')}"
     )
 
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -151,9 +157,11 @@ class CommentStore:
 
     async def get(self, project_id: str, comment_id: str) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(
-            f"SELECT {self._COLUMNS} FROM comments WHERE project_id = $1 AND id = $2",
+            f"SELECT {self._COLUMNS} FROM comments WHERE project_id = $1 AND id = $2"
+            f" AND {_RETAINED.format(cutoff='$3')}",
             project_id,
             comment_id,
+            read_cutoff(),
         )
         return comment_document(row) if row else None
 
@@ -161,11 +169,12 @@ class CommentStore:
         self, project_id: str, filters: CommentFilter, page: int, limit: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page, newest first, and the count of all matching comments."""
-        args = (project_id, filters.object_type, filters.object_id, filters.author_user_id)
+        args = (project_id, filters.object_type, filters.object_id, filters.author_user_id,
+                read_cutoff())  # fmt: skip
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
                 f"SELECT {self._COLUMNS} FROM comments WHERE {self._WHERE}"
-                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6",
+                " ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7",
                 *args,
                 limit,
                 (page - 1) * limit,

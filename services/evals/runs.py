@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
+from libs.common.scope import read_cutoff
 from services.evals.fields import (
     ID_MAX_LENGTH,
     invalid,
@@ -240,13 +241,19 @@ async def delete_run(conn: asyncpg.Connection, project_id: str, dataset_id: str,
         raise NotFound(f"Dataset run {name} not found")
 
 
+# Run items older than the project's retention are hidden, as the retention pass deletes them
+# (services/evals/retention.py).
+_RETAINED = "($3::timestamptz IS NULL OR created_at >= $3)"
+
+
 async def run_items(conn: asyncpg.Connection, project_id: str, run: str) -> list[asyncpg.Record]:
     """Every run item of a run, newest first."""
     return await conn.fetch(
         f"SELECT {_RUN_ITEM} FROM dataset_run_items WHERE project_id = $1 AND dataset_run_id = $2"
-        " ORDER BY created_at DESC, id",
+        f" AND {_RETAINED} ORDER BY created_at DESC, id",
         project_id,
         run,
+        read_cutoff(),
     )
 
 
@@ -255,16 +262,19 @@ async def run_items_page(
 ) -> tuple[list[asyncpg.Record], int]:
     rows = await conn.fetch(
         f"SELECT {_RUN_ITEM} FROM dataset_run_items WHERE project_id = $1 AND dataset_run_id = $2"
-        " ORDER BY created_at DESC, id LIMIT $3 OFFSET $4",
+        f" AND {_RETAINED} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5",
         project_id,
         run,
+        read_cutoff(),
         limit,
         (page_number - 1) * limit,
     )
     total = await conn.fetchval(
-        "SELECT count(*) FROM dataset_run_items WHERE project_id = $1 AND dataset_run_id = $2",
+        "SELECT count(*) FROM dataset_run_items WHERE project_id = $1 AND dataset_run_id = $2"
+        f" AND {_RETAINED}",
         project_id,
         run,
+        read_cutoff(),
     )
     return rows, total
 

@@ -19,6 +19,8 @@ from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.project_deletions import consumer_settings as deletion_settings
 from libs.common.project_deletions import decode_deletion
+from libs.common.retention import consumer_settings as retention_settings
+from libs.common.retention import decode_retention
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from libs.common.secret_box import SecretBox, open_box
@@ -37,6 +39,7 @@ from services.evals.judge_api import JudgeApi
 from services.evals.project_deletions import ProjectPurger
 from services.evals.references import ObjectLookup
 from services.evals.results import ExperimentReads
+from services.evals.retention import RetentionPass
 from services.evals.rules import RuleApi
 from services.evals.score_configs import ScoreConfigApi
 
@@ -99,17 +102,22 @@ async def run(cfg: EvalsConfig) -> None:
             ProjectPurger(pool, score_config_generations(client)).handle,
             producer,
         )
+        retention = BatchConsumer(
+            retention_settings(cfg.kafka, "evals"), decode_retention, RetentionPass(pool).handle,
+            producer,
+        )  # fmt: skip
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
         health = HealthWatch(
             {"postgresql": lambda: pool.fetchval("SELECT 1")},
-            [experiment_consumer, judge_consumer, purger],
+            [experiment_consumer, judge_consumer, purger, retention],
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
             tasks.create_task(experiment_consumer.run(stop))
             tasks.create_task(judge_consumer.run(stop))
             tasks.create_task(purger.run(stop))
+            tasks.create_task(retention.run(stop))
             tasks.create_task(rule_cache.run(stop))
             tasks.create_task(worker.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))

@@ -112,7 +112,7 @@ class Principal:
             raise ApiError(403, ORG_KEY_MESSAGE)
         if self.access is AccessLevel.SCORES and not scores_only:
             raise ApiError(401, "Access Scope Denied" + _HINT)
-        return ProjectScope(self.key.project_id, self.access)
+        return ProjectScope(self.key.project_id, self.access, self.key.retention_days)
 
     def org_id(self) -> str:
         """The organization of a management route: organization keys only."""

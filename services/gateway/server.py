@@ -30,6 +30,7 @@ from services.gateway.middleware import BodyLimit, RequestContext
 from services.gateway.project_deletions import DeletionAnnouncer, ProjectPurger
 from services.gateway.protocol import bounded_header_protocol
 from services.gateway.readiness import BackendReadiness
+from services.gateway.retention import RetentionAnnouncer
 from services.gateway.routes import all_routes
 from services.gateway.routes.prompts import PromptChangeListener
 from services.gateway.state import GatewayState
@@ -116,6 +117,8 @@ async def run(cfg: GatewayConfig) -> None:
             ProjectPurger(store, state.prompt_cache, state.rate_limiter).handle,
             producer,
         )
+        # Once a day per project with a retention, its cutoff for every owning service.
+        retention = RetentionAnnouncer(pool, producer, cfg.kafka)
         server = _Server(
             uvicorn.Config(
                 build_app(state, cfg.max_body_bytes, cfg.body_timeout_seconds),
@@ -146,8 +149,9 @@ async def run(cfg: GatewayConfig) -> None:
             tasks.create_task(serve())
             tasks.create_task(listener.run(stop))
             tasks.create_task(purger.run(stop))
+            tasks.create_task(retention.run(stop))
 
 
 async def migrate(cfg: GatewayConfig) -> None:
     await migrate_postgres(cfg.database_url, MIGRATIONS)
-    await ensure_topics(cfg.kafka, {Topic.PROJECT_DELETIONS: 1})
+    await ensure_topics(cfg.kafka, {Topic.PROJECT_DELETIONS: 1, Topic.PROJECT_RETENTION: 1})

@@ -26,6 +26,8 @@ class ApiKey:
     scope: KeyScope
     org_id: str
     project_id: str | None
+    # The project's retention, which reads of the key's calls respect (libs/common/scope.py).
+    retention_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,10 @@ _PROJECT = (
     " p.retention_days FROM projects p JOIN organizations o ON o.id = p.org_id"
     " WHERE p.id = $1 AND p.deleted_at IS NULL"
 )
+_KEY = (
+    "SELECT k.public_key, k.scope, k.org_id, k.project_id, p.retention_days FROM api_keys k"
+    " LEFT JOIN projects p ON p.id = k.project_id"
+)
 _KEY_SUMMARY = "SELECT id, public_key, display_secret_key, note, created_at FROM api_keys"
 
 
@@ -80,17 +86,11 @@ class ProjectStore:
         await self._pool.fetchval("SELECT 1")
 
     async def key_by_secret_hash(self, secret_hash: str) -> ApiKey | None:
-        row = await self._pool.fetchrow(
-            "SELECT public_key, scope, org_id, project_id FROM api_keys WHERE secret_hash = $1",
-            secret_hash,
-        )
+        row = await self._pool.fetchrow(_KEY + " WHERE k.secret_hash = $1", secret_hash)
         return _key(row)
 
     async def key_by_public_key(self, public_key: str) -> ApiKey | None:
-        row = await self._pool.fetchrow(
-            "SELECT public_key, scope, org_id, project_id FROM api_keys WHERE public_key = $1",
-            public_key,
-        )
+        row = await self._pool.fetchrow(_KEY + " WHERE k.public_key = $1", public_key)
         return _key(row)
 
     async def project(self, project_id: str) -> Project | None:
@@ -306,4 +306,10 @@ def _summary(row: asyncpg.Record) -> KeySummary:
 def _key(row: asyncpg.Record | None) -> ApiKey | None:
     if row is None:
         return None
-    return ApiKey(row["public_key"], KeyScope(row["scope"]), row["org_id"], row["project_id"])
+    return ApiKey(
+        row["public_key"],
+        KeyScope(row["scope"]),
+        row["org_id"],
+        row["project_id"],
+        row["retention_days"],
+    )

@@ -8,5 +8,5 @@ main(
     load_ingestion_config,
     run=server.run,
     migrate=server.migrate,
-    consumes=[Topic.INGESTION_DELETIONS, Topic.PROJECT_DELETIONS],
+    consumes=[Topic.INGESTION_DELETIONS, Topic.PROJECT_DELETIONS, Topic.PROJECT_RETENTION],
 )

@@ -18,6 +18,8 @@ from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
 from libs.common.project_deletions import consumer_settings, decode_deletion
+from libs.common.retention import consumer_settings as retention_settings
+from libs.common.retention import decode_retention
 from libs.common.rpc import make_channel, make_server
 from libs.common.score_config_cache import score_config_generations
 from services.ingestion.config import IngestionConfig
@@ -26,6 +28,7 @@ from services.ingestion.event_index import EventLogIndex
 from services.ingestion.handlers import IngestionServicer
 from services.ingestion.media import Media, MediaObjects
 from services.ingestion.project_deletions import ProjectPurger
+from services.ingestion.retention import RetentionPass
 from services.ingestion.score_configs import ScoreConfigs
 from services.ingestion.store import EventLog, open_s3
 
@@ -85,11 +88,18 @@ async def run(cfg: IngestionConfig) -> None:
             ProjectPurger(event_log, index, media).handle,
             producer,
         )
+        retention = BatchConsumer(
+            retention_settings(cfg.kafka, "ingestion"),
+            decode_retention,
+            RetentionPass(s3, cfg.s3_bucket, pool, media).handle,
+            producer,
+        )
+        consumers = [cleaner, purger, retention]
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(server.serve(stop, cfg.drain_seconds))
-            tasks.create_task(cleaner.run(stop))
-            tasks.create_task(purger.run(stop))
-            tasks.create_task(HealthWatch(pings, [cleaner, purger]).run(stop, server.set_serving))
+            for consumer in consumers:
+                tasks.create_task(consumer.run(stop))
+            tasks.create_task(HealthWatch(pings, consumers).run(stop, server.set_serving))
 
 
 async def migrate(cfg: IngestionConfig) -> None:

@@ -4,6 +4,8 @@ a pass run again (after a crash, or a replayed announcement) deletes nothing mor
 what a stopped one left; the gateway announces each project once a day."""
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -35,7 +38,6 @@ from services.query.filters import Where
 from services.query.retention import RetentionPass as QueryRetention
 from services.query.server import MIGRATIONS as QUERY_MIGRATIONS
 from services.query.store import TraceStore
-from tests.integration.conftest import unique
 from tests.integration.test_stores import s3_config
 
 NOW = datetime.now(UTC)
@@ -157,3 +159,284 @@ async def test_rows_written_after_a_pass_land_and_stay(clickhouse: ClickHouse) -
     await _insert(clickhouse, "p", "t", NOW)
     trace = await TraceStore(clickhouse).trace("p", "t")
     assert trace is not None and trace["timestamp"].startswith(f"{NOW:%Y-%m-%d}")
+
+
+# ---- ingestion: event log, its index, media
+
+
+# The S3 client, the bucket, ingestion's database and its media.
+Ingestion = tuple[Any, str, asyncpg.Pool, Media]
+
+
+@pytest.fixture
+async def ingestion(pg_dsn: str) -> AsyncIterator[Ingestion]:
+    await migrate_postgres(pg_dsn, INGESTION_MIGRATIONS)
+    cfg = s3_config("it-retention")
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(pool.close)
+        s3 = await open_s3(cfg, stack)
+        await EventLog(s3, cfg.s3_bucket).ensure_bucket()
+        yield s3, cfg.s3_bucket, pool, Media(pool, MediaObjects(s3, s3, cfg.s3_bucket, 60), 1000)
+
+
+async def _request(s3: Any, bucket: str, index: EventLogIndex, project: str, at: datetime) -> str:
+    """One request's event-log object and its index row, as ingestion writes them at `at`."""
+    key = EventLog.key(project, at)
+    await EventLog(s3, bucket).put(key, b"events")
+    await index.add(project, key, [f"trace-{at:%Y%m%d%H}"])
+    return key
+
+
+async def _medium(ingestion: Ingestion, project: str, trace: str, at: datetime) -> str:
+    """A medium linked to `trace`, its object stored and its link made at `at`."""
+    s3, bucket, pool, media = ingestion
+    content = f"{project} {trace}".encode()
+    digest = base64.b64encode(hashlib.sha256(content).digest()).decode()
+    body = {"traceId": trace, "field": "input", "contentType": "text/plain",
+            "contentLength": len(content), "sha256Hash": digest}  # fmt: skip
+    media_id, _ = await media.create_upload(project, orjson.dumps(body))
+    key = MediaObjects.key(project, media_id)
+    await s3.put_object(Bucket=bucket, Key=key, Body=content)
+    await pool.execute(
+        "UPDATE media_links SET created_at = $3 WHERE project_id = $1 AND trace_id = $2",
+        project, trace, at,
+    )  # fmt: skip
+    return key
+
+
+async def _keys(s3: Any, bucket: str) -> set[str]:
+    found: set[str] = set()
+    async for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        found |= {item["Key"] for item in page.get("Contents", [])}
+    return found
+
+
+async def test_the_ingestion_pass_expires_old_hours_index_rows_and_media(
+    ingestion: Ingestion,
+) -> None:
+    s3, bucket, pool, media = ingestion
+    index = EventLogIndex(pool)
+    cutoff = datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
+    old_times = [
+        datetime(2025, 12, 31, 23, tzinfo=UTC),  # an older year
+        datetime(2026, 10, 24, 6, tzinfo=UTC),  # an older month
+        datetime(2026, 11, 23, 23, tzinfo=UTC),  # an older day
+        datetime(2026, 11, 24, 4, 59, tzinfo=UTC),  # an older hour of the cutoff's day
+    ]
+    new_times = [
+        datetime(2026, 11, 24, 5, 10, tzinfo=UTC),  # the cutoff's hour: kept until tomorrow
+        datetime(2026, 11, 24, 6, tzinfo=UTC),
+        datetime(2026, 11, 30, 1, tzinfo=UTC),
+    ]
+    old = [await _request(s3, bucket, index, "p", at) for at in old_times]
+    new = [await _request(s3, bucket, index, "p", at) for at in new_times]
+    # Another project, and one whose quoted id the project's prefixes: untouched.
+    others = [await _request(s3, bucket, index, project, old_times[0]) for project in ("q", "p2")]
+    old_medium = await _medium(ingestion, "p", "old-trace", cutoff - timedelta(days=1))
+    new_medium = await _medium(ingestion, "p", "new-trace", cutoff + timedelta(hours=1))
+    others.append(await _medium(ingestion, "q", "old-trace", cutoff - timedelta(days=1)))
+
+    first = await IngestionRetention(s3, bucket, pool, media).run("p", cutoff)
+    again = await IngestionRetention(s3, bucket, pool, media).run("p", cutoff)
+
+    assert first == {"event_log_objects": 4, "event_log_index_rows": 4, "media": 1}
+    assert again == {"event_log_objects": 0, "event_log_index_rows": 0, "media": 0}
+    assert await _keys(s3, bucket) == {*new, *others, new_medium}
+    indexed = await pool.fetch("SELECT project_id, object_key FROM event_log_index")
+    assert {r["object_key"] for r in indexed} == {*new, *others[:2]}
+    linked = await pool.fetch("SELECT project_id, trace_id FROM media_links ORDER BY 1")
+    assert [tuple(r) for r in linked] == [("p", "new-trace"), ("q", "old-trace")]
+    assert old_medium not in await _keys(s3, bucket) and old
+
+
+async def test_a_pass_stopped_between_stores_is_finished_by_the_next(
+    ingestion: Ingestion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the event log went but before the media: the announcement is handled
+    again (its offset was not committed) and the second pass does the rest."""
+    s3, bucket, pool, media = ingestion
+    old = await _request(s3, bucket, EventLogIndex(pool), "p", OLD)
+    old_medium = await _medium(ingestion, "p", "t", OLD)
+    retention = IngestionRetention(s3, bucket, pool, media)
+
+    async def crash(*args: Any) -> int:
+        raise ConnectionResetError("killed mid-pass")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(media, "forget_traces", crash)
+        with pytest.raises(ConnectionResetError):
+            await retention.run("p", CUTOFF)
+    assert old not in await _keys(s3, bucket) and old_medium in await _keys(s3, bucket)
+
+    again = await retention.run("p", CUTOFF)
+    assert again == {"event_log_objects": 0, "event_log_index_rows": 0, "media": 1}
+    assert await _keys(s3, bucket) == set()
+
+
+# ---- evals: run items, comments, queue items, judge jobs
+
+
+@pytest.fixture
+async def evals_pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await migrate_postgres(pg_dsn, EVALS_MIGRATIONS)
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+async def _evals_rows(pool: asyncpg.Pool, project: str, name: str, at: datetime) -> None:
+    """A run item, comments on a trace and on a prompt, a queue item and a judge job at `at`."""
+    await pool.execute(
+        "INSERT INTO datasets (project_id, id, name, created_at, updated_at)"
+        " VALUES ($1, 'd', 'd', $2, $2) ON CONFLICT DO NOTHING", project, at,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO dataset_runs (project_id, id, dataset_id, name, created_at, updated_at)"
+        " VALUES ($1, 'r', 'd', 'r', $2, $2) ON CONFLICT DO NOTHING", project, at,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO dataset_run_items (project_id, id, dataset_run_id, dataset_item_id,"
+        " trace_id, created_at, updated_at) VALUES ($1, $2, 'r', 'i', $2, $3, $3)",
+        project, name, at,
+    )  # fmt: skip
+    for object_type in ("TRACE", "PROMPT"):
+        await pool.execute(
+            "INSERT INTO comments (project_id, id, object_type, object_id, content, created_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, 'c', $5, $5)",
+            project, f"{name}-{object_type}", object_type, name, at,
+        )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO annotation_queues (project_id, id, name, score_config_ids)"
+        " VALUES ($1, 'q', 'q', '{}') ON CONFLICT DO NOTHING", project,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO annotation_queue_items (project_id, id, queue_id, object_id, object_type,"
+        " status, created_at, updated_at) VALUES ($1, $2, 'q', $2, 'TRACE', 'PENDING', $3, $3)",
+        project, name, at,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO judge_jobs (project_id, id, rule_id, evaluator_id, trace_id, observation_id,"
+        " status, run_after, created_at, updated_at)"
+        " VALUES ($1, gen_random_uuid(), 'rule', 'e', $2, '', 'completed', $3, $3, $3)",
+        project, name, at,
+    )  # fmt: skip
+
+
+async def _evals_ids(pool: asyncpg.Pool) -> dict[str, list[tuple[str, str]]]:
+    return {
+        table: [
+            tuple(r)
+            for r in await pool.fetch(f"SELECT project_id, {column} FROM {table} ORDER BY 1, 2")
+        ]
+        for table, column in (
+            ("dataset_run_items", "id"),
+            ("comments", "id"),
+            ("annotation_queue_items", "id"),
+            ("judge_jobs", "trace_id"),
+        )
+    }
+
+
+async def test_evals_reads_hide_old_run_items_and_comments_before_a_pass(
+    evals_pool: asyncpg.Pool,
+) -> None:
+    await _evals_rows(evals_pool, "p", "old", OLD)
+    await _evals_rows(evals_pool, "p", "new", NOW)
+    comments = CommentStore(evals_pool)
+    everything = CommentFilter(None, None, None)
+
+    async def visible() -> tuple[list[str], int, list[str], bool]:
+        listed, total = await comments.page("p", everything, 1, 50)
+        async with evals_pool.acquire() as conn:
+            items, _ = await run_items_page(conn, "p", "r", 1, 50)
+        return (
+            sorted(c["id"] for c in listed),
+            total,
+            sorted(i["id"] for i in items),
+            await comments.get("p", "old-TRACE") is not None,
+        )
+
+    assert await visible() == (
+        ["new-PROMPT", "new-TRACE", "old-PROMPT", "old-TRACE"],
+        4,
+        ["new", "old"],
+        True,
+    )
+    with reading_within(WEEK):
+        # Comments on prompts are configuration: the retention keeps them.
+        assert await visible() == (["new-PROMPT", "new-TRACE", "old-PROMPT"], 3, ["new"], False)
+
+
+async def test_the_evals_pass_deletes_old_traced_data_of_the_project_only_and_once(
+    evals_pool: asyncpg.Pool,
+) -> None:
+    for project in ("p", "p2"):
+        await _evals_rows(evals_pool, project, "old", OLD)
+        await _evals_rows(evals_pool, project, "new", NOW)
+    retention = EvalsRetention(evals_pool)
+
+    first = await retention.run("p", CUTOFF)
+    again = await retention.run("p", CUTOFF)
+
+    tables = ("dataset_run_items", "comments", "annotation_queue_items", "judge_jobs")
+    assert first == dict.fromkeys(tables, 1) and again == dict.fromkeys(tables, 0)
+    assert await _evals_ids(evals_pool) == {
+        "dataset_run_items": [("p", "new"), ("p2", "new"), ("p2", "old")],
+        "comments": [("p", "new-PROMPT"), ("p", "new-TRACE"), ("p", "old-PROMPT"),
+                     ("p2", "new-PROMPT"), ("p2", "new-TRACE"), ("p2", "old-PROMPT"),
+                     ("p2", "old-TRACE")],
+        "annotation_queue_items": [("p", "new"), ("p2", "new"), ("p2", "old")],
+        "judge_jobs": [("p", "new"), ("p2", "new"), ("p2", "old")],
+    }  # fmt: skip
+
+
+# ---- gateway: the daily announcement
+
+
+async def _announced(kafka: KafkaCluster) -> list[events_pb2.ProjectRetention]:
+    reader = AIOKafkaConsumer(
+        kafka.topic(Topic.PROJECT_RETENTION),
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await reader.start()
+    try:
+        batches = await reader.getmany(timeout_ms=3000)
+    finally:
+        await reader.stop()
+    return [
+        events_pb2.ProjectRetention.FromString(record.value)
+        for records in batches.values()
+        for record in records
+    ]
+
+
+async def test_the_gateway_announces_each_limited_project_once_a_day(
+    pg_dsn: str, kafka: KafkaCluster
+) -> None:
+    await migrate_postgres(pg_dsn, GATEWAY_MIGRATIONS)
+    await ensure_topics(kafka, {Topic.PROJECT_RETENTION: 1})
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=4)
+    producer = make_producer(kafka, "it")
+    await producer.start()
+    try:
+        await pool.execute("INSERT INTO organizations (id, name) VALUES ('o', 'o')")
+        await pool.execute(
+            "INSERT INTO projects (id, org_id, name, retention_days, deleted_at) VALUES"
+            " ('week', 'o', 'w', 7, NULL), ('forever', 'o', 'f', NULL, NULL),"
+            " ('gone', 'o', 'g', 7, now())"
+        )
+        announcer = RetentionAnnouncer(pool, producer, kafka)
+        # Two replicas at once, then a second round the same day: one announcement.
+        rounds = await asyncio.gather(announcer.announce_due(), announcer.announce_due())
+        later = await announcer.announce_due()
+        forced = await announcer.announce_due(datetime.now(UTC))  # `retention run`
+    finally:
+        await producer.stop()
+        await pool.close()
+    assert sorted(rounds) == [0, 1] and later == 0 and forced == 1
+    announced = await _announced(kafka)
+    assert [(a.project_id, a.retention_days) for a in announced] == [("week", 7)] * 2
+    expected = datetime.now(UTC) - timedelta(days=7)
+    assert abs(cutoff_of(announced[0]) - expected) < timedelta(minutes=1)

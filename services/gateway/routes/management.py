@@ -79,6 +79,9 @@ async def update_project(request: Request, org_id: str) -> Response:
     )
     if project is None:
         raise ApiError(404, _PROJECT_NOT_FOUND)
+    if set_retention:
+        # Resolved keys carry the retention that reads apply: none may keep the old one.
+        await _revoked(request)
     return JsonResponse(_project_document(project))
 
 
