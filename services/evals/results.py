@@ -21,7 +21,7 @@ from libs.common.errors import InvalidArgument, NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.gen.obs.query.v1 import query_pb2, query_pb2_grpc
-from libs.common.scope import ProjectScope
+from libs.common.scope import ProjectScope, read_cutoff
 
 QUERY_TIMEOUT_SECONDS = 20.0
 EXPERIMENT_GROUPS = {"core", "metadata", "scores"}
@@ -173,9 +173,11 @@ class ExperimentReads:
             raise NotFound(f"Dataset run {run_id} not found")
         items = await self._pool.fetch(
             "SELECT id, dataset_item_id, trace_id, observation_id FROM dataset_run_items"
-            " WHERE project_id = $1 AND dataset_run_id = $2 ORDER BY created_at, id",
+            " WHERE project_id = $1 AND dataset_run_id = $2"
+            " AND ($3::timestamptz IS NULL OR created_at >= $3) ORDER BY created_at, id",
             scope.project_id,
             run_id,
+            read_cutoff(),
         )
         documents = [
             {
@@ -337,6 +339,8 @@ def _where_items(
         where.add(f"{_ITEM_TIME} < {where.param(request.to_start_time.ToDatetime(tzinfo=UTC))}")
     if request.filter_json:
         _filter_conditions(where, columns, request.filter_json)
+    if (cutoff := read_cutoff()) is not None:  # items older than the retention (retention.py)
+        where.add(f"i.created_at >= {where.param(cutoff)}")
     return where
 
 
