@@ -1,11 +1,13 @@
 """EventWriter: the query service's Kafka consumer (`query.clickhouse-writer`). Each batch is
-merged per entity with the stored state and written in one insert per table; offsets are
-committed only afterwards (libs.common.kafka), and merging is idempotent, so a replay or a crash
-between insert and commit changes nothing. A record holding a value no column can hold (one that
-skipped ingestion's checks, libs.common.limits) is refused when decoded: it goes straight to the
-DLQ. When a batch still cannot be written (a project model whose prices do not compute), the
-consumer calls `write` again with halves of it until the record at fault is alone, and
-dead-letters that one."""
+merged per entity into the entity's state (remembered from this writer's last write of it,
+services/query/recent_state.py, or else read back from ClickHouse in one query per kind) and
+written in one insert per table; offsets are committed only afterwards (libs.common.kafka). The
+merge does not depend on the order or batching of events (services/query/rows.py), so a replay
+or a crash between insert and commit changes nothing. A record holding a value no column can
+hold (one that skipped ingestion's checks, libs.common.limits) is refused when decoded: it goes
+straight to the DLQ. When a batch still cannot be written (a project model whose prices do not
+compute), the consumer calls `write` again with halves of it until the record at fault is
+alone, and dead-letters that one."""
 
 import re
 from collections import defaultdict

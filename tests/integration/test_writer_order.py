@@ -5,6 +5,7 @@ observations (creates and updates, updates first, conflicting types and traces) 
 (renamed under one id) run through the real EventWriter into a real chDB; each example uses a
 project of its own."""
 
+import itertools
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -267,13 +268,15 @@ async def check_order_independence(
         assert not differ and got_clocks == want_clocks, (kind, entity_id, differ)
 
 
+# ~0.3 s an example on an idle machine: 250 examples in all.
 PROPERTY = settings(
-    max_examples=15,
+    max_examples=125,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 
+@pytest.mark.timeout(600)
 @PROPERTY
 @given(events=histories(conflicting_traces=True), seed=st.integers(0, 2**32))
 async def test_stored_state_is_the_merge_of_all_events_whatever_the_batches(
@@ -282,6 +285,7 @@ async def test_stored_state_is_the_merge_of_all_events_whatever_the_batches(
     await check_order_independence(chdb, catalogs, events, seed, forget_between_batches=False)
 
 
+@pytest.mark.timeout(600)
 @PROPERTY
 @given(events=histories(conflicting_traces=False), seed=st.integers(0, 2**32))
 async def test_stored_state_is_the_same_when_every_batch_reads_back_from_clickhouse(
@@ -290,3 +294,82 @@ async def test_stored_state_is_the_same_when_every_batch_reads_back_from_clickho
     """The writer's memory cleared after every batch, as after a rebalance: each batch merges
     into the rows read back from ClickHouse."""
     await check_order_independence(chdb, catalogs, events, seed, forget_between_batches=True)
+
+
+# Regressions: each a way the writer's result depended on the batches before the merge kept
+# clocks. Every one runs with the writer's memory cleared between batches (the rows read back
+# from ClickHouse) and kept (the remembered state).
+
+
+async def write_in_turn(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, batches: list[list[Event]], forget: bool
+) -> dict[tuple[str, str], Merged]:
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    writer = EventWriter(TraceStore(chdb), catalogs, RecentState(100))
+    numbered = itertools.count()
+    for events in batches:
+        await writer.write(
+            [decode_events(record(project_id, [(next(numbered), e) for e in events]))]
+        )
+        if forget:
+            writer.forget_recent()
+    return await stored_states(chdb, project_id)
+
+
+FORGET = pytest.mark.parametrize("forget", [False, True], ids=["remembered", "read-back"])
+
+
+@FORGET
+async def test_an_update_in_an_earlier_batch_than_its_create_never_sets_the_start_time(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
+) -> None:
+    """The update's own time stood in for startTime; it now does only until the create comes,
+    and the row it wrote on that other day is gone."""
+    update = Event(UPDATE, "o", OFFSETS[3], {"id": "o", "traceId": "t", "output": "done"}, "SPAN")
+    create = Event(CREATE, "o", OFFSETS[0], {"id": "o", "traceId": "t", "name": "n"}, "SPAN")
+    stored = await write_in_turn(chdb, catalogs, [[update], [create]], forget)
+    state = stored[("observation", "o")].values
+    assert (state["startTime"], state["output"], state["name"]) == (iso(OFFSETS[0]), "done", "n")
+
+
+@FORGET
+async def test_a_score_renamed_under_its_id_keeps_one_row(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
+) -> None:
+    first = Event(SCORE, "s", OFFSETS[0], {"id": "s", "traceId": "t", "name": "a", "value": 1})
+    renamed = Event(SCORE, "s", OFFSETS[1], {"id": "s", "traceId": "t", "name": "b", "value": 2})
+    stored = await write_in_turn(chdb, catalogs, [[first], [renamed]], forget)
+    assert stored[("score", "s")].values["name"] == "b"  # and no second row (stored_states)
+
+
+@FORGET
+async def test_an_older_value_in_a_later_batch_never_overwrites_a_newer_one(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
+) -> None:
+    newer = Event(TRACE, "t", OFFSETS[1], {"id": "t", "name": "newer", "metadata": {"a": 2}})
+    older = Event(TRACE, "t", OFFSETS[0], {"id": "t", "name": "older", "metadata": {"a": {"x": 1}}})
+    stored = await write_in_turn(chdb, catalogs, [[newer], [older]], forget)
+    assert stored[("trace", "t")].values["name"] == "newer"
+    assert stored[("trace", "t")].values["metadata"] == {"a": 2}
+
+
+@FORGET
+async def test_an_earlier_trace_upsert_arriving_later_moves_the_trace_to_its_day(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
+) -> None:
+    late = Event(TRACE, "t", OFFSETS[3], {"id": "t", "name": "n"})
+    early = Event(TRACE, "t", OFFSETS[0], {"id": "t"})
+    stored = await write_in_turn(chdb, catalogs, [[late], [early]], forget)
+    assert stored[("trace", "t")].values["timestamp"] == iso(OFFSETS[0])
+
+
+async def test_a_conflicting_trace_keeps_the_first_creates_and_is_logged(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = Event(CREATE, "o", OFFSETS[0], {"id": "o", "traceId": "t1"}, "GENERATION")
+    other = Event(CREATE, "o", OFFSETS[1], {"id": "o", "traceId": "t2", "name": "n"}, "SPAN")
+    stored = await write_in_turn(chdb, catalogs, [[other], [first]], forget=False)
+    state = stored[("observation", "o")].values
+    assert (state["traceId"], state["type"], state["name"]) == ("t1", "GENERATION", "n")
+    logged = capsys.readouterr().out
+    assert "immutable_field_conflict" in logged and "event_id=ev-1" in logged

@@ -1,0 +1,150 @@
+"""The query writer alone: SDK-shaped events through EventWriter into an embedded chDB, timed per
+observation. 2,000 traces of a trace upsert and 4 generations (1-4 KiB inputs and outputs, a
+model, usage, gen_ai metadata): 10,000 events in one message per trace, consumed in batches of
+1 MiB of messages as the writer's consumer takes them. Three passes: the traces arrive (new
+entities), then each observation's update and the trace's second upsert arrive (entities the
+writer just wrote), then the same again after the writer forgot what it wrote (a rebalance).
+
+    python -m scripts.bench_writer [traces]
+"""
+
+import asyncio
+import gzip
+import inspect
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from libs.common.gen.obs.events.v1 import events_pb2
+from libs.common.migrate import load_migrations, migrate
+from services.query import consumer
+from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
+from services.query.models import ModelCatalogs
+from services.query.store import TraceStore
+
+MIGRATIONS = Path(consumer.__file__).parent / "migrations" / "clickhouse"
+OBSERVATIONS_PER_TRACE = 4
+BATCH_BYTES = 1024 * 1024
+_WORDS = ["the", "agent", "calls", "a", "tool", "to", "fetch", "order", "status", "answer"]
+
+
+class NoProjectModels:
+    async def entries(self, project_id: str) -> list[dict[str, Any]]:
+        return []
+
+
+def text(rng: random.Random) -> str:
+    return " ".join(rng.choices(_WORDS, k=rng.randint(170, 700)))  # 1-4 KiB
+
+
+def event(
+    kind: int, entity_id: str, trace_id: str, at: datetime, body: dict[str, Any], number: int
+) -> events_pb2.IngestionEvent:
+    stamp = Timestamp()
+    stamp.FromDatetime(at)
+    return events_pb2.IngestionEvent(
+        event_id=f"{entity_id}-{number}",
+        project_id="bench",
+        type=kind,  # type: ignore[arg-type]
+        observation_type="GENERATION" if kind != events_pb2.EVENT_TYPE_TRACE_CREATE else "",
+        entity_id=entity_id,
+        trace_id=trace_id,
+        event_time=stamp,
+        received_at=stamp,
+        body_json=orjson.dumps(body),
+    )
+
+
+def messages(traces: int, updates: bool, rng: random.Random) -> list[bytes]:
+    """One message per trace: its creates, or its updates."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    values = []
+    for t in range(traces):
+        trace_id = f"trace-{t:06d}"
+        at = start + timedelta(seconds=t)
+        upsert = {"id": trace_id, "name": "agent-run", "userId": f"user-{t % 50}",
+                  "output": text(rng) if updates else None, "metadata": {"run": t}}  # fmt: skip
+        later = at + timedelta(seconds=int(updates))
+        kind = events_pb2.EVENT_TYPE_TRACE_CREATE
+        events = [event(kind, trace_id, trace_id, later, upsert, int(updates))]
+        for o in range(OBSERVATIONS_PER_TRACE):
+            observation_id = f"{trace_id}-{o}"
+            if updates:
+                body = {"id": observation_id, "traceId": trace_id, "output": text(rng),
+                        "endTime": (at + timedelta(seconds=2)).isoformat(),
+                        "usageDetails": {"input": 600, "output": 300}}  # fmt: skip
+                kind = events_pb2.EVENT_TYPE_OBSERVATION_UPDATE
+            else:
+                body = {"id": observation_id, "traceId": trace_id, "name": f"llm-{o}",
+                        "startTime": at.isoformat(), "model": "gpt-4o", "input": text(rng),
+                        "metadata": {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
+                                     "attributes": {"temperature": 0.2, "step": o}}}  # fmt: skip
+                kind = events_pb2.EVENT_TYPE_OBSERVATION_CREATE
+            events.append(event(kind, observation_id, trace_id, at, body, int(updates)))
+        batch = events_pb2.IngestionEventBatch(events=events)
+        values.append(gzip.compress(batch.SerializeToString(), compresslevel=1, mtime=0))
+    return values
+
+
+def batches(values: list[bytes]) -> list[list[ConsumerRecord[bytes, bytes]]]:
+    out: list[list[ConsumerRecord[bytes, bytes]]] = [[]]
+    size = 0
+    for offset, value in enumerate(values):
+        out[-1].append(ConsumerRecord("t", 0, offset, 0, 0, None, value, None, 0, len(value), []))
+        size += len(value)
+        if size >= BATCH_BYTES:
+            out.append([])
+            size = 0
+    return [b for b in out if b]
+
+
+async def run_pass(writer: Any, values: list[bytes]) -> tuple[float, float, int]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = 0
+    for records in batches(values):
+        decoded = [consumer.decode_events(r) for r in records]
+        count += len(records)
+        await writer.write(decoded)
+    return time.perf_counter() - wall, time.process_time() - cpu, count
+
+
+async def main(traces: int) -> None:
+    rng = random.Random(7)
+    creates, updates = messages(traces, False, rng), messages(traces, True, rng)
+    observations = traces * OBSERVATIONS_PER_TRACE
+    with tempfile.TemporaryDirectory() as directory:
+        clickhouse = EmbeddedClickHouse(str(Path(directory) / "chdb"))
+        await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS))
+        store = TraceStore(clickhouse)
+        catalogs = ModelCatalogs(NoProjectModels())  # type: ignore[arg-type]
+        remembers = len(inspect.signature(consumer.EventWriter).parameters) > 2
+        if remembers:
+            from services.query.recent_state import RecentState
+
+            writer = consumer.EventWriter(store, catalogs, RecentState(20_000))
+        else:
+            writer = consumer.EventWriter(store, catalogs)
+        passes = [("new entities", creates), ("updates, just written", updates)]
+        if remembers:
+            passes.append(("updates, forgotten", messages(traces, True, random.Random(8))))
+        print(f"{traces} traces, {observations} observations per pass, "
+              f"{len(batches(creates))} batches")  # fmt: skip
+        for name, values in passes:
+            if name == "updates, forgotten":
+                writer.forget_recent()
+            wall, cpu, _ = await run_pass(writer, values)
+            print(f"{name:24} wall {wall * 1e6 / observations:7.0f} µs/obs   "
+                  f"cpu {cpu * 1e6 / observations:7.0f} µs/obs")  # fmt: skip
+        clickhouse.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
