@@ -642,6 +642,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     # Imported here: they import this module's helpers.
     from scripts.bench_evals import evals_rows
     from scripts.bench_judge import judge_rows
+    from scripts.bench_retention import retention_rows
     from scripts.bench_robustness import robustness_rows
 
     return {
@@ -655,6 +656,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
         "evals": lambda: asyncio.run(evals_rows()),
         "judge": lambda: asyncio.run(judge_rows(GATEWAY, AUTH)),
+        "retention": lambda: asyncio.run(retention_rows()),
     }
 
 
