@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 
 from libs.common.errors import InvalidArgument
+from libs.common.scope import read_cutoff
+from services.query import retention
 from services.query.rows import parse_time
 
 # Public column name -> (SQL column, its kind), one map per entity for both kinds of filters:
@@ -169,8 +171,8 @@ def _through_relation(column: str, condition: str) -> str:
     for prefix, (key, table) in RELATIONS.items():
         if column.startswith(prefix):
             return (
-                f"{key} IN (SELECT id FROM {table} FINAL"
-                f" WHERE project_id = {{project_id:String}} AND {condition})"
+                f"{key} IN (SELECT id FROM {table} FINAL WHERE project_id = {{project_id:String}}"
+                f"{retention.within(table, read_cutoff())} AND {condition})"
             )
     return condition
 

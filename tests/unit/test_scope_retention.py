@@ -15,6 +15,7 @@ from libs.common.scope import (
     scope_from,
 )
 from services.query import retention
+from services.query.filters import OBSERVATION_FILTER_COLUMNS, Where, equality_filters
 from services.query.store import current
 
 
@@ -71,3 +72,14 @@ def test_the_cutoff_is_days_before_now() -> None:
     now = datetime(2026, 12, 1, tzinfo=UTC)
     assert retention_cutoff(3, now) == datetime(2026, 11, 28, tzinfo=UTC)
     assert retention_cutoff(None, now) is None
+
+
+def test_a_filter_on_an_observations_trace_looks_only_at_traces_the_retention_keeps() -> None:
+    where = Where()
+    equality_filters(where, OBSERVATION_FILTER_COLUMNS, {"userId": ["u"]})
+    assert "timestamp >=" not in where.sql()
+    where = Where()
+    with reading_within({RETENTION_DAYS_KEY: "3"}):
+        equality_filters(where, OBSERVATION_FILTER_COLUMNS, {"userId": ["u"]})
+    assert "trace_id IN (SELECT id FROM traces FINAL" in where.sql()
+    assert "AND timestamp >= toDateTime64(" in where.sql()
