@@ -1,6 +1,7 @@
 """The one entry point shape of every service: `python -m services.<name> {run,migrate}`, and
 `dlq list|replay` for the services that consume topics (libs/common/dlq.py), `retention run` for
-the one that announces retention cutoffs (libs/common/retention.py)."""
+the one that announces retention cutoffs (libs/common/retention.py), `export run [--project P]`
+for the one that runs blob-storage exports (services/query/blob_export.py)."""
 
 import argparse
 import asyncio
@@ -15,6 +16,8 @@ from libs.common.kafka import KafkaClientSettings, Topic
 C = TypeVar("C")
 
 Command = Callable[[C], Coroutine[Any, Any, None]]
+# Given the project (None: all), returns the exit status.
+ExportCommand = Callable[[C, str | None], Coroutine[Any, Any, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,11 @@ def main(
     migrate: Command[C],
     consumes: Sequence[Topic] = (),
     retention: Command[C] | None = None,
+    export: ExportCommand[C] | None = None,
 ) -> None:
     """`consumes`: the topics this service consumes, whose DLQs `dlq` lists and replays;
-    `retention`: what `retention run` does (a retention pass now)."""
+    `retention`: what `retention run` does (a retention pass now); `export`: what `export run`
+    does (the blob-storage exports now)."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="serve")
@@ -40,6 +45,10 @@ def main(
     if retention is not None:
         passes = commands.add_parser("retention", help="start a retention pass now")
         passes.add_argument("action", choices=["run"])
+    if export is not None:
+        exports = commands.add_parser("export", help="run blob-storage exports now")
+        exports.add_argument("action", choices=["run"])
+        exports.add_argument("--project", help="only this project's (default: every enabled one)")
     if consumes:
         dead = commands.add_parser("dlq", help="list or replay this service's dead letters")
         dead.add_argument("action", choices=["list", "replay"])
@@ -67,6 +76,8 @@ def main(
         print(f"{service}: {exc}", file=sys.stderr)
         sys.exit(2)
     logging.configure(service, log_settings.level, json=log_settings.format == "json")
+    if args.command == "export" and export is not None:
+        sys.exit(asyncio.run(export(cfg, args.project)))
     command = {"run": run, "migrate": migrate, "retention": retention}[args.command]
     assert command is not None
     asyncio.run(command(cfg))

@@ -1,6 +1,7 @@
 from libs.common.cli import main
 from libs.common.kafka import Topic
 from services.query import server
+from services.query.blob_export import export_command
 from services.query.config import load_query_config
 
 main(
@@ -9,4 +10,5 @@ main(
     run=server.run,
     migrate=server.migrate,
     consumes=[Topic.INGESTION_EVENTS, Topic.PROJECT_DELETIONS, Topic.PROJECT_RETENTION],
+    export=export_command,
 )

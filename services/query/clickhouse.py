@@ -11,8 +11,10 @@ into a server. Row by row (JSONEachRow text, parsed back by ClickHouse) cost the
 """
 
 import asyncio
+import itertools
 import queue
 import threading
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -32,6 +34,13 @@ class ClickHouse(Protocol):
 
     async def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Rows of one table, every row with the same keys (the columns written)."""
+        ...
+
+    def batches(
+        self, sql: str, params: dict[str, Any], schema: pa.Schema
+    ) -> AsyncIterator[pa.RecordBatch]:
+        """A SELECT's rows as record batches of `schema`, read as they are consumed (the blob
+        export streams whole tables through it)."""
         ...
 
     def close(self) -> None: ...
@@ -95,6 +104,22 @@ class EmbeddedClickHouse:
         self._types[table] = {row["name"]: row["type"] for row in rows}
         return self._types[table]
 
+    async def batches(
+        self, sql: str, params: dict[str, Any], schema: pa.Schema
+    ) -> AsyncIterator[pa.RecordBatch]:
+        text_params = {k: _param_text(v) for k, v in params.items()}
+        chosen = await asyncio.to_thread(self._idle.get)  # one session for the whole stream
+        stream = None
+        try:
+            stream = await asyncio.to_thread(chosen.send_query, sql, "Arrow", params=text_params)
+            while (chunk := await asyncio.to_thread(stream.fetch)) is not None:
+                for batch in pa.ipc.open_file(chunk.bytes()).read_all().to_batches():
+                    yield batch.cast(schema)
+        finally:
+            if stream is not None:
+                await asyncio.to_thread(stream.close)
+            self._idle.put(chosen)
+
     def close(self) -> None:
         for each in self._all:
             each.close()
@@ -105,14 +130,15 @@ class RemoteClickHouse:
         from clickhouse_driver import Client
 
         parts = urlsplit(url)
-        self._client = Client(
-            host=parts.hostname or "localhost",
-            port=parts.port or 9000,
-            user=unquote(parts.username or "default"),
-            password=unquote(parts.password or ""),
-            database=parts.path.lstrip("/") or "default",
-            settings={"server_side_params": True},
-        )
+        self._settings: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or 9000,
+            "user": unquote(parts.username or "default"),
+            "password": unquote(parts.password or ""),
+            "database": parts.path.lstrip("/") or "default",
+            "settings": {"server_side_params": True},
+        }
+        self._client = Client(**self._settings)
         self._lock = threading.Lock()
 
     def _run(self, sql: str, params: dict[str, Any] | None) -> tuple[list[Any], list[Any]]:
@@ -137,8 +163,27 @@ class RemoteClickHouse:
         with self._lock:
             self._client.execute(sql, columns, columnar=True)
 
+    async def batches(
+        self, sql: str, params: dict[str, Any], schema: pa.Schema
+    ) -> AsyncIterator[pa.RecordBatch]:
+        from clickhouse_driver import Client
+
+        # A connection of its own: the shared one serves every other call, one at a time.
+        client = Client(**self._settings)
+        rows = client.execute_iter(sql, params, settings={"max_block_size": _STREAM_ROWS})
+        try:
+            while chunk := await asyncio.to_thread(list, itertools.islice(rows, _STREAM_ROWS)):
+                yield pa.RecordBatch.from_pylist(
+                    [dict(zip(schema.names, row, strict=True)) for row in chunk], schema=schema
+                )
+        finally:
+            await asyncio.to_thread(client.disconnect)
+
     def close(self) -> None:
         self._client.disconnect()
+
+
+_STREAM_ROWS = 1024  # rows per batch of a remote stream
 
 
 def _param_text(value: Any) -> str:

@@ -1,8 +1,9 @@
 from dataclasses import dataclass
 
 from libs.common import config
-from libs.common.config import GrpcServiceSettings
+from libs.common.config import ConfigError, GrpcServiceSettings
 from libs.common.kafka import KafkaClientSettings
+from libs.common.secret_box import check_key_setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,6 +17,17 @@ class QueryConfig(GrpcServiceSettings, KafkaClientSettings):
     # their next events merge without a read of ClickHouse: ~20,000 SDK-sized ones take
     # ~150 MiB (1-4 KiB inputs and outputs).
     writer_state_entities: int = 20_000
+    # AES-256-GCM key of blob-storage export credentials (libs/common/secret_box.py); without it
+    # integrations cannot be saved.
+    encryption_key: str = ""
+    # An export covers rows written until this long ago: the writer's inserts still on their way.
+    export_lag_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        super(QueryConfig, self).__post_init__()
+        check_key_setting("QUERY_ENCRYPTION_KEY", self.encryption_key)
+        if self.export_lag_seconds < 0:
+            raise ConfigError("QUERY_EXPORT_LAG_SECONDS must be ≥ 0")
 
 
 def load_query_config() -> QueryConfig:

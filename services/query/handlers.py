@@ -16,6 +16,7 @@ from libs.common.limits import is_id
 from libs.common.scope import scope_from
 from services.query import analytics
 from services.query.deletions import DeletionNotices
+from services.query.export_api import ExportApi
 from services.query.filters import (
     OBSERVATION_FILTER_COLUMNS,
     SCORE_FILTER_COLUMNS,
@@ -51,11 +52,13 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         models: ModelStore,
         catalogs: ModelCatalogs,
         deletions: DeletionNotices,
+        exports: ExportApi,
     ) -> None:
         self._store = store
         self._models = models
         self._catalogs = catalogs
         self._deletions = deletions
+        self._exports = exports
 
     async def GetTrace(  # noqa: N802
         self, request: query_pb2.GetTraceRequest, context: grpc.aio.ServicerContext
@@ -328,6 +331,35 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     async def _entries(self, project_id: str) -> list[dict[str, Any]]:
         """The project's models first, then the built-in ones."""
         return [*await self._models.entries(project_id), *self._catalogs.default_entries]
+    async def GetBlobStorageIntegration(  # noqa: N802
+        self,
+        request: query_pb2.GetBlobStorageIntegrationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> query_pb2.GetBlobStorageIntegrationResponse:
+        documents = await self._exports.documents(scope_from(context).project_id)
+        if documents is None:
+            return query_pb2.GetBlobStorageIntegrationResponse()
+        integration, status = documents
+        return query_pb2.GetBlobStorageIntegrationResponse(
+            integration_json=integration, status_json=status
+        )
+
+    async def UpsertBlobStorageIntegration(  # noqa: N802
+        self,
+        request: query_pb2.UpsertBlobStorageIntegrationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> query_pb2.UpsertBlobStorageIntegrationResponse:
+        document = await self._exports.upsert(scope_from(context).project_id, request.body_json)
+        return query_pb2.UpsertBlobStorageIntegrationResponse(integration_json=document)
+
+    async def DeleteBlobStorageIntegration(  # noqa: N802
+        self,
+        request: query_pb2.DeleteBlobStorageIntegrationRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> query_pb2.DeleteBlobStorageIntegrationResponse:
+        await self._exports.delete(scope_from(context).project_id)
+        return query_pb2.DeleteBlobStorageIntegrationResponse()
+
 
 
 def _where(

@@ -1,5 +1,6 @@
 """The query service's part of a project deletion (libs/common/project_deletions.py): the
-project's traces, observations and scores in ClickHouse and its models in PostgreSQL.
+project's traces, observations and scores in ClickHouse, its models and its blob-storage export
+(settings and runs) in PostgreSQL.
 Idempotent: a replay deletes nothing more.
 
 Events the ingestion service accepted before the deletion may still wait in Kafka for the
@@ -17,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from libs.common.errors import Unavailable
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings
+from services.query.export_store import ExportStore
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.store import TraceStore
 
@@ -75,11 +77,13 @@ class ProjectPurger:
         store: TraceStore,
         models: ModelStore,
         catalogs: ModelCatalogs,
+        exports: ExportStore,
         backlog: WriterBacklog,
     ) -> None:
         self._store = store
         self._models = models
         self._catalogs = catalogs
+        self._exports = exports
         self._backlog = backlog
 
     async def handle(self, events: Sequence[events_pb2.ProjectDeleted]) -> None:
@@ -88,4 +92,11 @@ class ProjectPurger:
             await self._store.delete_project(event.project_id)
             models = await self._models.delete_project(event.project_id)
             self._catalogs.forget(event.project_id)
-            log.info("project_purged", service="query", project_id=event.project_id, models=models)
+            export = await self._exports.delete(event.project_id)
+            log.info(
+                "project_purged",
+                service="query",
+                project_id=event.project_id,
+                models=models,
+                blob_storage_export=export,
+            )

@@ -1,7 +1,9 @@
 """Composition root of the query service: ClickHouse (chDB or server), the Kafka writer that
-fills it, PostgreSQL for project models, and the gRPC read API."""
+fills it, PostgreSQL for project models and blob-storage exports, the exporter, and the gRPC
+read API."""
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +21,8 @@ from libs.common.project_deletions import decode_deletion
 from libs.common.retention import consumer_settings as retention_settings
 from libs.common.retention import decode_retention
 from libs.common.rpc import make_server
+from libs.common.secret_box import open_box
+from services.query.blob_export import BlobExporter
 from services.query.clickhouse import ClickHouseTarget, open_clickhouse
 from services.query.config import QueryConfig
 from services.query.consumer import (
@@ -28,6 +32,8 @@ from services.query.consumer import (
     writer_settings,
 )
 from services.query.deletions import DeletionNotices
+from services.query.export_api import ExportApi
+from services.query.export_store import ExportStore
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.project_deletions import ProjectPurger, WriterBacklog
@@ -53,7 +59,10 @@ async def run(cfg: QueryConfig) -> None:
     producer = make_producer(cfg.kafka, client_id="query")
     await producer.start()
     deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
-    servicer = QueryServicer(store, models, catalogs, deletions)
+    exports = ExportStore(pool)
+    box = open_box(cfg.encryption_key)
+    exporter = BlobExporter(exports, clickhouse, box, lag=timedelta(seconds=cfg.export_lag_seconds))
+    servicer = QueryServicer(store, models, catalogs, deletions, ExportApi(exports, box))
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
     event_writer = EventWriter(store, catalogs, RecentState(cfg.writer_state_entities))
@@ -68,7 +77,9 @@ async def run(cfg: QueryConfig) -> None:
     purger = BatchConsumer(
         deletion_settings(cfg.kafka, "query"),
         decode_deletion,
-        ProjectPurger(store, models, catalogs, WriterBacklog(writer_settings(cfg.kafka))).handle,
+        ProjectPurger(
+            store, models, catalogs, exports, WriterBacklog(writer_settings(cfg.kafka))
+        ).handle,
         producer,
     )
     retention = BatchConsumer(
@@ -90,6 +101,7 @@ async def run(cfg: QueryConfig) -> None:
             tasks.create_task(writer.run(stop))
             tasks.create_task(purger.run(stop))
             tasks.create_task(retention.run(stop))
+            tasks.create_task(exporter.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()

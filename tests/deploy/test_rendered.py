@@ -240,6 +240,7 @@ def test_secrets_are_wired_from_existing_secrets(default_manifests: list[dict]) 
         **internal,
         "QUERY_DATABASE_URL": ("obs-postgres", "query-url"),
         "QUERY_CLICKHOUSE_URL": ("obs-clickhouse", "url"),
+        "QUERY_ENCRYPTION_KEY": ("obs-query", "encryption-key"),
     }
     assert secret_refs(deployments["obs-prompts"]) == {
         **internal,
@@ -273,7 +274,7 @@ def test_production_overrides_secret_names_and_drops_static_s3_keys(
 
 def _stub_secret(key: str) -> str:
     # The encryption key is checked for its format (32 bytes) when the config loads.
-    return "00" * 32 if key == "EVALS_ENCRYPTION_KEY" else f"<secret {key} of at least 16 chars>"
+    return "00" * 32 if key.endswith("_ENCRYPTION_KEY") else f"<secret {key} of at least 16 chars>"
 
 
 @pytest.mark.parametrize("values", ["default", "production"])

@@ -78,6 +78,10 @@ def stack_env(tmp: Path) -> dict[str, str]:
             "INTERNAL_AUTH_TOKEN": secrets.token_urlsafe(24),
             # LLM connection secrets: a key of its own (the judge tests grep the logs for them).
             "EVALS_ENCRYPTION_KEY": secrets.token_hex(32),
+            # Blob-storage exports: credentials sealed with a key of its own; rows count as
+            # written one second after the writer stamped them (not five minutes).
+            "QUERY_ENCRYPTION_KEY": secrets.token_hex(32),
+            "QUERY_EXPORT_LAG_SECONDS": "1",
             # Judge jobs: a lost lease (kill -9) and a dead endpoint settle in seconds.
             "EVALS_JUDGE_TIMEOUT_SECONDS": "5",
             "EVALS_JUDGE_MAX_ATTEMPTS": "3",

@@ -897,3 +897,116 @@ class GetDailyMetricsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetDailyMetricsResponse: _TypeAlias = GetDailyMetricsResponse  # noqa: Y015
+
+@_typing.final
+class GetBlobStorageIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBlobStorageIntegrationRequest: _TypeAlias = GetBlobStorageIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class GetBlobStorageIntegrationResponse(_message.Message):
+    """Both empty when the project has no integration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_JSON_FIELD_NUMBER: _builtins.int
+    STATUS_JSON_FIELD_NUMBER: _builtins.int
+    integration_json: _builtins.bytes
+    """Langfuse's BlobStorageIntegrationResponse (never the secret)."""
+    status_json: _builtins.bytes
+    """Langfuse's BlobStorageIntegrationStatusResponse."""
+    def __init__(
+        self,
+        *,
+        integration_json: _builtins.bytes = ...,
+        status_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_json", b"integration_json", "status_json", b"status_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBlobStorageIntegrationResponse: _TypeAlias = GetBlobStorageIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class UpsertBlobStorageIntegrationRequest(_message.Message):
+    """The public API's CreateBlobStorageIntegrationRequest as given; its projectId is the call's
+    scope (checked by the gateway against the organization key).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    body_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        body_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertBlobStorageIntegrationRequest: _TypeAlias = UpsertBlobStorageIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class UpsertBlobStorageIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTEGRATION_JSON_FIELD_NUMBER: _builtins.int
+    integration_json: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        integration_json: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["integration_json", b"integration_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpsertBlobStorageIntegrationResponse: _TypeAlias = UpsertBlobStorageIntegrationResponse  # noqa: Y015
+
+@_typing.final
+class DeleteBlobStorageIntegrationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBlobStorageIntegrationRequest: _TypeAlias = DeleteBlobStorageIntegrationRequest  # noqa: Y015
+
+@_typing.final
+class DeleteBlobStorageIntegrationResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteBlobStorageIntegrationResponse: _TypeAlias = DeleteBlobStorageIntegrationResponse  # noqa: Y015

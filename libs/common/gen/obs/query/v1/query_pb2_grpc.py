@@ -123,6 +123,21 @@ class QueryServiceStub:
                 request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.SerializeToString,
                 response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.FromString,
                 _registered_method=True)
+        self.GetBlobStorageIntegration = channel.unary_unary(
+                '/obs.query.v1.QueryService/GetBlobStorageIntegration',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationResponse.FromString,
+                _registered_method=True)
+        self.UpsertBlobStorageIntegration = channel.unary_unary(
+                '/obs.query.v1.QueryService/UpsertBlobStorageIntegration',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationResponse.FromString,
+                _registered_method=True)
+        self.DeleteBlobStorageIntegration = channel.unary_unary(
+                '/obs.query.v1.QueryService/DeleteBlobStorageIntegration',
+                request_serializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationRequest.SerializeToString,
+                response_deserializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServiceServicer:
@@ -237,6 +252,25 @@ class QueryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBlobStorageIntegration(self, request, context):
+        """The project's blob-storage export integration (at most one), kept and run by this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpsertBlobStorageIntegration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBlobStorageIntegration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +358,21 @@ def add_QueryServiceServicer_to_server(servicer, server):
                     servicer.GetDailyMetrics,
                     request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.FromString,
                     response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.SerializeToString,
+            ),
+            'GetBlobStorageIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBlobStorageIntegration,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationResponse.SerializeToString,
+            ),
+            'UpsertBlobStorageIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpsertBlobStorageIntegration,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationResponse.SerializeToString,
+            ),
+            'DeleteBlobStorageIntegration': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBlobStorageIntegration,
+                    request_deserializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationRequest.FromString,
+                    response_serializer=obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -789,6 +838,87 @@ class QueryService:
             '/obs.query.v1.QueryService/GetDailyMetrics',
             obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsRequest.SerializeToString,
             obs_dot_query_dot_v1_dot_query__pb2.GetDailyMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBlobStorageIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/GetBlobStorageIntegration',
+            obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.GetBlobStorageIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpsertBlobStorageIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/UpsertBlobStorageIntegration',
+            obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.UpsertBlobStorageIntegrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBlobStorageIntegration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/obs.query.v1.QueryService/DeleteBlobStorageIntegration',
+            obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationRequest.SerializeToString,
+            obs_dot_query_dot_v1_dot_query__pb2.DeleteBlobStorageIntegrationResponse.FromString,
             options,
             channel_credentials,
             insecure,

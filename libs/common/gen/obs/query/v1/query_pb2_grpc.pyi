@@ -57,6 +57,10 @@ class QueryServiceStub:
     QueryMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.QueryMetricsRequest, _query_pb2.QueryMetricsResponse]
     """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics."""
     GetDailyMetrics: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetDailyMetricsRequest, _query_pb2.GetDailyMetricsResponse]
+    GetBlobStorageIntegration: _grpc.UnaryUnaryMultiCallable[_query_pb2.GetBlobStorageIntegrationRequest, _query_pb2.GetBlobStorageIntegrationResponse]
+    """The project's blob-storage export integration (at most one), kept and run by this service."""
+    UpsertBlobStorageIntegration: _grpc.UnaryUnaryMultiCallable[_query_pb2.UpsertBlobStorageIntegrationRequest, _query_pb2.UpsertBlobStorageIntegrationResponse]
+    DeleteBlobStorageIntegration: _grpc.UnaryUnaryMultiCallable[_query_pb2.DeleteBlobStorageIntegrationRequest, _query_pb2.DeleteBlobStorageIntegrationResponse]
 
 @_typing.type_check_only
 class QueryServiceAsyncStub(QueryServiceStub):
@@ -87,6 +91,10 @@ class QueryServiceAsyncStub(QueryServiceStub):
     QueryMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.QueryMetricsRequest, _query_pb2.QueryMetricsResponse]  # type: ignore[assignment]
     """The public metrics API: a metrics query (/metrics v1, /v2/metrics) and daily metrics."""
     GetDailyMetrics: _aio.UnaryUnaryMultiCallable[_query_pb2.GetDailyMetricsRequest, _query_pb2.GetDailyMetricsResponse]  # type: ignore[assignment]
+    GetBlobStorageIntegration: _aio.UnaryUnaryMultiCallable[_query_pb2.GetBlobStorageIntegrationRequest, _query_pb2.GetBlobStorageIntegrationResponse]  # type: ignore[assignment]
+    """The project's blob-storage export integration (at most one), kept and run by this service."""
+    UpsertBlobStorageIntegration: _aio.UnaryUnaryMultiCallable[_query_pb2.UpsertBlobStorageIntegrationRequest, _query_pb2.UpsertBlobStorageIntegrationResponse]  # type: ignore[assignment]
+    DeleteBlobStorageIntegration: _aio.UnaryUnaryMultiCallable[_query_pb2.DeleteBlobStorageIntegrationRequest, _query_pb2.DeleteBlobStorageIntegrationResponse]  # type: ignore[assignment]
 
 class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
     """Every read of traces, observations, sessions and scores, plus model definitions for cost.
@@ -216,5 +224,27 @@ class QueryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _query_pb2.GetDailyMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_query_pb2.GetDailyMetricsResponse, _abc.Awaitable[_query_pb2.GetDailyMetricsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetBlobStorageIntegration(
+        self,
+        request: _query_pb2.GetBlobStorageIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.GetBlobStorageIntegrationResponse, _abc.Awaitable[_query_pb2.GetBlobStorageIntegrationResponse]]:
+        """The project's blob-storage export integration (at most one), kept and run by this service."""
+
+    @_abc_1.abstractmethod
+    def UpsertBlobStorageIntegration(
+        self,
+        request: _query_pb2.UpsertBlobStorageIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.UpsertBlobStorageIntegrationResponse, _abc.Awaitable[_query_pb2.UpsertBlobStorageIntegrationResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteBlobStorageIntegration(
+        self,
+        request: _query_pb2.DeleteBlobStorageIntegrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_query_pb2.DeleteBlobStorageIntegrationResponse, _abc.Awaitable[_query_pb2.DeleteBlobStorageIntegrationResponse]]: ...
 
 def add_QueryServiceServicer_to_server(servicer: QueryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
