@@ -103,9 +103,11 @@ async def run(cfg: EvalsConfig) -> None:
             producer,
         )
         retention = BatchConsumer(
-            retention_settings(cfg.kafka, "evals"), decode_retention, RetentionPass(pool).handle,
+            retention_settings(cfg.kafka, "evals"),
+            decode_retention,
+            RetentionPass(pool, objects).handle,
             producer,
-        )  # fmt: skip
+        )
         binding = (evals_pb2_grpc.add_EvalsServiceServicer_to_server, servicer, SERVICE_NAME)
         server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
         health = HealthWatch(

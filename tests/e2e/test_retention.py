@@ -113,6 +113,12 @@ async def test_a_retention_hides_old_data_at_once_and_the_pass_deletes_it(
             lambda: visible(client, old, new), lambda seen: len(seen["scores"]) == 2
         )
         assert everything["old trace"] == 200 and everything["daily traces"] == 2
+        # Comments written today, one on each trace.
+        for trace_id in (old, new):
+            comment = {"projectId": project_id, "objectType": "TRACE", "objectId": trace_id,
+                       "content": "looked at"}  # fmt: skip
+            created = await client.post("/api/public/comments", json=comment)
+            assert created.status_code == 200, created.text
 
         async def keep(days: int | None) -> None:
             body = {"name": "retention", "retentionDays": days}
@@ -142,6 +148,9 @@ async def test_a_retention_hides_old_data_at_once_and_the_pass_deletes_it(
         # Kept forever from now on: what the pass deleted does not come back; the rest stayed.
         await keep(None)
         after = await visible(client, old, new)
+        comments = (await client.get("/api/public/comments")).json()["data"]
+    # The comment on the trace the retention removed went with it.
+    assert [c["objectId"] for c in comments] == [new]
     assert after == {
         "old trace": 404,
         "old observation": 404,

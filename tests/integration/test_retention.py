@@ -17,12 +17,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from libs.common.errors import NotFound
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import KafkaCluster, Topic, ensure_topics, make_producer
 from libs.common.migrate import load_migrations, migrate, migrate_postgres
 from libs.common.retention import cutoff_of
-from libs.common.scope import RETENTION_DAYS_KEY, reading_within
+from libs.common.scope import RETENTION_DAYS_KEY, ProjectScope, reading_within
 from services.evals.comments import CommentFilter, CommentStore
+from services.evals.references import ObjectLookup
 from services.evals.retention import RetentionPass as EvalsRetention
 from services.evals.runs import run_items_page
 from services.evals.server import MIGRATIONS as EVALS_MIGRATIONS
@@ -368,16 +370,30 @@ async def test_evals_reads_hide_old_run_items_and_comments_before_a_pass(
         assert await visible() == (["new-PROMPT", "new-TRACE", "old-PROMPT"], 3, ["new"], False)
 
 
+class KnownObjects(ObjectLookup):
+    """The query service's answer to the pass's lookups, as a stand-in: these objects exist (under
+    the retention the pass asks with), every other is a 404."""
+
+    def __init__(self, *existing: str) -> None:
+        self._existing = set(existing)
+        self.asked: list[ProjectScope] = []
+
+    async def require(self, scope: ProjectScope, object_type: str, object_id: str) -> None:
+        self.asked.append(scope)
+        if object_id not in self._existing:
+            raise NotFound(f"{object_type} {object_id}")
+
+
 async def test_the_evals_pass_deletes_old_traced_data_of_the_project_only_and_once(
     evals_pool: asyncpg.Pool,
 ) -> None:
     for project in ("p", "p2"):
         await _evals_rows(evals_pool, project, "old", OLD)
         await _evals_rows(evals_pool, project, "new", NOW)
-    retention = EvalsRetention(evals_pool)
+    retention = EvalsRetention(evals_pool, KnownObjects("new", "old"))
 
-    first = await retention.run("p", CUTOFF)
-    again = await retention.run("p", CUTOFF)
+    first = await retention.run("p", CUTOFF, 7)
+    again = await retention.run("p", CUTOFF, 7)
 
     tables = ("dataset_run_items", "comments", "annotation_queue_items", "judge_jobs")
     assert first == dict.fromkeys(tables, 1) and again == dict.fromkeys(tables, 0)
@@ -389,6 +405,23 @@ async def test_the_evals_pass_deletes_old_traced_data_of_the_project_only_and_on
         "annotation_queue_items": [("p", "new"), ("p2", "new"), ("p2", "old")],
         "judge_jobs": [("p", "new"), ("p2", "new"), ("p2", "old")],
     }  # fmt: skip
+
+
+async def test_newer_comments_and_queue_items_on_objects_the_retention_removed_go_too(
+    evals_pool: asyncpg.Pool,
+) -> None:
+    """A comment written today on a trace stamped last month: the trace is gone, so is it."""
+    await _evals_rows(evals_pool, "p", "stale", NOW)  # the query service no longer has "stale"
+    await _evals_rows(evals_pool, "p", "new", NOW)
+    objects = KnownObjects("new")
+
+    counts = await EvalsRetention(evals_pool, objects).run("p", CUTOFF, 7)
+
+    assert counts["comments"] == 1 and counts["annotation_queue_items"] == 1
+    assert {scope.retention_days for scope in objects.asked} == {7}
+    ids = await _evals_ids(evals_pool)
+    assert ids["comments"] == [("p", "new-PROMPT"), ("p", "new-TRACE"), ("p", "stale-PROMPT")]
+    assert ids["annotation_queue_items"] == [("p", "new")]
 
 
 # ---- gateway: the daily announcement
