@@ -75,20 +75,27 @@ def otel_events(
     the same export has the full trace), then one observation event per span. Replays converge
     because entities are upserted by trace and span id, whatever the event ids."""
 
+    received = received_at.timestamp()
+
     def event(kind: int, observation_type: str, entity_id: str, trace_id: str,
               body: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
-        event_id = f"otel-{entity_id}-{received_at.timestamp()}"
-        return make_event(event_id, project_id, kind, observation_type, entity_id, trace_id,
-                          orjson.dumps(body), received_at, received_at)  # fmt: skip
+        return make_event(f"otel-{entity_id}-{received}", project_id, kind, observation_type,
+                          entity_id, trace_id, orjson.dumps(body), received_at,
+                          received_at)  # fmt: skip
+
+    # Spans of one export share a few scopes and resources: each is asked once.
+    python5_of: dict[tuple[str, str, Any], bool] = {}
 
     traces: dict[str, list[events_pb2.IngestionEvent]] = {"full": [], "partial": []}
     shallow: dict[str, dict[str, Any]] = {}  # the first span's, per trace: they differ only in time
     full_ids: set[str] = set()
     observations = []
     for span in spans:
-        observation, kind, trace, trace_kind = map_span(
-            span, is_python5(span, sdk_name, sdk_version)
-        )
+        scope = (span.scope_name, span.scope_version, span.resource.get("telemetry.sdk.language"))
+        python5 = python5_of.get(scope)
+        if python5 is None:
+            python5 = python5_of[scope] = is_python5(span, sdk_name, sdk_version)
+        observation, kind, trace, trace_kind = map_span(span, python5)
         if trace_kind == "shallow":
             shallow.setdefault(span.trace_id, trace)
         else:
@@ -117,6 +124,7 @@ def otel_events(
 def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict[str, Any], str]:
     """(observation body, observation type, trace body, trace kind: full, partial or shallow)."""
     attrs = span.attributes
+    prefixed = _by_prefix(attrs)
     environment = normalize_environment(_first(attrs, span.resource, _ENVIRONMENT_KEYS))
     kind = observation_type(span)
     observation: dict[str, Any] = {
@@ -126,7 +134,7 @@ def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict
         "startTime": _iso(span.start_ns),
         "environment": environment,
         "level": _level(span),
-        "metadata": _observation_metadata(span, python5),
+        "metadata": _observation_metadata(span, prefixed, python5),
     }
     if kind != "EVENT":
         observation["endTime"] = _iso(span.end_ns)
@@ -136,8 +144,8 @@ def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict
     _put(observation, "statusMessage", _text(status_message) or None)
     _put(observation, "version", _text(attrs.get("langfuse.version")))
     _put(observation, "model", _text(_first(attrs, {}, _MODEL_KEYS)))
-    _put(observation, "modelParameters", _model_parameters(attrs))
-    _put(observation, "usageDetails", _usage(attrs))
+    _put(observation, "modelParameters", _model_parameters(attrs, prefixed))
+    _put(observation, "usageDetails", _usage(attrs, prefixed))
     _put(observation, "costDetails", _cost(attrs))
     _put(observation, "completionStartTime",
          _time(attrs.get("langfuse.observation.completion_start_time")))  # fmt: skip
@@ -149,7 +157,7 @@ def map_span(span: SpanRecord, python5: bool) -> tuple[dict[str, Any], str, dict
     span_input, span_output = _io(span)
     _put(observation, "input", span_input)
     _put(observation, "output", span_output)
-    trace, trace_kind = _trace(span, python5, environment, span_input, span_output)
+    trace, trace_kind = _trace(span, prefixed, python5, environment, span_input, span_output)
     return observation, kind, trace, trace_kind
 
 
@@ -176,7 +184,12 @@ def is_root(span: SpanRecord) -> bool:
 
 
 def _trace(
-    span: SpanRecord, python5: bool, environment: str, span_input: Any, span_output: Any
+    span: SpanRecord,
+    prefixed: dict[str, list[tuple[str, Any]]],
+    python5: bool,
+    environment: str,
+    span_input: Any,
+    span_output: Any,
 ) -> tuple[dict[str, Any], str]:
     attrs = span.attributes
     trace: dict[str, Any] = {"id": span.trace_id, "environment": environment}
@@ -187,7 +200,7 @@ def _trace(
     public = attrs.get("langfuse.trace.public", attrs.get("langfuse.public"))
     if public is not None:
         trace["public"] = public is True or public == "true"
-    metadata = _prefixed(attrs, "langfuse.trace.metadata.", python5)
+    metadata = _prefixed(prefixed, "langfuse.trace.metadata.", python5)
     _put(trace, "metadata", metadata or None)
     _put(trace, "name", _text(attrs.get("langfuse.trace.name")))
     for field, key in (("input", "langfuse.trace.input"), ("output", "langfuse.trace.output")):
@@ -211,7 +224,9 @@ def _trace(
     return trace, "shallow"
 
 
-def _observation_metadata(span: SpanRecord, python5: bool) -> dict[str, Any]:
+def _observation_metadata(
+    span: SpanRecord, prefixed: dict[str, list[tuple[str, Any]]], python5: bool
+) -> dict[str, Any]:
     attrs = span.attributes
     metadata: dict[str, Any] = {}
     whole = attrs.get("langfuse.observation.metadata")
@@ -219,9 +234,9 @@ def _observation_metadata(span: SpanRecord, python5: bool) -> dict[str, Any]:
         parsed = _json_or_text(whole)
         if isinstance(parsed, dict):
             metadata.update(parsed)
-    metadata.update(_prefixed(attrs, "langfuse.observation.metadata.", python5))
-    metadata.update(_prefixed(attrs, "langfuse.metadata.", python5))
-    experiment = _prefixed(attrs, "langfuse.experiment.", python5=False)
+    metadata.update(_prefixed(prefixed, "langfuse.observation.metadata.", python5))
+    metadata.update(_prefixed(prefixed, "langfuse.metadata.", python5))
+    experiment = _prefixed(prefixed, "langfuse.experiment.", python5=False)
     if experiment:
         metadata["experiment"] = experiment
     metadata["resourceAttributes"] = span.resource
@@ -236,17 +251,38 @@ def _observation_metadata(span: SpanRecord, python5: bool) -> dict[str, Any]:
     return metadata
 
 
-def _prefixed(attrs: dict[str, Any], prefix: str, python5: bool) -> dict[str, Any]:
-    found = {}
+# The key prefixes whose attributes are read as a group; no one is the start of another.
+_PREFIXES = (
+    "langfuse.trace.metadata.", "langfuse.observation.metadata.", "langfuse.metadata.",
+    "langfuse.experiment.", "gen_ai.request.", "llm.invocation_parameters.", "gen_ai.usage.",
+    "llm.token_count.",
+)  # fmt: skip
+
+
+def _by_prefix(attrs: dict[str, Any]) -> dict[str, list[tuple[str, Any]]]:
+    """The attributes under each of _PREFIXES, as (the key after it, value): one pass over a
+    span's attributes instead of one per prefix."""
+    found: dict[str, list[tuple[str, Any]]] = {}
     for key, value in attrs.items():
-        if key.startswith(prefix) and len(key) > len(prefix):
-            found[key[len(prefix) :]] = (
-                _json_or_text(value) if python5 and isinstance(value, str) else value
-            )
+        if key.startswith(_PREFIXES):
+            prefix = next(p for p in _PREFIXES if key.startswith(p))
+            found.setdefault(prefix, []).append((key[len(prefix) :], value))
     return found
 
 
-def _model_parameters(attrs: dict[str, Any]) -> dict[str, Any] | None:
+def _prefixed(
+    prefixed: dict[str, list[tuple[str, Any]]], prefix: str, python5: bool
+) -> dict[str, Any]:
+    return {
+        key: _json_or_text(value) if python5 and isinstance(value, str) else value
+        for key, value in prefixed.get(prefix, ())
+        if key
+    }
+
+
+def _model_parameters(
+    attrs: dict[str, Any], prefixed: dict[str, list[tuple[str, Any]]]
+) -> dict[str, Any] | None:
     for key in (
         "langfuse.observation.model.parameters",
         "llm.invocation_parameters",
@@ -258,23 +294,27 @@ def _model_parameters(attrs: dict[str, Any]) -> dict[str, Any] | None:
                 return parsed
     found = {}
     for prefix in ("gen_ai.request.", "llm.invocation_parameters."):
-        for key, value in attrs.items():
-            if key.startswith(prefix) and key != "gen_ai.request.model":
-                found[key[len(prefix) :]] = (
+        for key, value in prefixed.get(prefix, ()):
+            if prefix + key != "gen_ai.request.model":
+                found[key] = (
                     value if isinstance(value, str | int | float) else orjson.dumps(value).decode()
                 )
     return found or None
 
 
-def _usage(attrs: dict[str, Any]) -> dict[str, int] | None:
+def _usage(
+    attrs: dict[str, Any], prefixed: dict[str, list[tuple[str, Any]]]
+) -> dict[str, int] | None:
     """Counts a UInt64 column holds, summing below 2^63; other values are ignored."""
-    usage = _usage_attributes(attrs)
+    usage = _usage_attributes(attrs, prefixed)
     if not usage or sum(usage.values()) >= limits.MAX_USAGE:
         return None
     return usage
 
 
-def _usage_attributes(attrs: dict[str, Any]) -> dict[str, int] | None:
+def _usage_attributes(
+    attrs: dict[str, Any], prefixed: dict[str, list[tuple[str, Any]]]
+) -> dict[str, int] | None:
     if isinstance(attrs.get("langfuse.observation.usage_details"), str):
         parsed = _json_or_text(attrs["langfuse.observation.usage_details"])
         if isinstance(parsed, dict):
@@ -282,11 +322,11 @@ def _usage_attributes(attrs: dict[str, Any]) -> dict[str, int] | None:
             return {k: v for k, v in counts.items() if v is not None}
     raw: dict[str, int] = {}
     for prefix in ("gen_ai.usage.", "llm.token_count."):
-        for key, value in attrs.items():
-            if key.startswith(prefix) and key != "gen_ai.usage.cost":
+        for key, value in prefixed.get(prefix, ()):
+            if prefix + key != "gen_ai.usage.cost":
                 count = _count(value)
                 if count is not None:
-                    raw[key[len(prefix) :].removeprefix("details.")] = count
+                    raw[key.removeprefix("details.")] = count
     if not raw:
         return None
     cache_read = raw.pop("cache_read_input_tokens", raw.pop("input_cached_tokens", 0))
