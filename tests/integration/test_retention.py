@@ -16,18 +16,20 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaTimeoutError
 
 from libs.common.errors import NotFound
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import KafkaCluster, Topic, ensure_topics, make_producer
 from libs.common.migrate import load_migrations, migrate, migrate_postgres
-from libs.common.retention import cutoff_of
+from libs.common.retention import announce, cutoff_of
 from libs.common.scope import RETENTION_DAYS_KEY, ProjectScope, reading_within
 from services.evals.comments import CommentFilter, CommentStore
 from services.evals.references import ObjectLookup
 from services.evals.retention import RetentionPass as EvalsRetention
 from services.evals.runs import run_items_page
 from services.evals.server import MIGRATIONS as EVALS_MIGRATIONS
+from services.gateway import retention as gateway_retention
 from services.gateway.retention import RetentionAnnouncer
 from services.gateway.server import MIGRATIONS as GATEWAY_MIGRATIONS
 from services.ingestion.event_index import EventLogIndex
@@ -473,3 +475,42 @@ async def test_the_gateway_announces_each_limited_project_once_a_day(
     assert [(a.project_id, a.retention_days) for a in announced] == [("week", 7)] * 2
     expected = datetime.now(UTC) - timedelta(days=7)
     assert abs(cutoff_of(announced[0]) - expected) < timedelta(minutes=1)
+
+
+async def test_an_announcement_that_failed_stays_due(
+    pg_dsn: str, kafka: KafkaCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker refused the send (a crash there is the same): nothing is marked, so the next
+    round announces the project."""
+    await migrate_postgres(pg_dsn, GATEWAY_MIGRATIONS)
+    await ensure_topics(kafka, {Topic.PROJECT_RETENTION: 1})
+    pool = await asyncpg.create_pool(pg_dsn, min_size=1, max_size=2)
+    producer = make_producer(kafka, "it")
+    await producer.start()
+    try:
+        await pool.execute("INSERT INTO organizations (id, name) VALUES ('o', 'o')")
+        await pool.execute(
+            "INSERT INTO projects (id, org_id, name, retention_days) VALUES"
+            " ('a', 'o', 'a', 30), ('b', 'o', 'b', 30)"
+        )
+        announcer = RetentionAnnouncer(pool, producer, kafka)
+        sent: list[str] = []
+
+        async def refused_after_one(*args: Any) -> None:
+            if sent:
+                raise KafkaTimeoutError("the broker did not answer")
+            sent.append(args[2])
+            await announce(*args)
+
+        with monkeypatch.context() as patched:
+            patched.setattr(gateway_retention, "announce", refused_after_one)
+            with pytest.raises(KafkaTimeoutError):
+                await announcer.announce_due()
+        marked = await pool.fetchval("SELECT count(retention_announced_at) FROM projects")
+        announced = await announcer.announce_due()
+    finally:
+        await producer.stop()
+        await pool.close()
+    # Both again: one announced twice, which the owners handle as once.
+    assert marked == 0 and announced == 2
+    assert sorted(a.project_id for a in await _announced(kafka)) == ["a", "a", "b"]
