@@ -30,7 +30,7 @@ from services.query.filters import (
 )
 from services.query.metrics import trace_metrics
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
-from services.query.store import TraceStore
+from services.query.store import DAYS_OF_TRACES, TraceStore
 from services.query.views import (
     TRACE_GROUPS,
     V2_TRACE_GROUPS,
@@ -109,6 +109,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.ListObservationsResponse:
         project_id = scope_from(context).project_id
         where = _where(request, OBSERVATION_FILTER_COLUMNS, "start_time")
+        trace_ids = {f.key: list(f.values) for f in request.filters}.get("traceId")
+        if trace_ids and not request.filter_json:  # as _where reads them
+            where.add(DAYS_OF_TRACES, traces=trace_ids)
         if request.HasField("cursor"):
             limit, offset = _cursor(request.cursor)
             rows, more = await self._store.window(

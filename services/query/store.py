@@ -2,7 +2,9 @@
 id as a bound parameter; reads deduplicate with FINAL (ReplacingMergeTree keeps one row per id)."""
 
 import asyncio
-from datetime import datetime
+import time
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.scope import read_cutoff
@@ -11,11 +13,34 @@ from services.query.clickhouse import ClickHouse
 from services.query.filters import Where
 
 TABLES = {"trace": "traces", "observation": "observations", "score": "scores"}
+# Per table: the time its newest-first lists order by, and its sort key after the project.
+SORT_KEYS = {
+    "traces": ("timestamp", "toDate(timestamp), id"),
+    "observations": ("start_time", "toDate(start_time), trace_id, id"),
+    "scores": ("timestamp", "toDate(timestamp), id"),
+}
+# Unfiltered newest-first pages look at the last day, week and month before the whole table.
+RECENT_DAYS = (1, 7, 31)
+# Observations of the traces in {traces:Array(String)}, with the days those traces have
+# observations on looked up first (observation_days, by primary key): ClickHouse then reads only
+# the (project, day, trace) ranges of observations instead of every granule's bloom filter.
+DAYS_OF_TRACES = (
+    "toDate(start_time) IN (SELECT day FROM observation_days"
+    " WHERE project_id = {project_id:String} AND trace_id IN {traces:Array(String)})"
+)
+OF_TRACES = f"{DAYS_OF_TRACES} AND trace_id IN {{traces:Array(String)}}"
+# How long a list's total may be served again while nothing was written to the project here.
+COUNT_SECONDS = 5.0
+_COUNTS_KEPT = 10_000
 
 
 class TraceStore:
     def __init__(self, clickhouse: ClickHouse) -> None:
         self._ch = clickhouse
+        # Totals of lists, each with the generation of its (table, project) it was counted at;
+        # a write through this store starts a new generation.
+        self._generations: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self._counts: dict[tuple[Any, ...], tuple[int, float, int]] = {}
 
     async def load(
         self, kind: str, project_id: str, ids: list[str], trace_ids: list[str] | None = None
@@ -45,8 +70,11 @@ class TraceStore:
         if trace_ids is not None:
             condition += " AND trace_id IN {trace_ids:Array(String)}"
             params["trace_ids"] = trace_ids
+        # PREWHERE reads the columns of the condition first and the others only for granules
+        # holding a match: a batch's new entities (most) cost a scan of ids, not of inputs.
+        # Safe with FINAL because the condition's columns are the same in every version of a row.
         return await self._ch.select(
-            f"SELECT * FROM {TABLES[kind]} FINAL WHERE {condition}", params
+            f"SELECT * FROM {TABLES[kind]} FINAL PREWHERE {condition}", params
         )
 
     async def _latest(
@@ -59,6 +87,8 @@ class TraceStore:
     async def insert(self, kind: str, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self._ch.insert(TABLES[kind], rows)
+            for project_id in {row["project_id"] for row in rows}:
+                self._generations[(TABLES[kind], project_id)] += 1
 
     async def trace(self, project_id: str, trace_id: str) -> dict[str, Any] | None:
         rows = await self.load("trace", project_id, [trace_id])
@@ -69,10 +99,8 @@ class TraceStore:
         return rows[0] if rows else None
 
     async def observations_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
-        params = {"project_id": project_id, "trace_id": trace_id}
-        return await self._latest(
-            "observations", "trace_id = {trace_id:String}", params, "start_time, id"
-        )
+        params = {"project_id": project_id, "traces": [trace_id]}
+        return await self._latest("observations", OF_TRACES, params, "start_time, id")
 
     async def scores_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
         params = {"project_id": project_id, "trace_id": trace_id}
@@ -88,17 +116,11 @@ class TraceStore:
         self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of entities matching `where`, and how many match in all."""
-        params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
-        source = current(TABLES[kind], where.sql())
-        rows, [count] = await asyncio.gather(
-            self._ch.select(
-                f"SELECT * FROM {source} ORDER BY {order}"
-                " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-                params,
-            ),
-            self._ch.select(f"SELECT count() AS total FROM {source}", params),
+        rows, total = await asyncio.gather(
+            self._page(TABLES[kind], project_id, where, order, limit, offset),
+            self._count(TABLES[kind], project_id, where),
         )
-        return rows, int(count["total"])
+        return rows, total
 
     async def window(
         self,
@@ -110,13 +132,61 @@ class TraceStore:
         offset: int,
     ) -> tuple[list[dict[str, Any]], bool]:
         """One page for cursor lists, and whether more follow: one query, no count."""
-        params = {**where.params, "project_id": project_id, "limit": limit + 1, "offset": offset}
-        rows = await self._ch.select(
-            f"SELECT * FROM {current(TABLES[kind], where.sql())} ORDER BY {order}"
-            " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
-            params,
-        )
+        rows = await self._page(TABLES[kind], project_id, where, order, limit + 1, offset)
         return rows[:limit], len(rows) > limit
+
+    async def _page(
+        self, table: str, project_id: str, where: Where, order: str, limit: int, offset: int
+    ) -> list[dict[str, Any]]:
+        """Rows `offset` to `offset + limit` of `order`. The page's sort keys are chosen first,
+        reading only the columns the condition and the order need; then the whole rows of those
+        keys (inputs and outputs are most of the bytes). Unfiltered newest-first pages look at
+        the last day, week and month first: every row outside such a window is older than every
+        row in it, so a window that fills the page gives the page the whole table would. Windows
+        are whole days of the sort key, so they select granules and hold every version of a
+        row. (A filtered list may match too few rows for any window to fill its page.)"""
+        time_column, key = SORT_KEYS[table]
+        latest = order == f"{time_column} DESC, id DESC" and not where.conditions
+        params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
+        for days in (*RECENT_DAYS, None) if latest else (None,):
+            condition = where.sql()
+            if days is not None:
+                condition += f" AND toDate({time_column}) >= {{since_day:Date}}"
+                params["since_day"] = (datetime.now(UTC) - timedelta(days=days - 1)).date()
+            keys = (
+                f"SELECT {key} FROM {current(table, condition)} ORDER BY {order}"
+                " LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+            )
+            rows = await self._ch.select(
+                f"SELECT * FROM {current(table, f'({key}) IN ({keys})')} ORDER BY {order}",
+                params,
+            )
+            if len(rows) == limit:
+                break
+        return rows
+
+    async def _count(self, table: str, project_id: str, where: Where) -> int:
+        """How many rows match `where`. Counting a large project takes a pass over all its sort
+        keys, so a total is served again for COUNT_SECONDS unless this store wrote to the
+        project's table since (another replica's writes show once the time is up, as they
+        would at ingestion's pace anyway)."""
+        cutoff = read_cutoff()
+        cache_key = (
+            table, project_id, where.sql(), repr(sorted(where.params.items())),
+            cutoff.replace(second=0, microsecond=0) if cutoff else None,
+        )  # fmt: skip
+        generation = self._generations[(table, project_id)]
+        cached = self._counts.get(cache_key)
+        if cached and cached[0] == generation and cached[1] > time.monotonic():
+            return cached[2]
+        [row] = await self._ch.select(
+            f"SELECT count() AS total FROM {current(table, where.sql())}",
+            {**where.params, "project_id": project_id},
+        )
+        if len(self._counts) >= _COUNTS_KEPT:
+            self._counts.clear()
+        self._counts[cache_key] = (generation, time.monotonic() + COUNT_SECONDS, int(row["total"]))
+        return int(row["total"])
 
     async def trace_rollups(
         self, project_id: str, trace_ids: list[str]
@@ -128,9 +198,8 @@ class TraceStore:
                 "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
                 " max(coalesce(end_time, start_time)) AS last_end,"
                 " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
-                f" FROM {current('observations', 'trace_id IN {ids:Array(String)}')}"
-                " GROUP BY trace_id",
-                params,
+                f" FROM {current('observations', OF_TRACES)} GROUP BY trace_id",
+                {**params, "traces": trace_ids},
             ),
             self._ch.select(
                 "SELECT trace_id, groupArray(id) AS ids"
@@ -196,21 +265,24 @@ class TraceStore:
             ("scores", "trace_id"),
         ):
             await self._ch.execute(_TOMBSTONES.format(table=table, column=column), params)
+            self._generations[(table, project_id)] += 1
 
     async def delete_score(self, project_id: str, score_id: str) -> None:
         params = {"project_id": project_id, "ids": [score_id]}
         await self._ch.execute(_TOMBSTONES.format(table="scores", column="id"), params)
+        self._generations[("scores", project_id)] += 1
 
     async def delete_project(self, project_id: str) -> None:
         """Removes a deleted project's rows from every table for good: a mutation that rewrites
         the parts holding them, waited for (mutations_sync), so nothing is left once it returns.
         Rows are sorted by project first, so only the parts of its key range are rewritten."""
-        for table in TABLES.values():
+        for table in (*TABLES.values(), "observation_days"):
             await self._ch.execute(
                 f"ALTER TABLE {table} DELETE WHERE project_id = {{project_id:String}}"
                 " SETTINGS mutations_sync = 2",
                 {"project_id": project_id},
             )
+            self._generations[(table, project_id)] += 1
 
 
 def current(table: str, condition: str) -> str:
