@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from libs.common import limits
 from libs.common.errors import Conflict, InvalidArgument, NotFound, Unavailable
 from libs.common.limits import Id, Time
+from libs.common.scope import read_cutoff
 from libs.common.transient import is_transient
 from services.ingestion.store import delete_prefix
 
@@ -273,7 +274,7 @@ class Media:
         if not limits.is_id(media_id):
             raise NotFound("Media asset not found")
         with _outage_is_unavailable():
-            row = await pool.fetchrow(_SELECT_MEDIA, project_id, media_id)
+            row = await pool.fetchrow(_SELECT_MEDIA, project_id, media_id, read_cutoff())
         if row is None:
             raise NotFound("Media asset not found")
         if row["uploaded_at"] is None:
@@ -366,8 +367,13 @@ UPDATE media SET
 WHERE project_id = $1 AND id = $2
 RETURNING true
 """
+# Without a link the project's retention keeps (a dataset item's, or a trace's made since the
+# cutoff), a medium is gone for reads before the retention pass deletes it (retention.py).
 _SELECT_MEDIA = """
-SELECT content_type, content_length, uploaded_at FROM media WHERE project_id = $1 AND id = $2
+SELECT content_type, content_length, uploaded_at FROM media m WHERE project_id = $1 AND id = $2
+    AND ($3::timestamptz IS NULL OR EXISTS (
+        SELECT 1 FROM media_links l WHERE l.project_id = m.project_id AND l.media_id = m.id
+            AND (l.trace_id = '' OR l.created_at >= $3)))
 """
 _TRACE_MEDIA = """
 SELECT DISTINCT media_id FROM media_links

@@ -201,7 +201,9 @@ async def _medium(ingestion: Ingestion, project: str, trace: str, at: datetime) 
             "contentLength": len(content), "sha256Hash": digest}  # fmt: skip
     media_id, _ = await media.create_upload(project, orjson.dumps(body))
     key = MediaObjects.key(project, media_id)
-    await s3.put_object(Bucket=bucket, Key=key, Body=content)
+    await s3.put_object(Bucket=bucket, Key=key, Body=content, ContentType="text/plain")
+    uploaded = {"uploadedAt": at.isoformat(), "uploadHttpStatus": 200}
+    await media.patch(project, media_id, orjson.dumps(uploaded))
     await pool.execute(
         "UPDATE media_links SET created_at = $3 WHERE project_id = $1 AND trace_id = $2",
         project, trace, at,
@@ -252,6 +254,17 @@ async def test_the_ingestion_pass_expires_old_hours_index_rows_and_media(
     linked = await pool.fetch("SELECT project_id, trace_id FROM media_links ORDER BY 1")
     assert [tuple(r) for r in linked] == [("p", "new-trace"), ("q", "old-trace")]
     assert old_medium not in await _keys(s3, bucket) and old
+
+
+async def test_media_only_old_traces_use_are_hidden_before_a_pass(ingestion: Ingestion) -> None:
+    media = ingestion[3]
+    old = (await _medium(ingestion, "p", "old-trace", OLD)).rpartition("/")[2]
+    new = (await _medium(ingestion, "p", "new-trace", NOW)).rpartition("/")[2]
+    with reading_within(WEEK):
+        with pytest.raises(NotFound):
+            await media.get("p", old)
+        assert orjson.loads(await media.get("p", new))["mediaId"] == new
+    assert orjson.loads(await media.get("p", old))["mediaId"] == old
 
 
 async def test_a_pass_stopped_between_stores_is_finished_by_the_next(
