@@ -17,7 +17,7 @@ import orjson
 
 from libs.common.errors import Conflict, NotFound
 from libs.common.gen.obs.evals.v1 import evals_pb2
-from libs.common.scope import ProjectScope
+from libs.common.scope import ProjectScope, read_cutoff
 from services.evals.comments import object_type
 from services.evals.fields import (
     checked_page,
@@ -303,10 +303,12 @@ class AnnotationQueueStore:
     async def item(self, project_id: str, queue_id: str, item_id: str) -> dict[str, Any] | None:
         row = await self._pool.fetchrow(
             f"SELECT {self._ITEM} FROM annotation_queue_items"
-            " WHERE project_id = $1 AND queue_id = $2 AND id = $3",
+            " WHERE project_id = $1 AND queue_id = $2 AND id = $3"
+            " AND ($4::timestamptz IS NULL OR created_at >= $4)",
             project_id,
             queue_id,
             item_id,
+            read_cutoff(),
         )
         return item_document(row) if row else None
 
@@ -315,14 +317,19 @@ class AnnotationQueueStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of the queue's items (of status `wanted`, None: any), newest first, and
         their total count."""
-        where = "project_id = $1 AND queue_id = $2 AND ($3::text IS NULL OR status = $3)"
+        # Items older than the project's retention are hidden, as its pass deletes them.
+        where = (
+            "project_id = $1 AND queue_id = $2 AND ($3::text IS NULL OR status = $3)"
+            " AND ($4::timestamptz IS NULL OR created_at >= $4)"
+        )
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(
                 f"SELECT {self._ITEM} FROM annotation_queue_items WHERE {where}"
-                " ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
+                " ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6",
                 project_id,
                 queue_id,
                 wanted,
+                read_cutoff(),
                 limit,
                 (page - 1) * limit,
             )
@@ -331,6 +338,7 @@ class AnnotationQueueStore:
                 project_id,
                 queue_id,
                 wanted,
+                read_cutoff(),
             )
         return [item_document(row) for row in rows], total
 

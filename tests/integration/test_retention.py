@@ -24,6 +24,7 @@ from libs.common.kafka import KafkaCluster, Topic, ensure_topics, make_producer
 from libs.common.migrate import load_migrations, migrate, migrate_postgres
 from libs.common.retention import announce, cutoff_of
 from libs.common.scope import RETENTION_DAYS_KEY, ProjectScope, reading_within
+from services.evals.annotation_queues import AnnotationQueueStore
 from services.evals.comments import CommentFilter, CommentStore
 from services.evals.references import ObjectLookup
 from services.evals.retention import RetentionPass as EvalsRetention
@@ -355,7 +356,7 @@ async def _evals_ids(pool: asyncpg.Pool) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-async def test_evals_reads_hide_old_run_items_and_comments_before_a_pass(
+async def test_evals_reads_hide_old_run_items_comments_and_queue_items_before_a_pass(
     evals_pool: asyncpg.Pool,
 ) -> None:
     await _evals_rows(evals_pool, "p", "old", OLD)
@@ -363,26 +364,28 @@ async def test_evals_reads_hide_old_run_items_and_comments_before_a_pass(
     comments = CommentStore(evals_pool)
     everything = CommentFilter(None, None, None)
 
-    async def visible() -> tuple[list[str], int, list[str], bool]:
+    queues = AnnotationQueueStore(evals_pool)
+
+    async def visible() -> tuple[list[str], int, list[str], bool, list[str], bool]:
         listed, total = await comments.page("p", everything, 1, 50)
         async with evals_pool.acquire() as conn:
             items, _ = await run_items_page(conn, "p", "r", 1, 50)
+        queued, _ = await queues.items("p", "q", None, 1, 50)
         return (
             sorted(c["id"] for c in listed),
             total,
             sorted(i["id"] for i in items),
             await comments.get("p", "old-TRACE") is not None,
+            sorted(i["id"] for i in queued),
+            await queues.item("p", "q", "old") is not None,
         )
 
-    assert await visible() == (
-        ["new-PROMPT", "new-TRACE", "old-PROMPT", "old-TRACE"],
-        4,
-        ["new", "old"],
-        True,
-    )
+    everything_listed = ["new-PROMPT", "new-TRACE", "old-PROMPT", "old-TRACE"]
+    assert await visible() == (everything_listed, 4, ["new", "old"], True, ["new", "old"], True)
     with reading_within(WEEK):
         # Comments on prompts are configuration: the retention keeps them.
-        assert await visible() == (["new-PROMPT", "new-TRACE", "old-PROMPT"], 3, ["new"], False)
+        kept = ["new-PROMPT", "new-TRACE", "old-PROMPT"]
+        assert await visible() == (kept, 3, ["new"], False, ["new"], False)
 
 
 class KnownObjects(ObjectLookup):
