@@ -1,11 +1,13 @@
 """The query writer alone: SDK-shaped events through EventWriter into an embedded chDB, timed per
 observation. 2,000 traces of a trace upsert and 4 generations (1-4 KiB inputs and outputs, a
-model, usage, gen_ai metadata): 10,000 events in one message per trace, consumed in batches of
-1 MiB of messages as the writer's consumer takes them. Three passes: the traces arrive (new
-entities), then each observation's update and the trace's second upsert arrive (entities the
-writer just wrote), then the same again after the writer forgot what it wrote (a rebalance).
+model, usage, gen_ai metadata): 10,000 events in messages of 20 traces (an SDK export's share of
+one partition), consumed in batches of 1 MiB of messages as the writer's consumer takes them.
+Three passes: the traces arrive (new entities), then each observation's update and the trace's
+second upsert arrive (entities the writer just wrote), then the same again after the writer
+forgot what it wrote (a rebalance). With `stored`, the project first holds that many
+observations of the last 30 days (scripts/bench_dataset.py), among which lookups search.
 
-    python -m scripts.bench_writer [traces]
+    python -m scripts.bench_writer [traces] [stored]
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.migrate import load_migrations, migrate
+from scripts import bench_dataset
 from services.query import consumer
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
 from services.query.models import ModelCatalogs
@@ -32,6 +35,7 @@ from services.query.store import TraceStore
 
 MIGRATIONS = Path(consumer.__file__).parent / "migrations" / "clickhouse"
 OBSERVATIONS_PER_TRACE = 4
+TRACES_PER_MESSAGE = 20
 BATCH_BYTES = 1024 * 1024
 _WORDS = ["the", "agent", "calls", "a", "tool", "to", "fetch", "order", "status", "answer"]
 
@@ -46,13 +50,19 @@ def text(rng: random.Random) -> str:
 
 
 def event(
-    kind: int, entity_id: str, trace_id: str, at: datetime, body: dict[str, Any], number: int
+    kind: int,
+    entity_id: str,
+    trace_id: str,
+    at: datetime,
+    body: dict[str, Any],
+    number: int,
+    project_id: str,
 ) -> events_pb2.IngestionEvent:
     stamp = Timestamp()
     stamp.FromDatetime(at)
     return events_pb2.IngestionEvent(
         event_id=f"{entity_id}-{number}",
-        project_id="bench",
+        project_id=project_id,
         type=kind,  # type: ignore[arg-type]
         observation_type="GENERATION" if kind != events_pb2.EVENT_TYPE_TRACE_CREATE else "",
         entity_id=entity_id,
@@ -63,10 +73,13 @@ def event(
     )
 
 
-def messages(traces: int, updates: bool, rng: random.Random) -> list[bytes]:
-    """One message per trace: its creates, or its updates."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+def messages(
+    traces: int, updates: bool, rng: random.Random, project_id: str = "bench"
+) -> list[bytes]:
+    """One message per 20 traces: their creates, or their updates."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     values = []
+    pending: list[events_pb2.IngestionEvent] = []
     for t in range(traces):
         trace_id = f"trace-{t:06d}"
         at = start + timedelta(seconds=t)
@@ -74,7 +87,7 @@ def messages(traces: int, updates: bool, rng: random.Random) -> list[bytes]:
                   "output": text(rng) if updates else None, "metadata": {"run": t}}  # fmt: skip
         later = at + timedelta(seconds=int(updates))
         kind = events_pb2.EVENT_TYPE_TRACE_CREATE
-        events = [event(kind, trace_id, trace_id, later, upsert, int(updates))]
+        events = [event(kind, trace_id, trace_id, later, upsert, int(updates), project_id)]
         for o in range(OBSERVATIONS_PER_TRACE):
             observation_id = f"{trace_id}-{o}"
             if updates:
@@ -88,9 +101,12 @@ def messages(traces: int, updates: bool, rng: random.Random) -> list[bytes]:
                         "metadata": {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
                                      "attributes": {"temperature": 0.2, "step": o}}}  # fmt: skip
                 kind = events_pb2.EVENT_TYPE_OBSERVATION_CREATE
-            events.append(event(kind, observation_id, trace_id, at, body, int(updates)))
-        batch = events_pb2.IngestionEventBatch(events=events)
-        values.append(gzip.compress(batch.SerializeToString(), compresslevel=1, mtime=0))
+            events.append(event(kind, observation_id, trace_id, at, body, int(updates), project_id))
+        pending += events
+        if len(pending) >= TRACES_PER_MESSAGE * (1 + OBSERVATIONS_PER_TRACE) or t == traces - 1:
+            batch = events_pb2.IngestionEventBatch(events=pending)
+            values.append(gzip.compress(batch.SerializeToString(), compresslevel=1, mtime=0))
+            pending = []
     return values
 
 
@@ -116,11 +132,13 @@ async def run_pass(writer: Any, values: list[bytes]) -> tuple[float, float, int]
     return time.perf_counter() - wall, time.process_time() - cpu, count
 
 
-async def main(traces: int) -> None:
+async def main(traces: int, stored: int) -> None:
     rng = random.Random(7)
     creates, updates = messages(traces, False, rng), messages(traces, True, rng)
     observations = traces * OBSERVATIONS_PER_TRACE
     with tempfile.TemporaryDirectory() as directory:
+        if stored:
+            await bench_dataset.fill(f"chdb://{directory}/chdb", "bench", stored)
         clickhouse = EmbeddedClickHouse(str(Path(directory) / "chdb"))
         await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS))
         store = TraceStore(clickhouse)
@@ -132,11 +150,13 @@ async def main(traces: int) -> None:
             writer = consumer.EventWriter(store, catalogs, RecentState(20_000))
         else:
             writer = consumer.EventWriter(store, catalogs)
+        # Imports and tokenizer tables load on first use: not part of any pass.
+        await run_pass(writer, messages(20, False, rng, "warm-up"))
         passes = [("new entities", creates), ("updates, just written", updates)]
         if remembers:
             passes.append(("updates, forgotten", messages(traces, True, random.Random(8))))
         print(f"{traces} traces, {observations} observations per pass, "
-              f"{len(batches(creates))} batches")  # fmt: skip
+              f"{len(batches(creates))} batches, {stored} stored before")  # fmt: skip
         for name, values in passes:
             if name == "updates, forgotten":
                 writer.forget_recent()
@@ -147,4 +167,5 @@ async def main(traces: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
+    arguments = [int(argument) for argument in sys.argv[1:]]
+    asyncio.run(main(*arguments, *[2000, 0][len(arguments) :]))
