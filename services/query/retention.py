@@ -4,6 +4,8 @@ and scores older than the announced cutoff from ClickHouse.
 
 Each table counts retention from its own time: traces and scores from `timestamp`, observations
 from `start_time` (as Langfuse does), so sessions and metrics, which read those rows, follow.
+`observation_days` (the days each trace has observations on) loses the days before the cutoff's,
+whose observations are all gone.
 
 The delete is ClickHouse's lightweight `DELETE FROM`: it only marks the rows (a mask column
 written for the parts it touches, the rows dropped physically by later merges), so a pass over a
@@ -53,8 +55,13 @@ class RetentionPass:
         (versions included) each held. Run again after a crash, it finishes what is left."""
         counts: dict[str, int] = {}
         params = {"project_id": project_id}
-        for table, column in TIME_COLUMNS.items():
-            older = f"project_id = {{project_id:String}} AND {column} < {_literal(cutoff)}"
+        moment = _literal(cutoff)
+        before = {
+            **{table: f"{column} < {moment}" for table, column in TIME_COLUMNS.items()},
+            "observation_days": f"day < toDate({moment})",
+        }
+        for table, condition in before.items():
+            older = f"project_id = {{project_id:String}} AND {condition}"
             [row] = await self._ch.select(f"SELECT count() AS n FROM {table} WHERE {older}", params)
             counts[table] = int(row["n"])
             if counts[table]:

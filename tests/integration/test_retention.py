@@ -90,15 +90,25 @@ async def _insert(ch: ClickHouse, project: str, name: str, moment: datetime) -> 
 
 
 async def _ids(ch: ClickHouse) -> dict[str, list[tuple[str, str]]]:
-    return {
-        table: [
-            (row["project_id"], row["id"])
-            for row in await ch.select(
-                f"SELECT DISTINCT project_id, id FROM {table} ORDER BY project_id, id"
-            )
-        ]
-        for table in ("traces", "observations", "scores")
-    }
+    """Every ClickHouse table that holds rows of a project: its projects and traces (or days)."""
+    tables = await ch.select(
+        "SELECT table, groupArray(name) AS columns FROM system.columns"
+        " WHERE database = currentDatabase() AND table IN (SELECT name FROM system.tables"
+        " WHERE database = currentDatabase() AND engine NOT LIKE '%View')"
+        " GROUP BY table HAVING has(columns, 'project_id')"
+    )
+    found = {}
+    for table in tables:
+        columns = table["columns"]
+        # What tells a row's trace (or day) apart.
+        trace = next(c for c in ("trace_id", "id", "day") if c in columns)
+        rows = await ch.select(
+            f"SELECT DISTINCT project_id, {trace} AS trace FROM {table['table']}"
+            " ORDER BY project_id, trace"
+        )
+        if rows:
+            found[table["table"]] = [(row["project_id"], row["trace"]) for row in rows]
+    return found
 
 
 async def test_reads_hide_what_the_retention_keeps_no_more_even_before_a_pass(
@@ -150,11 +160,12 @@ async def test_the_query_pass_deletes_old_rows_of_the_project_only_and_once(
     first = await retention.run("p", CUTOFF)
     again = await retention.run("p", CUTOFF)
 
+    tables = {"traces", "observations", "scores", "observation_days"}
     # Rows counted with their versions, as many as background merges left.
-    assert set(first) == {"traces", "observations", "scores"} and all(first.values())
-    assert again == {"traces": 0, "observations": 0, "scores": 0}
+    assert set(first) == tables and all(first.values())
+    assert again == dict.fromkeys(tables, 0)
     kept = [("p", "edge"), ("p", "new"), ("p2", "new"), ("p2", "old")]
-    assert await _ids(clickhouse) == {"traces": kept, "observations": kept, "scores": kept}
+    assert await _ids(clickhouse) == dict.fromkeys(tables, kept)
 
 
 async def test_rows_written_after_a_pass_land_and_stay(clickhouse: ClickHouse) -> None:
