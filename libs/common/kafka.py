@@ -365,7 +365,23 @@ class BatchConsumer(Generic[T]):
                 batches.setdefault(tp, []).extend(records)
                 count += len(records)
                 size += sum(len(r.value or b"") for r in records)
-        return batches
+        return self._within_bytes(batches) if settings.max_bytes else batches
+
+    def _within_bytes(
+        self, batches: dict[TopicPartition, list[Record]]
+    ) -> dict[TopicPartition, list[Record]]:
+        """The records up to the one that reaches max_bytes (one fetch can hold far more); the
+        partitions of the rest are sought back to them, so the next poll starts there."""
+        kept: dict[TopicPartition, list[Record]] = {}
+        size = 0
+        for tp, records in batches.items():
+            for record in records:
+                if size >= self._settings.max_bytes:
+                    self._consumer.seek(tp, record.offset)
+                    break
+                kept.setdefault(tp, []).append(record)
+                size += len(record.value or b"")
+        return kept
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
         decoded: list[tuple[Record, T]] = []

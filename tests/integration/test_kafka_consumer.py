@@ -3,6 +3,7 @@ dead-lettered with their origin, outages waited out (never dead-lettered, report
 and a dead letter never lost when the DLQ cannot take it."""
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
@@ -287,3 +288,55 @@ async def test_health_follows_a_store_that_stops_and_starts_answering() -> None:
     finally:
         stop.set()
         await watching
+
+
+async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    values = [f"{n:03d}".encode() * 33 for n in range(10)]  # 99 bytes each
+    await produce(kafka, topic, values)
+    batches: list[list[str]] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        batches.append(list(batch))
+
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+    bounded = dataclasses.replace(
+        settings(kafka, topic, unique("it.group")), max_bytes=250, linger_ms=500
+    )
+    consumer = BatchConsumer(bounded, decode, handle, producer)
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= 10)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    assert [len(batch) for batch in batches] == [3, 3, 3, 1]
+    assert [value for batch in batches for value in batch] == [v.decode() for v in values]
+
+
+async def test_the_rebalance_hook_runs_when_partitions_are_assigned(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    rebalances: list[int] = []
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+
+    async def handle(batch: Sequence[str]) -> None:
+        pass
+
+    consumer = BatchConsumer(
+        settings(kafka, topic, unique("it.group")), decode, handle, producer,
+        on_rebalance=lambda: rebalances.append(1),
+    )  # fmt: skip
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(now(lambda: len(rebalances)), lambda n: n >= 1)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
