@@ -51,7 +51,6 @@ class SdkLoad:
     batch: list[Trace] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     acknowledged: int = 0
-    retries: int = 0
 
     def __post_init__(self) -> None:
         traffic = Traffic(self.seed)
@@ -82,15 +81,14 @@ class SdkLoad:
             while queue:
                 request = queue.pop()
                 while not await self._acknowledged(client, request):
-                    self.retries += 1
                     await asyncio.sleep(0.2)
                 self.acknowledged += 1
                 if request.then:
                     queue.insert(0, request.then)  # behind what is queued: a later flush
 
-        # A sender may find the queue empty while another's request will still add its updates.
-        while self.acknowledged < self.total:
-            await asyncio.gather(*(sender() for _ in range(senders)))
+        # A sender that finds the queue empty stops; the one whose creates are still in flight
+        # sends their updates itself.
+        await asyncio.gather(*(sender() for _ in range(senders)))
 
     @staticmethod
     async def _acknowledged(client: httpx.AsyncClient, request: Request) -> bool:
@@ -112,7 +110,7 @@ class SdkLoad:
         async def acknowledged() -> int:
             return self.acknowledged
 
-        await eventually(acknowledged, lambda n: n >= share * self.total, timeout=120)
+        await eventually(acknowledged, lambda n: n >= share * self.total, timeout=300)
 
     def traces(self) -> list[tuple[Trace, dict[str, str]]]:
         """Every trace sent, with how its observations' types are stored."""
