@@ -29,6 +29,13 @@ DAYS_OF_TRACES = (
     " WHERE project_id = {project_id:String} AND trace_id IN {traces:Array(String)})"
 )
 OF_TRACES = f"{DAYS_OF_TRACES} AND trace_id IN {{traces:Array(String)}}"
+# Scores of those traces, their days looked up the same way (score_days): scores are sorted by
+# day and id, so FINAL otherwise reads every granule sharing a key range with a bloom-filter hit.
+SCORES_OF_TRACES = (
+    "toDate(timestamp) IN (SELECT day FROM score_days"
+    " WHERE project_id = {project_id:String} AND trace_id IN {traces:Array(String)})"
+    " AND trace_id IN {traces:Array(String)}"
+)
 # How long a list's total may be served again while nothing was written to the project here.
 COUNT_SECONDS = 5.0
 _COUNTS_KEPT = 10_000
@@ -103,14 +110,12 @@ class TraceStore:
         return await self._latest("observations", OF_TRACES, params, "start_time, id")
 
     async def scores_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
-        params = {"project_id": project_id, "trace_id": trace_id}
-        return await self._latest("scores", "trace_id = {trace_id:String}", params, "timestamp, id")
+        params = {"project_id": project_id, "traces": [trace_id]}
+        return await self._latest("scores", SCORES_OF_TRACES, params, "timestamp, id")
 
     async def scores_of_traces(self, project_id: str, trace_ids: list[str]) -> list[dict[str, Any]]:
-        params = {"project_id": project_id, "ids": trace_ids}
-        return await self._latest(
-            "scores", "trace_id IN {ids:Array(String)}", params, "trace_id, timestamp, id"
-        )
+        params = {"project_id": project_id, "traces": trace_ids}
+        return await self._latest("scores", SCORES_OF_TRACES, params, "trace_id, timestamp, id")
 
     async def page_of(
         self, kind: str, project_id: str, where: Where, order: str, limit: int, offset: int
@@ -192,19 +197,18 @@ class TraceStore:
         self, project_id: str, trace_ids: list[str]
     ) -> dict[str, dict[str, Any]]:
         """Per trace: observation ids, first start, last end and total cost; and score ids."""
-        params = {"project_id": project_id, "ids": trace_ids}
+        params = {"project_id": project_id, "traces": trace_ids}
         observations, scores = await asyncio.gather(
             self._ch.select(
                 "SELECT trace_id, groupArray(id) AS ids, min(start_time) AS first_start,"
                 " max(coalesce(end_time, start_time)) AS last_end,"
                 " toFloat64(sum(coalesce(total_cost, 0))) AS total_cost"
                 f" FROM {current('observations', OF_TRACES)} GROUP BY trace_id",
-                {**params, "traces": trace_ids},
+                params,
             ),
             self._ch.select(
                 "SELECT trace_id, groupArray(id) AS ids"
-                f" FROM {current('scores', 'trace_id IN {ids:Array(String)}')}"
-                " GROUP BY trace_id",
+                f" FROM {current('scores', SCORES_OF_TRACES)} GROUP BY trace_id",
                 params,
             ),
         )
@@ -276,7 +280,7 @@ class TraceStore:
         """Removes a deleted project's rows from every table for good: a mutation that rewrites
         the parts holding them, waited for (mutations_sync), so nothing is left once it returns.
         Rows are sorted by project first, so only the parts of its key range are rewritten."""
-        for table in (*TABLES.values(), "observation_days"):
+        for table in (*TABLES.values(), "observation_days", "score_days"):
             await self._ch.execute(
                 f"ALTER TABLE {table} DELETE WHERE project_id = {{project_id:String}}"
                 " SETTINGS mutations_sync = 2",

@@ -123,14 +123,22 @@ async def trace_ids(store: TraceStore) -> list[str]:
     return [r["id"] for r in rows + oldest] + ["no-such-trace"]
 
 
-async def test_observations_by_trace_are_those_of_a_scan_by_trace_id(store: TraceStore) -> None:
-    for trace_id in await trace_ids(store):
+async def test_observations_and_scores_by_trace_are_those_of_a_scan_by_trace_id(
+    store: TraceStore,
+) -> None:
+    ids = await trace_ids(store)
+    for trace_id in ids:
         expected = await store._ch.select(
             f"SELECT * FROM {current('observations', 'trace_id = {t:String}')}"
             " ORDER BY start_time, id",
             {"project_id": P, "t": trace_id},
         )
         assert await store.observations_of(P, trace_id) == expected, trace_id
+        expected = await store._ch.select(
+            f"SELECT * FROM {current('scores', 'trace_id = {t:String}')} ORDER BY timestamp, id",
+            {"project_id": P, "t": trace_id},
+        )
+        assert await store.scores_of(P, trace_id) == expected, trace_id
         where = filtered(OBSERVATION_FILTER_COLUMNS, traceId=[trace_id])
         plain = await plain_page(store, "observations", where, OBSERVATION_ORDER, 50, 0)
         where.add(DAYS_OF_TRACES, traces=[trace_id])  # as the handler narrows it
@@ -146,11 +154,26 @@ async def test_trace_rollups_are_those_of_a_scan_by_trace_id(store: TraceStore) 
         f" FROM {current('observations', 'trace_id IN {ids:Array(String)}')} GROUP BY trace_id",
         {"project_id": P, "ids": ids},
     )
+    scores = await store._ch.select(
+        "SELECT trace_id, groupArray(id) AS ids"
+        f" FROM {current('scores', 'trace_id IN {ids:Array(String)}')} GROUP BY trace_id",
+        {"project_id": P, "ids": ids},
+    )
     rollups = await store.trace_rollups(P, ids)
+    assert len(expected) > 40 and len(scores) > 20
     for row in expected:
-        got = rollups[row["trace_id"]]
+        got = dict(rollups[row["trace_id"]])
         assert sorted(got.pop("ids")) == sorted(row.pop("ids"))
         assert {k: got[k] for k in row} == row
+    assert {
+        t: sorted(r.get("score_ids", [])) for t, r in rollups.items() if r.get("score_ids")
+    } == {row["trace_id"]: sorted(row["ids"]) for row in scores}
+    expected_scores = await store._ch.select(
+        f"SELECT * FROM {current('scores', 'trace_id IN {ids:Array(String)}')}"
+        " ORDER BY trace_id, timestamp, id",
+        {"project_id": P, "ids": ids},
+    )
+    assert await store.scores_of_traces(P, ids) == expected_scores
 
 
 async def test_a_total_counts_writes_made_through_the_store_at_once(store: TraceStore) -> None:
