@@ -652,6 +652,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     # Imported here: they import this module's helpers.
     from scripts.bench_evals import evals_rows
     from scripts.bench_judge import judge_rows
+    from scripts.bench_reads import reads_10m_rows
     from scripts.bench_retention import retention_rows
     from scripts.bench_robustness import robustness_rows
 
@@ -662,6 +663,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "ingest": lambda: asyncio.run(ingest_rows()),
         "halves": lambda: asyncio.run(halves_rows()),
         "reads": lambda: asyncio.run(read_rows()),
+        "reads10m": lambda: asyncio.run(reads_10m_rows()),
         "bigtrace": lambda: asyncio.run(big_trace_rows()),
         "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
         "evals": lambda: asyncio.run(evals_rows()),
