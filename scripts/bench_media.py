@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 from langfuse import Langfuse, LangfuseMedia
 from langfuse._task_manager.media_manager import MediaManager
+from langfuse.api import MediaContentType
 
 from scripts.bench_support import p95_ms
 
@@ -52,7 +53,7 @@ def media_rows(gateway: str, auth: tuple[str, str]) -> list[Row]:
         for index in range(WARMUP + SAMPLES):
             content = png_1mib()
             size = len(content)
-            media = LangfuseMedia(content_bytes=content, content_type="image/png")
+            media = LangfuseMedia(content_bytes=content, content_type=MediaContentType.IMAGE_PNG)
             job = {
                 "media_id": media._media_id, "content_bytes": content, "content_type": "image/png",
                 "content_length": size, "content_sha256_hash": media._content_sha256_hash,

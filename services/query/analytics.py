@@ -9,8 +9,9 @@ so a field means the same column in list filters, metrics filters and metrics di
 """
 
 import math
+import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -26,7 +27,7 @@ from services.query.filters import (
     storable,
 )
 from services.query.rows import iso, parse_time
-from services.query.store import current
+from services.query.store import TraceStore, current
 
 AGGREGATIONS = ("sum", "avg", "count", "max", "min", "p50", "p75", "p90", "p95", "p99", "histogram")
 _QUANTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -291,6 +292,7 @@ class MetricsQuery:
     params: dict[str, Any]
     time_dimension: bool = False
     metric_keys: list[str] = field(default_factory=list)
+    rollup: "Rollup | None" = None  # when whole days of it may be read from the rollups
 
 
 def build(version: int, raw: str) -> MetricsQuery:
@@ -314,8 +316,10 @@ def build(version: int, raw: str) -> MetricsQuery:
     granularity = _granularity(query, since, until)
 
     where = Where()
+    filters = _list(query, "filters")
     add_conditions(where, {**view.fields, _time_column(view): view.fields[view.time_field]},
-                   _list(query, "filters"))  # fmt: skip
+                   filters)  # fmt: skip
+    filtered = Where(list(where.conditions), dict(where.params))
     time_column = bare_column(view.fields[view.time_field][0])
     where.add(f"{time_column} >= {{m_from:DateTime64(3, 'UTC')}}", m_from=storable(since))
     where.add(f"{time_column} <= {{m_to:DateTime64(3, 'UTC')}}", m_to=storable(until))
@@ -361,7 +365,11 @@ def build(version: int, raw: str) -> MetricsQuery:
         f" LIMIT {{m_limit:UInt32}} {_SETTINGS}"
     )
     params["m_limit"] = row_limit
-    return MetricsQuery(sql, params, granularity is not None, keys)
+    rollup = None
+    if _rolls_up(view_name, dimensions, metrics, filters, granularity):
+        tail = f"{' ORDER BY ' + order if order else ''}{fill} LIMIT {{m_limit:UInt32}}"
+        rollup = Rollup(dimensions, granularity, metrics, filtered, since, until, tail, row_limit)
+    return MetricsQuery(sql, params, granularity is not None, keys, rollup)
 
 
 def result_rows(query: MetricsQuery, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -557,6 +565,226 @@ def _order_by(query: dict[str, Any], dimensions: list[str], keys: list[str], has
             )
         clauses.append(f"`{name}` {str(direction).upper()}")
     return ", ".join(clauses)
+
+
+# The fast path: whole UTC days of the observations view read from pre-aggregated rollups
+# (migration 0008). A query qualifies when it groups and filters only by the observation's own
+# dimensions below, asks only for measures and aggregations the rollups keep, and buckets time
+# by day or coarser. Its whole days with a valid build are read from the rollups; the rest (the
+# window's partial first and last days, today, days changed since their build) is aggregated
+# live into the same per-day groups, and the outer query combines both, so the answer is the
+# live one: sums, counts, minima and maxima add up exactly, averages are sum / count, and the
+# quantile samples merge (exactly while a group has at most 8,192 values, as `quantile` is).
+_ROLLUP_FIELDS = ("environment", "type", "name", "level", "providedModelName")
+_ROLLUP_MEASURES = {"latency": "latency", "totalCost": "cost", "totalTokens": "tokens"}
+_LEVELS = "(0.5, 0.75, 0.9, 0.95, 0.99)"
+_ROLLUP_BUCKETS = {"day": "{}", "week": "toMonday({})", "month": "toStartOfMonth({})"}
+_ROLLUP_GROUP = "day, environment, type, name, level, provided_model_name"
+MAX_ROLLUP_DAYS = 400
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """What the fast path needs of a checked observations query."""
+
+    dimensions: list[str]
+    granularity: str | None
+    metrics: list[tuple[str, str]]
+    filters: Where  # the query's filters alone, on columns the rollups share
+    since: datetime
+    until: datetime
+    tail: str  # ORDER BY, WITH FILL and LIMIT of the live query
+    row_limit: int
+
+
+def _rollup_aggregate(measure: str, aggregation: str) -> str | None:
+    """The metric from the columns of per-day groups; None when the rollups don't keep it."""
+    if measure == "count":
+        return "sum(rows)" if aggregation in ("count", "sum") else None
+    prefix = _ROLLUP_MEASURES.get(measure)
+    if prefix is None:
+        return None
+    if aggregation in ("sum", "min", "max"):
+        return f"{aggregation}({prefix}_{aggregation})"
+    if aggregation == "count":
+        return f"sum({prefix}_count)"
+    if aggregation == "avg":
+        return f"sum({prefix}_sum) / sum({prefix}_count)"
+    if aggregation in _QUANTILES and prefix == "latency":
+        index = (0.5, 0.75, 0.9, 0.95, 0.99).index(_QUANTILES[aggregation]) + 1
+        return (
+            f"if(sum(latency_count) = 0, NULL, quantilesMerge{_LEVELS}(latency_quantiles)[{index}])"
+        )
+    return None
+
+
+def _rolls_up(
+    view: Any, dimensions: list[str], metrics: list[tuple[str, str]], filters: list[Any],
+    granularity: str | None,
+) -> bool:  # fmt: skip
+    return (
+        view == "observations"
+        and all(name in _ROLLUP_FIELDS for name in dimensions)
+        and all(isinstance(f, dict) and f.get("column") in _ROLLUP_FIELDS for f in filters)
+        and (granularity is None or granularity in _ROLLUP_BUCKETS)
+        and all(_rollup_aggregate(m, a) is not None for m, a in metrics)
+    )
+
+
+def _rollup_columns() -> str:
+    """One per-day group's columns (those of observation_rollups after build_id), aggregated
+    from observation rows."""
+    latency, cost, tokens = (
+        _OBSERVATION_MEASURES[m].sql for m in ("latency", "totalCost", "totalTokens")
+    )
+    return (
+        f"environment, type, name, level, provided_model_name, count() AS rows,"
+        f" sum({latency}) AS latency_sum, count({latency}) AS latency_count,"
+        f" min({latency}) AS latency_min, max({latency}) AS latency_max,"
+        f" quantilesState{_LEVELS}({latency}) AS latency_quantiles,"
+        f" sum({cost}) AS cost_sum, count({cost}) AS cost_count, min({cost}) AS cost_min,"
+        f" max({cost}) AS cost_max, sum({tokens}) AS tokens_sum, count({tokens}) AS tokens_count,"
+        f" min({tokens}) AS tokens_min, max({tokens}) AS tokens_max"
+    )
+
+
+def rollup_days(rollup: Rollup, now: datetime) -> list[date]:
+    """The whole UTC days of the window that are over (only those are worth a build); none for
+    windows of over MAX_ROLLUP_DAYS (a query over all time stays live: no build of every day
+    since 1900)."""
+    if rollup.until - rollup.since > timedelta(days=MAX_ROLLUP_DAYS):
+        return []
+    first = (rollup.since - timedelta(milliseconds=1)).date() + timedelta(days=1)
+    last = min(rollup.until, now).date() - timedelta(days=1)  # the last day ending by then
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# A build is stale once an active part of observations holding rows of its day is as new as it:
+# every insert, tombstone, merge or delete makes new parts. Part modification times are whole
+# seconds, and a part's directory may be written a moment before it is committed: hence a slack.
+ROLLUP_SLACK = timedelta(seconds=10)
+_BUILDS_SQL = (
+    "SELECT day, build_id, toUnixTimestamp64Micro(built_at) AS built_us"
+    " FROM observation_rollup_builds FINAL"
+    " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
+)
+_PARTS_SQL = (
+    "SELECT name, toUnixTimestamp(modification_time) AS changed_s FROM system.parts"
+    " WHERE database = currentDatabase() AND table = 'observations' AND active"
+    " AND modification_time >= {m_since:DateTime64(3, 'UTC')}"
+)
+_CHANGES_SQL = (
+    "SELECT toDate(start_time) AS day, groupUniqArray(_part) AS parts"
+    " FROM observations WHERE project_id = {project_id:String}"
+    " AND _part IN {m_parts:Array(String)} AND toDate(start_time) IN {m_days:Array(Date)}"
+    " GROUP BY day"
+)
+_BUILD_SQL = (
+    "INSERT INTO observation_rollups SELECT project_id, toDate(start_time) AS day,"
+    f" {{m_build:UUID}} AS build_id, {_rollup_columns()}"
+    f" FROM {current('observations', 'toDate(start_time) IN {m_days:Array(Date)}')}"
+    f" GROUP BY project_id, {_ROLLUP_GROUP}"
+)
+_MARK_SQL = (
+    "INSERT INTO observation_rollup_builds SELECT {project_id:String}, day, {m_build:UUID},"
+    " {m_built_at:DateTime64(6, 'UTC')} FROM (SELECT arrayJoin({m_days:Array(Date)}) AS day)"
+)
+
+
+def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, Any]]:
+    """The query reading the days of `builds` (day -> its valid build) from the rollups."""
+    days = sorted(builds)
+    first, last = rollup.since.date(), rollup.until.date()
+    window = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    params = {
+        **rollup.filters.params, "m_days": [d.isoformat() for d in days],
+        "m_builds": [builds[d] for d in days],
+        "m_live": [d.isoformat() for d in window if d not in builds],
+        "m_from": storable(rollup.since), "m_to": storable(rollup.until),
+        "m_limit": rollup.row_limit,
+    }  # fmt: skip
+    filters = rollup.filters.sql()
+    live = (
+        f"SELECT toDate(start_time) AS day, {_rollup_columns()}"
+        f" FROM {current('observations', filters)}"
+        " AND start_time >= {m_from:DateTime64(3, 'UTC')}"
+        " AND start_time <= {m_to:DateTime64(3, 'UTC')}"
+        " AND toDate(start_time) IN {m_live:Array(Date)}"  # positive: the key prunes by day
+        f" GROUP BY {_ROLLUP_GROUP}"
+    )
+    stored = (
+        f"SELECT {_ROLLUP_GROUP}, rows, latency_sum, latency_count, latency_min, latency_max,"
+        " latency_quantiles, cost_sum, cost_count, cost_min, cost_max, tokens_sum,"
+        " tokens_count, tokens_min, tokens_max FROM observation_rollups"
+        " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
+        " AND build_id = {m_builds:Array(UUID)}[indexOf({m_days:Array(Date)}, day)]"
+        f" AND {filters}"
+    )
+    select, group = [], []
+    for name in rollup.dimensions:
+        select.append(f"{VIEWS['observations'].fields[name][0]} AS `{name}`")
+        group.append(f"`{name}`")
+    if rollup.granularity:
+        select.append(f"toDateTime({_ROLLUP_BUCKETS[rollup.granularity].format('day')}, 'UTC')"
+                      f" AS {TIME_KEY}")  # fmt: skip
+        group.append(TIME_KEY)
+    for measure, aggregation in rollup.metrics:
+        select.append(f"{_rollup_aggregate(measure, aggregation)} AS `{aggregation}_{measure}`")
+    sql = (
+        f"SELECT {', '.join(select)} FROM ({stored} UNION ALL {live}) AS days"
+        f"{' GROUP BY ' + ', '.join(group) if group else ''}{rollup.tail} {_SETTINGS}"
+    )
+    return sql, params
+
+
+async def answer(
+    store: TraceStore, project_id: str, version: int, raw: str
+) -> list[dict[str, Any]]:
+    """The rows of a metrics query: whole days from the rollups where it qualifies, else live."""
+    query = build(version, raw)
+    sql, params = query.sql, query.params
+    if query.rollup is not None:
+        builds = await _valid_builds(store, project_id, query.rollup)
+        if builds:
+            sql, params = rollup_sql(query.rollup, builds)
+    return result_rows(query, await store.aggregate(project_id, sql, params))
+
+
+async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> dict[date, str]:
+    """Each whole past day of the window with its valid build (day -> build id); days with none
+    or a stale one are built first, in one build."""
+    days = rollup_days(rollup, datetime.now(UTC))
+    if not days:
+        return {}
+    asked = {"m_days": [d.isoformat() for d in days]}
+    built = {
+        date.fromisoformat(str(row["day"])): (str(row["build_id"]), int(row["built_us"]))
+        for row in await store.aggregate(project_id, _BUILDS_SQL, asked)
+    }
+    if built:
+        oldest = min(us for _, us in built.values())
+        since = datetime.fromtimestamp(oldest / 1e6, UTC) - ROLLUP_SLACK
+        parts = {
+            row["name"]: int(row["changed_s"]) * 1_000_000
+            for row in await store.aggregate(project_id, _PARTS_SQL, {"m_since": since})
+        }
+        changes = await store.aggregate(
+            project_id, _CHANGES_SQL, {**asked, "m_parts": list(parts)}
+        ) if parts else []  # fmt: skip
+        slack = ROLLUP_SLACK // timedelta(microseconds=1)
+        for row in changes:
+            day = date.fromisoformat(str(row["day"]))  # text from chDB, a date from a server
+            if day in built and max(parts[p] for p in row["parts"]) >= built[day][1] - slack:
+                del built[day]
+    valid = {day: build_id for day, (build_id, _) in built.items()}
+    if stale := [d for d in days if d not in valid]:
+        build_id = str(uuid.uuid4())
+        params = {"m_days": [d.isoformat() for d in stale], "m_build": build_id,
+                  "m_built_at": datetime.now(UTC)}  # fmt: skip
+        await store.aggregate(project_id, _BUILD_SQL, params)
+        await store.aggregate(project_id, _MARK_SQL, params)
+        valid |= dict.fromkeys(stale, build_id)
+    return valid
 
 
 def daily_sql(where: Where) -> tuple[str, str]:

@@ -304,11 +304,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         project_id = scope_from(context).project_id
         if request.api_version not in (1, 2):
             raise InvalidArgument("api_version must be 1 or 2")
-        query = analytics.build(request.api_version, request.query_json)
-        rows = await self._store.aggregate(project_id, query.sql, query.params)
-        return query_pb2.QueryMetricsResponse(
-            rows_json=orjson.dumps(analytics.result_rows(query, rows))
+        rows = await analytics.answer(
+            self._store, project_id, request.api_version, request.query_json
         )
+        return query_pb2.QueryMetricsResponse(rows_json=orjson.dumps(rows))
 
     async def GetDailyMetrics(  # noqa: N802
         self, request: query_pb2.GetDailyMetricsRequest, context: grpc.aio.ServicerContext

@@ -1,0 +1,202 @@
+"""The metrics fast path on chDB (services/query/analytics.py, migration 0008): answers read partly
+from per-day rollups equal a brute-force recomputation and the live query, for every measure and
+aggregation the rollups keep, with partial days at both ends of the window; a build is reused
+while nothing changed and rebuilt once a day's rows change (a new version, a deleted trace)."""
+
+import random
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from libs.common.migrate import load_migrations, migrate
+from services.query import analytics
+from services.query.analytics import answer, build, result_rows
+from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
+from services.query.server import MIGRATIONS
+from services.query.store import TraceStore
+from tests.integration.test_metrics_query import quantile
+
+# Whole past days (only days that are over are built), the window starting and ending mid-day.
+START = datetime(2024, 3, 4, tzinfo=UTC)
+WINDOW = (START + timedelta(hours=7), START + timedelta(days=4, hours=15))
+OLD, NEW = datetime(2020, 6, 1, tzinfo=UTC), datetime(2020, 6, 2, tzinfo=UTC)
+
+
+def generated(seed: int) -> list[dict[str, Any]]:
+    """Observations of project `p` over five days, some without an end, usage or cost (groups
+    where every value of a measure is null)."""
+    rng = random.Random(seed)
+    rows = []
+    for n in range(300):
+        start = START + timedelta(minutes=rng.randrange(5 * 24 * 60))
+        has_end, has_usage = rng.random() < 0.85, rng.random() < 0.8
+        total = rng.randrange(800)
+        rows.append({
+            "project_id": "p", "id": f"o{n}", "trace_id": f"t{n % 40}",
+            "type": rng.choice(("SPAN", "GENERATION")),
+            "name": rng.choice(("a", "b", "c", "lone")),
+            "environment": rng.choice(("default", "prod")),
+            "level": rng.choice(("DEFAULT", "ERROR")),
+            "provided_model_name": rng.choice(("m1", "m2", None)), "start_time": start,
+            "end_time": start + timedelta(milliseconds=rng.randrange(1, 5000)) if has_end
+            else None,
+            "usage_details": {"total": total} if has_usage else {},
+            "total_cost": round(rng.uniform(0, 1), 6) if has_usage else None,
+            "event_ts": NEW, "created_at": NEW, "updated_at": NEW,
+        })  # fmt: skip
+    for row in rows:
+        if row["name"] == "lone":  # a group whose latencies and costs are all null
+            row.update(end_time=None, total_cost=None, provided_model_name="m3")
+    return rows
+
+
+@pytest.fixture
+async def stored(tmp_path: Any) -> AsyncIterator[tuple[TraceStore, list[dict[str, Any]]]]:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS / "clickhouse"))
+    store = TraceStore(clickhouse)
+    rows = generated(11)
+    stale = [{**o, "total_cost": 99.0, "name": "stale", "event_ts": OLD} for o in rows[:30]]
+    other = [{**o, "project_id": "q"} for o in rows]
+    await store.insert("observation", [*rows, *stale, *other])
+    yield store, rows
+    clickhouse.close()
+
+
+MEASURES: dict[str, Callable[[dict[str, Any]], float | None]] = {
+    "count": lambda o: 1,
+    "latency": lambda o: (
+        None if o["end_time"] is None else (o["end_time"] - o["start_time"]).total_seconds() * 1000
+    ),
+    "totalCost": lambda o: o["total_cost"],
+    "totalTokens": lambda o: o["usage_details"].get("total", 0),
+}
+AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
+    "sum": sum, "count": len, "max": max, "min": min, "avg": lambda v: sum(v) / len(v),
+    "p50": lambda v: quantile(v, 0.5), "p95": lambda v: quantile(v, 0.95),
+}  # fmt: skip
+COLUMNS = {"name": "name", "providedModelName": "provided_model_name", "type": "type",
+           "environment": "environment", "level": "level"}  # fmt: skip
+BUCKETS: dict[str, Callable[[datetime], str]] = {
+    "day": lambda t: f"{t.date()}T00:00:00.000Z",
+    "week": lambda t: f"{(t - timedelta(days=t.weekday())).date()}T00:00:00.000Z",
+    "month": lambda t: f"{t.date().replace(day=1)}T00:00:00.000Z",
+}
+
+
+def in_window(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in rows if WINDOW[0] <= o["start_time"] <= WINDOW[1]]
+
+
+def expected(
+    rows: list[dict[str, Any]], dimension: str, granularity: str | None, measure: str,
+    aggregation: str,
+) -> dict[Any, float | None]:  # fmt: skip
+    groups: dict[Any, list[float]] = defaultdict(list)
+    for row in in_window(rows):
+        bucket = BUCKETS[granularity](row["start_time"]) if granularity else None
+        key = (row[COLUMNS[dimension]], bucket)
+        groups[key]  # every group appears, even when all its values are null
+        value = MEASURES[measure](row)
+        if value is not None:
+            groups[key].append(float(value))
+    count = aggregation == "count"
+    return {k: (AGGREGATIONS[aggregation](v) if v or count else None) for k, v in groups.items()}
+
+
+def query(dimension: str, granularity: str | None, metrics: list[tuple[str, str]]) -> str:
+    return orjson.dumps({
+        "view": "observations", "dimensions": [{"field": dimension}],
+        "metrics": [{"measure": m, "aggregation": a} for m, a in metrics],
+        **({"timeDimension": {"granularity": granularity}} if granularity else {}),
+        "fromTimestamp": WINDOW[0].isoformat(), "toTimestamp": WINDOW[1].isoformat(),
+        "config": {"row_limit": 1000},
+    }).decode()  # fmt: skip
+
+
+def pairs() -> list[tuple[str, str]]:
+    return [(m, a) for m in MEASURES for a in AGGREGATIONS
+            if analytics._rollup_aggregate(m, a) is not None]  # fmt: skip
+
+
+async def builds(store: TraceStore) -> dict[str, str]:
+    rows = await store.aggregate(
+        "p", "SELECT day, build_id FROM observation_rollup_builds FINAL"
+        " WHERE project_id = {project_id:String}", {},
+    )  # fmt: skip
+    return {str(r["day"]): str(r["build_id"]) for r in rows}
+
+
+@pytest.mark.parametrize("granularity", [None, "day", "week", "month"])
+async def test_answers_read_from_rollups_equal_brute_force(
+    stored: tuple[TraceStore, list[dict[str, Any]]], granularity: str | None
+) -> None:
+    store, rows = stored
+    for dimension in COLUMNS:
+        raw = query(dimension, granularity, pairs())
+        assert build(2, raw).rollup is not None
+        answer_rows = await answer(store, "p", 2, raw)
+        for measure, aggregation in pairs():
+            key = f"{aggregation}_{measure}"
+            got = {(r[dimension], r.get("time_dimension")): r[key] for r in answer_rows}
+            want = expected(rows, dimension, granularity, measure, aggregation)
+            if granularity is None:
+                assert got == pytest.approx(want), (dimension, key)
+            else:  # the time grid is filled: buckets without rows hold nothing
+                assert {k: v for k, v in got.items() if k[0] is not None or k in want} == (
+                    pytest.approx({**dict.fromkeys(set(got) - set(want)), **want})
+                ), (dimension, key)
+    # The three whole days of the window were built (the partial ones at its ends are live).
+    assert sorted(await builds(store)) == ["2024-03-05", "2024-03-06", "2024-03-07"]
+
+
+async def test_a_build_is_reused_until_a_day_changes(
+    stored: tuple[TraceStore, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, rows = stored
+    # Parts settled (no merge makes a new part later), no slack: only real changes count.
+    await store.aggregate("p", "OPTIMIZE TABLE observations FINAL", {})
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(0))
+    raw = query("name", "day", [("totalCost", "sum"), ("count", "count")])
+    live = build(2, raw)
+    first = await answer(store, "p", 2, raw)
+    built = await builds(store)
+    assert await answer(store, "p", 2, raw) == first
+    assert await builds(store) == built
+
+    # A newer version of an observation on 2024-03-06 (a new name and cost) and a deleted trace.
+    changed = next(o for o in in_window(rows) if o["start_time"].date().isoformat() == "2024-03-06")
+    newer = {**changed, "name": "renamed", "total_cost": 5.0, "event_ts": NEW + timedelta(days=1)}
+    await store.insert("observation", [newer])
+    await store.delete_traces("p", ["t3"])
+    rows = [newer if o is changed else o for o in rows if o["trace_id"] != "t3"]
+    again = await answer(store, "p", 2, raw)
+    now_live = result_rows(live, await store.aggregate("p", live.sql, live.params))
+
+    def costs(answered: list[dict[str, Any]]) -> dict[Any, Any]:
+        return {(r["name"], r["time_dimension"]): r["sum_totalCost"] for r in answered}
+
+    assert costs(again) == pytest.approx(costs(now_live))
+    want = expected(rows, "name", "day", "totalCost", "sum")
+    assert {k: v for k, v in costs(again).items() if k in want} == pytest.approx(want)
+    rebuilt = await builds(store)
+    assert rebuilt["2024-03-06"] != built["2024-03-06"]
+
+
+async def test_queries_the_rollups_do_not_keep_stay_live(
+    stored: tuple[TraceStore, list[dict[str, Any]]],
+) -> None:
+    store, _ = stored
+    for raw in (
+        query("name", "hour", [("count", "count")]),  # finer than a day
+        query("traceName", None, [("count", "count")]),  # a trace's dimension
+        query("name", None, [("totalCost", "p95")]),  # no quantile samples of cost
+        query("name", None, [("inputTokens", "sum")]),  # a measure the rollups don't keep
+    ):
+        assert build(2, raw).rollup is None
+        await answer(store, "p", 2, raw)
+    assert await builds(store) == {}
