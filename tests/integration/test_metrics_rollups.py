@@ -3,6 +3,7 @@ from per-day rollups equal a brute-force recomputation and the live query, for e
 aggregation the rollups keep, with partial days at both ends of the window; a build is reused
 while nothing changed and rebuilt once a day's rows change (a new version, a deleted trace)."""
 
+import asyncio
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -158,9 +159,11 @@ async def test_a_build_is_reused_until_a_day_changes(
     stored: tuple[TraceStore, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, rows = stored
-    # Parts settled (no merge makes a new part later), no slack: only real changes count.
+    # Parts settled (no merge makes a new part later) more than the slack before the build (part
+    # times are whole seconds: a slack of one is the least that sees a change in the same second).
     await store.aggregate("p", "OPTIMIZE TABLE observations FINAL", {})
-    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(0))
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
+    await asyncio.sleep(2)
     raw = query("name", "day", [("totalCost", "sum"), ("count", "count")])
     live = build(2, raw)
     first = await answer(store, "p", 2, raw)
