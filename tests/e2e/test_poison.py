@@ -20,6 +20,7 @@ from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import KafkaCluster, Topic, make_producer
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.event_log import LoggedEvents
 from tests.support.devenv import ROOT
 from tests.support.eventually import eventually
 
@@ -190,11 +191,7 @@ async def test_deletions_naming_empty_or_dot_trace_ids_do_not_stop_ingestion(
             (await client.post("/api/public/ingestion", json=batch)).raise_for_status()
             return trace_id
 
-        async def logged(trace_id: str) -> int:
-            listed = await s3.list_objects_v2(
-                Bucket=stack.env["INGESTION_S3_BUCKET"], Prefix=f"events/{PROJECT_ID}/{trace_id}/"
-            )
-            return int(listed["KeyCount"])
+        logged = LoggedEvents(s3, stack.env["INGESTION_S3_BUCKET"], PROJECT_ID).count
 
         for bad in ("", ".", ".."):
             # The API may refuse these ids (400); either way nothing may stop.

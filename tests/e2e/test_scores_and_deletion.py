@@ -7,6 +7,7 @@ import aioboto3
 import httpx
 
 from tests.e2e.conftest import PROJECT_ID, PUBLIC_KEY, SECRET_KEY, Stack
+from tests.e2e.event_log import LoggedEvents
 from tests.support.eventually import eventually
 
 AUTH = (PUBLIC_KEY, SECRET_KEY)
@@ -99,21 +100,23 @@ async def test_deleting_a_trace_removes_its_events_from_the_event_log(stack: Sta
         session.client("s3", endpoint_url=stack.env["S3_ENDPOINT_URL"]) as s3,
         httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client,
     ):
-
-        async def logged(trace_id: str) -> int:
-            listed = await s3.list_objects_v2(
-                Bucket=bucket, Prefix=f"events/{PROJECT_ID}/{trace_id}/"
-            )
-            return int(listed["KeyCount"])
-
-        deleted, kept = await traced(client), await traced(client)
-        assert await logged(deleted) == 1 and await logged(kept) == 1
+        logged = LoggedEvents(s3, bucket, PROJECT_ID)
+        # Both traces in one request: they share its event-log object.
+        deleted, kept = uuid.uuid4().hex, uuid.uuid4().hex
+        batch = [
+            {"id": f"{t}-{kind}", "type": kind, "timestamp": "2026-11-22T10:00:00Z",
+             "body": {"id": t} if kind == "trace-create" else {"id": f"{t}-s", "traceId": t}}
+            for t in (deleted, kept)
+            for kind in ("trace-create", "span-create")
+        ]  # fmt: skip
+        (await client.post("/api/public/ingestion", json={"batch": batch})).raise_for_status()
+        assert await logged.count(deleted) == 2 and await logged.count(kept) == 2
         await eventually(
             lambda: client.get(f"/api/public/traces/{deleted}"), lambda r: r.status_code == 200
         )
         (await client.delete(f"/api/public/traces/{deleted}")).raise_for_status()
-        await eventually(lambda: logged(deleted), lambda count: count == 0)
-        assert await logged(kept) == 1
+        await eventually(lambda: logged.count(deleted), lambda count: count == 0)
+        assert await logged.count(kept) == 2
 
 
 async def test_score_lists_filter_by_the_user_of_the_scored_trace(stack: Stack) -> None:
