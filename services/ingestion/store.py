@@ -74,31 +74,48 @@ class EventLog:
 
     async def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
-        try:
-            reply = await self._s3.get_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "NoSuchKey":
-                return None
-            raise
-        async with reply["Body"] as stream:
-            return bytes(await stream.read())
+        got = await self._get(key)
+        return None if got is None else got[0]
 
     async def remove_traces(self, key: str, trace_ids: set[str]) -> str:
         """Rewrites the object without the events of these traces, or deletes it when nothing
         else is left; returns what it did: "rewritten", "deleted" or "unchanged" (no such
-        object, or none of its events belong to these traces: a replayed deletion)."""
-        body = await self.get(key)
-        if body is None:
-            return "unchanged"
-        events = decode_event_batch(body).events
-        kept = [event for event in events if trace_of(event) not in trace_ids]
-        if len(kept) == len(events):
-            return "unchanged"
-        if not kept:
-            await self._s3.delete_object(Bucket=self._bucket, Key=key)
-            return "deleted"
-        await self.put(key, encode_event_batch(events_pb2.IngestionEventBatch(events=kept)))
-        return "rewritten"
+        object, or none of its events belong to these traces: a replayed deletion). The rewrite
+        is conditional on the object read (If-Match), so an object deleted meanwhile (its
+        project's deletion, retention) is never written back."""
+        while True:
+            got = await self._get(key)
+            if got is None:
+                return "unchanged"
+            body, etag = got
+            events = decode_event_batch(body).events
+            kept = [event for event in events if trace_of(event) not in trace_ids]
+            if len(kept) == len(events):
+                return "unchanged"
+            if not kept:
+                await self._s3.delete_object(Bucket=self._bucket, Key=key)
+                return "deleted"
+            rewritten = encode_event_batch(events_pb2.IngestionEventBatch(events=kept))
+            try:
+                await self._s3.put_object(
+                    Bucket=self._bucket, Key=key, Body=rewritten, IfMatch=etag
+                )
+            except ClientError as exc:
+                if _error_code(exc) in ("PreconditionFailed", "NoSuchKey"):
+                    continue  # changed or deleted since it was read: read it again
+                raise
+            return "rewritten"
+
+    async def _get(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when there is no such object."""
+        try:
+            reply = await self._s3.get_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if _error_code(exc) == "NoSuchKey":
+                return None
+            raise
+        async with reply["Body"] as stream:
+            return bytes(await stream.read()), reply["ETag"]
 
     async def delete_project(self, project_id: str) -> int:
         """Removes every event-log object of a deleted project; returns how many there were."""
@@ -119,6 +136,10 @@ async def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
             raise RuntimeError(f"{len(failed)} objects under {prefix} not deleted: {failed[0]}")
         deleted += len(keys)
     return deleted
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def trace_of(event: events_pb2.IngestionEvent) -> str:

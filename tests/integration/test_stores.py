@@ -193,3 +193,31 @@ async def test_a_deleted_project_loses_its_objects_and_index_rows(indexed_log: I
     left = await indexed_log.s3.list_objects_v2(Bucket=indexed_log.bucket)
     assert [item["Key"] for item in left["Contents"]] == [kept]
     assert await indexed_log.index.keys_of("p2", ["t1"]) == [kept]
+
+
+class DeletedOnceRead:
+    """The real S3, where the first object read is deleted right after (as a project's deletion
+    or the retention pass would, between a trace deletion's read and its rewrite)."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+        self.deleted = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    async def get_object(self, **kwargs: Any) -> Any:
+        reply = await self._s3.get_object(**kwargs)
+        if not self.deleted:
+            self.deleted = True
+            await self._s3.delete_object(**kwargs)
+        return reply
+
+
+async def test_an_object_deleted_during_its_rewrite_is_not_written_back(
+    indexed_log: IndexedLog,
+) -> None:
+    key = await indexed_log.request("p1", "gone", "kept")
+    racing = EventLog(DeletedOnceRead(indexed_log.s3), indexed_log.bucket)
+    assert await racing.remove_traces(key, {"gone"}) == "unchanged"
+    assert await indexed_log.events(key) is None
