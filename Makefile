@@ -4,7 +4,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev stop health clean protos protos-check lint fmt test test-unit \
-        test-integration test-e2e bench helm chart
+        test-integration test-e2e bench helm chart chart-k8s
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,3 +62,6 @@ helm:  ## build the pinned helm into .dev/bin (go install, once)
 
 chart: helm  ## Helm chart: lint, render, validate against Kubernetes schemas, structure tests
 	$(PY) -m pytest tests/deploy
+
+chart-k8s: helm  ## the chart on a local Kubernetes control plane (kwok node): install..uninstall
+	$(PY) -m pytest tests/deploy/test_kubernetes.py
