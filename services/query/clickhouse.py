@@ -48,13 +48,19 @@ class ClickHouse(Protocol):
 
 class EmbeddedClickHouse:
     SESSIONS = 4
+    # Decompressed blocks kept for reads of few rows (ClickHouse skips the cache for large
+    # scans): a page of the newest traces or one trace otherwise decompresses whole blocks of
+    # inputs and outputs again on every request.
+    UNCOMPRESSED_CACHE_BYTES = 256 * 1024 * 1024
 
     def __init__(self, path: str) -> None:
         from chdb import session
 
-        self._all = [session.Session(path) for _ in range(self.SESSIONS)]
+        engine = f"{path}?uncompressed_cache_size={self.UNCOMPRESSED_CACHE_BYTES}"
+        self._all = [session.Session(engine) for _ in range(self.SESSIONS)]
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for each in self._all:
+            each.query("SET use_uncompressed_cache = 1")
             self._idle.put(each)
         # Column types per table, for the Arrow schema of inserts; forgotten by any statement
         # (a migration may have changed them).
