@@ -6,7 +6,9 @@ An event-log object holds every trace of one request, so a deleted trace's objec
 index) are rewritten without its events, or deleted when nothing else is left, and only then are
 its index rows deleted: a crash in between leaves rows that the notice's redelivery finds again,
 and rewriting an object that no longer holds the trace changes nothing. Two rewrites of one
-object never race: the topic has one partition, so one consumer handles the notices in turn.
+object never race: an object holds one project's events, and the notices are keyed by project
+(services/query/deletions.py), so one project's are on one partition (the topic has one), handled
+in turn by one consumer. A rewrite never brings back an object deleted meanwhile (store.py).
 A notice whose deletion fails for any reason but an outage ends on the DLQ (libs/common/kafka.py).
 """
 
