@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from libs.common.errors import InvalidArgument
+from libs.common.scope import read_cutoff
 from services.query.filters import (
     OBSERVATION_FILTER_COLUMNS,
     SCORE_FILTER_COLUMNS,
@@ -366,9 +367,11 @@ def build(version: int, raw: str) -> MetricsQuery:
     )
     params["m_limit"] = row_limit
     rollup = None
-    if _rolls_up(view_name, dimensions, metrics, filters, granularity):
+    if table := _rollup_table(view_name, dimensions, metrics, filters, granularity):
         tail = f"{' ORDER BY ' + order if order else ''}{fill} LIMIT {{m_limit:UInt32}}"
-        rollup = Rollup(dimensions, granularity, metrics, filtered, since, until, tail, row_limit)
+        rollup = Rollup(
+            table, dimensions, granularity, metrics, filtered, since, until, tail, row_limit
+        )
     return MetricsQuery(sql, params, granularity is not None, keys, rollup)
 
 
@@ -568,25 +571,51 @@ def _order_by(query: dict[str, Any], dimensions: list[str], keys: list[str], has
 
 
 # The fast path: whole UTC days of the observations view read from pre-aggregated rollups
-# (migration 0008). A query qualifies when it groups and filters only by the observation's own
-# dimensions below, asks only for measures and aggregations the rollups keep, and buckets time
-# by day or coarser. Its whole days with a valid build are read from the rollups; the rest (the
-# window's partial first and last days, today, days changed since their build) is aggregated
-# live into the same per-day groups, and the outer query combines both, so the answer is the
-# live one: sums, counts, minima and maxima add up exactly, averages are sum / count, and the
-# quantile samples merge (exactly while a group has at most 8,192 values, as `quantile` is).
-_ROLLUP_FIELDS = ("environment", "type", "name", "level", "providedModelName")
+# (migrations 0008 and 0009). A query qualifies when it asks only for measures and aggregations
+# the rollups keep, buckets time by day or coarser, and groups and filters either only by the
+# observation's own dimensions below (observation_rollups: a row per day and group of them) or
+# only by its trace's (observation_trace_rollups: a row per day and trace, the trace's current
+# row joined at query time as in the live query). Its whole days with a valid build are read
+# from the rollups; the rest (the window's partial first and last days, today, days changed
+# since their build) is aggregated live into the same per-day groups, and the outer query
+# combines both, so the answer is the live one: sums, counts, minima and maxima add up exactly,
+# averages are sum / count, and the quantile samples merge (exactly while a group has at most
+# 8,192 values, as `quantile` is).
 _ROLLUP_MEASURES = {"latency": "latency", "totalCost": "cost", "totalTokens": "tokens"}
 _LEVELS = "(0.5, 0.75, 0.9, 0.95, 0.99)"
 _ROLLUP_BUCKETS = {"day": "{}", "week": "toMonday({})", "month": "toStartOfMonth({})"}
-_ROLLUP_GROUP = "day, environment, type, name, level, provided_model_name"
 MAX_ROLLUP_DAYS = 400
+
+
+@dataclass(frozen=True)
+class RollupTable:
+    table: str
+    builds: str  # its builds: the one to read per (project, day)
+    group: str  # the columns of a group besides its day
+    quantiles: bool  # whether it keeps latency samples
+
+    def fits(self, field_name: str) -> bool:
+        """Whether a field of the observations view is one of its groups' (or, for the trace
+        rollups, is read through the trace)."""
+        column = VIEWS["observations"].fields.get(field_name, ("", ""))[0]
+        if self.group == "trace_id":
+            return column.startswith("trace.")
+        return column in self.group.split(", ")
+
+
+ROLLUP_TABLES = (
+    RollupTable("observation_rollups", "observation_rollup_builds",
+                "environment, type, name, level, provided_model_name", quantiles=True),
+    RollupTable("observation_trace_rollups", "observation_trace_rollup_builds", "trace_id",
+                quantiles=False),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Rollup:
     """What the fast path needs of a checked observations query."""
 
+    table: RollupTable
     dimensions: list[str]
     granularity: str | None
     metrics: list[tuple[str, str]]
@@ -597,7 +626,7 @@ class Rollup:
     row_limit: int
 
 
-def _rollup_aggregate(measure: str, aggregation: str) -> str | None:
+def _rollup_aggregate(table: RollupTable, measure: str, aggregation: str) -> str | None:
     """The metric from the columns of per-day groups; None when the rollups don't keep it."""
     if measure == "count":
         return "sum(rows)" if aggregation in ("count", "sum") else None
@@ -610,7 +639,7 @@ def _rollup_aggregate(measure: str, aggregation: str) -> str | None:
         return f"sum({prefix}_count)"
     if aggregation == "avg":
         return f"sum({prefix}_sum) / sum({prefix}_count)"
-    if aggregation in _QUANTILES and prefix == "latency":
+    if aggregation in _QUANTILES and prefix == "latency" and table.quantiles:
         index = (0.5, 0.75, 0.9, 0.95, 0.99).index(_QUANTILES[aggregation]) + 1
         return (
             f"if(sum(latency_count) = 0, NULL, quantilesMerge{_LEVELS}(latency_quantiles)[{index}])"
@@ -618,34 +647,57 @@ def _rollup_aggregate(measure: str, aggregation: str) -> str | None:
     return None
 
 
-def _rolls_up(
+def _rollup_table(
     view: Any, dimensions: list[str], metrics: list[tuple[str, str]], filters: list[Any],
     granularity: str | None,
-) -> bool:  # fmt: skip
-    return (
-        view == "observations"
-        and all(name in _ROLLUP_FIELDS for name in dimensions)
-        and all(isinstance(f, dict) and f.get("column") in _ROLLUP_FIELDS for f in filters)
-        and (granularity is None or granularity in _ROLLUP_BUCKETS)
-        and all(_rollup_aggregate(m, a) is not None for m, a in metrics)
-    )
+) -> RollupTable | None:  # fmt: skip
+    """The rollups that can answer the query, if any."""
+    if view != "observations" or granularity not in (None, *_ROLLUP_BUCKETS):
+        return None
+    fields = [*dimensions, *(f.get("column") for f in filters if isinstance(f, dict))]
+    if len(fields) != len(dimensions) + len(filters):
+        return None
+    for table in ROLLUP_TABLES:
+        if all(table.fits(str(name)) for name in fields) and all(
+            _rollup_aggregate(table, m, a) is not None for m, a in metrics
+        ):
+            return table
+    return None
 
 
-def _rollup_columns() -> str:
-    """One per-day group's columns (those of observation_rollups after build_id), aggregated
+def _rollup_aggregates(table: RollupTable) -> dict[str, str]:
+    """A per-day group's columns after its dimensions (those of the rollup table), aggregated
     from observation rows."""
-    latency, cost, tokens = (
-        _OBSERVATION_MEASURES[m].sql for m in ("latency", "totalCost", "totalTokens")
-    )
-    return (
-        f"environment, type, name, level, provided_model_name, count() AS rows,"
-        f" sum({latency}) AS latency_sum, count({latency}) AS latency_count,"
-        f" min({latency}) AS latency_min, max({latency}) AS latency_max,"
-        f" quantilesState{_LEVELS}({latency}) AS latency_quantiles,"
-        f" sum({cost}) AS cost_sum, count({cost}) AS cost_count, min({cost}) AS cost_min,"
-        f" max({cost}) AS cost_max, sum({tokens}) AS tokens_sum, count({tokens}) AS tokens_count,"
-        f" min({tokens}) AS tokens_min, max({tokens}) AS tokens_max"
-    )
+    aggregates = {"rows": "count()"}
+    for measure, prefix in _ROLLUP_MEASURES.items():
+        value = _OBSERVATION_MEASURES[measure].sql
+        for aggregation in ("sum", "count", "min", "max"):
+            aggregates[f"{prefix}_{aggregation}"] = f"{aggregation}({value})"
+        if prefix == "latency" and table.quantiles:
+            aggregates["latency_quantiles"] = f"quantilesState{_LEVELS}({value})"
+    return aggregates
+
+
+def _rollup_columns(table: RollupTable, columns: list[str]) -> str:
+    """`columns` of a group aggregated from observation rows, after its dimensions."""
+    aggregates = _rollup_aggregates(table)
+    return ", ".join([table.group, *(f"{aggregates[c]} AS {c}" for c in columns)])
+
+
+def _columns_read(rollup: Rollup) -> list[str]:
+    """The columns of the rollup table the query's metrics read (see _rollup_aggregate)."""
+    names = set()
+    for measure, aggregation in rollup.metrics:
+        prefix = _ROLLUP_MEASURES.get(measure)
+        if prefix is None:
+            names.add("rows")
+        elif aggregation in ("sum", "count", "min", "max"):
+            names.add(f"{prefix}_{aggregation}")
+        elif aggregation == "avg":
+            names |= {f"{prefix}_sum", f"{prefix}_count"}
+        else:
+            names |= {"latency_count", "latency_quantiles"}
+    return [c for c in _rollup_aggregates(rollup.table) if c in names]
 
 
 def rollup_days(rollup: Rollup, now: datetime) -> list[date]:
@@ -664,9 +716,8 @@ def rollup_days(rollup: Rollup, now: datetime) -> list[date]:
 # seconds, and a part's directory may be written a moment before it is committed: hence a slack.
 ROLLUP_SLACK = timedelta(seconds=10)
 _BUILDS_SQL = (
-    "SELECT day, build_id, toUnixTimestamp64Micro(built_at) AS built_us"
-    " FROM observation_rollup_builds FINAL"
-    " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
+    "SELECT day, build_id, toUnixTimestamp64Micro(built_at) AS built_us FROM {builds} FINAL"
+    " WHERE project_id = {{project_id:String}} AND day IN {{m_days:Array(Date)}}"
 )
 _PARTS_SQL = (
     "SELECT name, toUnixTimestamp(modification_time) AS changed_s FROM system.parts"
@@ -679,21 +730,28 @@ _CHANGES_SQL = (
     " AND _part IN {m_parts:Array(String)} AND toDate(start_time) IN {m_days:Array(Date)}"
     " GROUP BY day"
 )
-_BUILD_SQL = (
-    "INSERT INTO observation_rollups SELECT project_id, toDate(start_time) AS day,"
-    f" {{m_build:UUID}} AS build_id, {_rollup_columns()}"
-    f" FROM {current('observations', 'toDate(start_time) IN {m_days:Array(Date)}')}"
-    f" GROUP BY project_id, {_ROLLUP_GROUP}"
-)
-_MARK_SQL = (
-    "INSERT INTO observation_rollup_builds SELECT {project_id:String}, day, {m_build:UUID},"
-    " {m_built_at:DateTime64(6, 'UTC')} FROM (SELECT arrayJoin({m_days:Array(Date)}) AS day)"
-)
+
+
+def _build_sql(table: RollupTable) -> str:
+    every = list(_rollup_aggregates(table))
+    return (
+        f"INSERT INTO {table.table} SELECT project_id, toDate(start_time) AS day,"
+        f" {{m_build:UUID}} AS build_id, {_rollup_columns(table, every)}"
+        f" FROM {current('observations', 'toDate(start_time) IN {m_days:Array(Date)}')}"
+        f" GROUP BY project_id, day, {table.group}"
+    )
+
+
+def _mark_sql(table: RollupTable) -> str:
+    return (
+        f"INSERT INTO {table.builds} SELECT {{project_id:String}}, day, {{m_build:UUID}},"
+        " {m_built_at:DateTime64(6, 'UTC')} FROM (SELECT arrayJoin({m_days:Array(Date)}) AS day)"
+    )
 
 
 def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, Any]]:
     """The query reading the days of `builds` (day -> its valid build) from the rollups."""
-    days = sorted(builds)
+    days, table, columns = sorted(builds), rollup.table, _columns_read(rollup)
     first, last = rollup.since.date(), rollup.until.date()
     window = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     params = {
@@ -705,33 +763,35 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     }  # fmt: skip
     filters = rollup.filters.sql()
     live = (
-        f"SELECT toDate(start_time) AS day, {_rollup_columns()}"
+        f"SELECT toDate(start_time) AS day, {_rollup_columns(table, columns)}"
         f" FROM {current('observations', filters)}"
         " AND start_time >= {m_from:DateTime64(3, 'UTC')}"
         " AND start_time <= {m_to:DateTime64(3, 'UTC')}"
         " AND toDate(start_time) IN {m_live:Array(Date)}"  # positive: the key prunes by day
-        f" GROUP BY {_ROLLUP_GROUP}"
+        f" GROUP BY day, {table.group}"
     )
     stored = (
-        f"SELECT {_ROLLUP_GROUP}, rows, latency_sum, latency_count, latency_min, latency_max,"
-        " latency_quantiles, cost_sum, cost_count, cost_min, cost_max, tokens_sum,"
-        " tokens_count, tokens_min, tokens_max FROM observation_rollups"
+        f"SELECT {', '.join(['day', table.group, *columns])} FROM {table.table}"
         " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
         " AND build_id = {m_builds:Array(UUID)}[indexOf({m_days:Array(Date)}, day)]"
         f" AND {filters}"
     )
-    select, group = [], []
+    select, group, joins = [], [], set()
     for name in rollup.dimensions:
-        select.append(f"{VIEWS['observations'].fields[name][0]} AS `{name}`")
+        column, related = _dimension_sql(VIEWS["observations"].fields[name][0])
+        joins |= related
+        select.append(f"{column} AS `{name}`")
         group.append(f"`{name}`")
     if rollup.granularity:
-        select.append(f"toDateTime({_ROLLUP_BUCKETS[rollup.granularity].format('day')}, 'UTC')"
-                      f" AS {TIME_KEY}")  # fmt: skip
+        bucket = _ROLLUP_BUCKETS[rollup.granularity].format("day")
+        select.append(f"toDateTime({bucket}, 'UTC') AS {TIME_KEY}")
         group.append(TIME_KEY)
     for measure, aggregation in rollup.metrics:
-        select.append(f"{_rollup_aggregate(measure, aggregation)} AS `{aggregation}_{measure}`")
+        metric = _rollup_aggregate(table, measure, aggregation)
+        select.append(f"{metric} AS `{aggregation}_{measure}`")
     sql = (
-        f"SELECT {', '.join(select)} FROM ({stored} UNION ALL {live}) AS days"
+        f"SELECT {', '.join(select)} FROM ({stored} UNION ALL {live}) AS base"
+        f"{''.join(_join(name) for name in sorted(joins))}"
         f"{' GROUP BY ' + ', '.join(group) if group else ''}{rollup.tail} {_SETTINGS}"
     )
     return sql, params
@@ -754,12 +814,17 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
     """Each whole past day of the window with its valid build (day -> build id); days with none
     or a stale one are built first, in one build."""
     days = rollup_days(rollup, datetime.now(UTC))
+    if (cutoff := read_cutoff()) is not None:
+        # Days the project's retention hides in whole or in part are read live (store.current).
+        days = [day for day in days if day > cutoff.date()]
     if not days:
         return {}
     asked = {"m_days": [d.isoformat() for d in days]}
     built = {
         date.fromisoformat(str(row["day"])): (str(row["build_id"]), int(row["built_us"]))
-        for row in await store.aggregate(project_id, _BUILDS_SQL, asked)
+        for row in await store.aggregate(
+            project_id, _BUILDS_SQL.format(builds=rollup.table.builds), asked
+        )
     }
     if built:
         oldest = min(us for _, us in built.values())
@@ -781,8 +846,8 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
         build_id = str(uuid.uuid4())
         params = {"m_days": [d.isoformat() for d in stale], "m_build": build_id,
                   "m_built_at": datetime.now(UTC)}  # fmt: skip
-        await store.aggregate(project_id, _BUILD_SQL, params)
-        await store.aggregate(project_id, _MARK_SQL, params)
+        await store.aggregate(project_id, _build_sql(rollup.table), params)
+        await store.aggregate(project_id, _mark_sql(rollup.table), params)
         valid |= dict.fromkeys(stale, build_id)
     return valid
 

@@ -55,6 +55,15 @@ def generated(seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+TRACES = [
+    {"project_id": "p", "id": f"t{n}", "timestamp": START, "name": ("chat", "rag", "agent")[n % 3],
+     "tags": [["x"], ["x", "y"], []][n % 3 if n % 2 else 2], "event_ts": NEW, "created_at": NEW,
+     "updated_at": NEW}
+    for n in range(36)
+]  # fmt: skip
+TRACE_OF = {t["id"]: t for t in TRACES}
+
+
 @pytest.fixture
 async def stored(tmp_path: Any) -> AsyncIterator[tuple[TraceStore, list[dict[str, Any]]]]:
     clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
@@ -64,6 +73,7 @@ async def stored(tmp_path: Any) -> AsyncIterator[tuple[TraceStore, list[dict[str
     stale = [{**o, "total_cost": 99.0, "name": "stale", "event_ts": OLD} for o in rows[:30]]
     other = [{**o, "project_id": "q"} for o in rows]
     await store.insert("observation", [*rows, *stale, *other])
+    await store.insert("trace", TRACES)  # t36..t39 never came: their observations' name is null
     yield store, rows
     clickhouse.close()
 
@@ -120,8 +130,9 @@ def query(dimension: str, granularity: str | None, metrics: list[tuple[str, str]
 
 
 def pairs() -> list[tuple[str, str]]:
+    table = analytics.ROLLUP_TABLES[0]
     return [(m, a) for m in MEASURES for a in AGGREGATIONS
-            if analytics._rollup_aggregate(m, a) is not None]  # fmt: skip
+            if analytics._rollup_aggregate(table, m, a) is not None]  # fmt: skip
 
 
 async def builds(store: TraceStore) -> dict[str, str]:
@@ -196,10 +207,42 @@ async def test_queries_the_rollups_do_not_keep_stay_live(
     store, _ = stored
     for raw in (
         query("name", "hour", [("count", "count")]),  # finer than a day
-        query("traceName", None, [("count", "count")]),  # a trace's dimension
+        query("traceName", None, [("latency", "p95")]),  # no samples per trace
         query("name", None, [("totalCost", "p95")]),  # no quantile samples of cost
         query("name", None, [("inputTokens", "sum")]),  # a measure the rollups don't keep
+        orjson.dumps(
+            {
+                **orjson.loads(query("name", None, [("count", "count")])),  # both kinds
+                "dimensions": [{"field": "name"}, {"field": "traceName"}],
+            }
+        ).decode(),
     ):
         assert build(2, raw).rollup is None
         await answer(store, "p", 2, raw)
     assert await builds(store) == {}
+
+
+@pytest.mark.parametrize("tagged", [False, True])
+async def test_trace_dimensions_read_from_trace_rollups_equal_brute_force(
+    stored: tuple[TraceStore, list[dict[str, Any]]], tagged: bool
+) -> None:
+    store, rows = stored
+    metrics = [("count", "count"), ("totalCost", "sum"), ("latency", "avg"), ("latency", "max")]
+    raw = orjson.loads(query("traceName", "week", metrics))
+    if tagged:
+        raw["filters"] = [{"column": "tags", "type": "arrayOptions", "operator": "any of",
+                           "value": ["x"]}]  # fmt: skip
+        rows = [o for o in rows if "x" in TRACE_OF.get(o["trace_id"], {}).get("tags", [])]
+    built = build(2, orjson.dumps(raw).decode())
+    assert built.rollup is not None and built.rollup.table.table == "observation_trace_rollups"
+    answer_rows = await answer(store, "p", 2, orjson.dumps(raw).decode())
+    for row in rows:
+        row["trace_name"] = TRACE_OF.get(row["trace_id"], {}).get("name")
+    COLUMNS["traceName"] = "trace_name"
+    for measure, aggregation in metrics:
+        key = f"{aggregation}_{measure}"
+        got = {(r["traceName"], r["time_dimension"]): r[key] for r in answer_rows}
+        want = expected(rows, "traceName", "week", measure, aggregation)
+        assert {k: v for k, v in got.items() if k in want} == pytest.approx(want), key
+        assert all(v in (None, 0) for k, v in got.items() if k not in want), key
+    del COLUMNS["traceName"]
