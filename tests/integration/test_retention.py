@@ -38,6 +38,7 @@ from services.ingestion.media import Media, MediaObjects
 from services.ingestion.retention import RetentionPass as IngestionRetention
 from services.ingestion.server import MIGRATIONS as INGESTION_MIGRATIONS
 from services.ingestion.store import EventLog, open_s3
+from services.query import analytics
 from services.query.clickhouse import ClickHouse, ClickHouseTarget, EmbeddedClickHouse
 from services.query.filters import Where
 from services.query.retention import RetentionPass as QueryRetention
@@ -146,6 +147,32 @@ async def test_reads_hide_what_the_retention_keeps_no_more_even_before_a_pass(
         "scores": ["new"],
         "session start": f"{NOW:%Y-%m-%d}",
     }
+
+
+async def test_metrics_read_from_daily_rollups_leave_out_the_days_the_retention_hides(
+    clickhouse: ClickHouse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's rollup built while the project kept everything is not read under a retention
+    that hides that day: such days are read live, through the cutoff."""
+    await _insert(clickhouse, "p", "old", OLD)
+    await _insert(clickhouse, "p", "recent", NOW - timedelta(days=2))
+    store = TraceStore(clickhouse)
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
+    await asyncio.sleep(2)  # parts older than the builds: the builds stay valid
+    per_day = orjson.dumps({
+        "view": "observations", "timeDimension": {"granularity": "day"},
+        "metrics": [{"measure": "count", "aggregation": "count"}],
+        "fromTimestamp": (NOW - timedelta(days=30)).isoformat(), "toTimestamp": NOW.isoformat(),
+    }).decode()  # fmt: skip
+
+    async def counted() -> int:
+        return sum(row["count_count"] for row in await analytics.answer(store, "p", 2, per_day))
+
+    assert await counted() == 2  # builds the past days' rollups
+    assert await clickhouse.select("SELECT day FROM observation_rollups")
+    with reading_within(WEEK):
+        assert await counted() == 1
+    assert await counted() == 2
 
 
 async def test_the_query_pass_deletes_old_rows_of_the_project_only_and_once(
