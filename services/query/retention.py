@@ -4,8 +4,10 @@ and scores older than the announced cutoff from ClickHouse.
 
 Each table counts retention from its own time: traces and scores from `timestamp`, observations
 from `start_time` (as Langfuse does), so sessions and metrics, which read those rows, follow.
-`observation_days` (the days each trace has observations on) loses the days before the cutoff's,
-whose observations are all gone.
+The tables kept per day beside them (the days a trace has observations or scores on, the
+metrics rollups and their builds) lose the days before the cutoff's, whose rows are all gone;
+the cutoff's own day is rebuilt by the metrics path once its rows change, and read live under a
+retention until then (analytics._valid_builds).
 
 The delete is ClickHouse's lightweight `DELETE FROM`: it only marks the rows (a mask column
 written for the parts it touches, the rows dropped physically by later merges), so a pass over a
@@ -27,6 +29,15 @@ log = structlog.get_logger()
 
 # The column each table's retention counts from.
 TIME_COLUMNS = {"traces": "timestamp", "observations": "start_time", "scores": "timestamp"}
+# Tables of per-day rows derived from those (migrations 0006-0009), keyed by `day`.
+DAY_TABLES = (
+    "observation_days",
+    "score_days",
+    "observation_rollups",
+    "observation_rollup_builds",
+    "observation_trace_rollups",
+    "observation_trace_rollup_builds",
+)
 
 
 def within(table: str, cutoff: datetime | None) -> str:
@@ -58,7 +69,7 @@ class RetentionPass:
         moment = _literal(cutoff)
         before = {
             **{table: f"{column} < {moment}" for table, column in TIME_COLUMNS.items()},
-            "observation_days": f"day < toDate({moment})",
+            **dict.fromkeys(DAY_TABLES, f"day < toDate({moment})"),
         }
         for table, condition in before.items():
             older = f"project_id = {{project_id:String}} AND {condition}"

@@ -41,6 +41,7 @@ from services.ingestion.store import EventLog, open_s3
 from services.query import analytics
 from services.query.clickhouse import ClickHouse, ClickHouseTarget, EmbeddedClickHouse
 from services.query.filters import Where
+from services.query.retention import DAY_TABLES, TIME_COLUMNS
 from services.query.retention import RetentionPass as QueryRetention
 from services.query.server import MIGRATIONS as QUERY_MIGRATIONS
 from services.query.store import TraceStore
@@ -149,50 +150,81 @@ async def test_reads_hide_what_the_retention_keeps_no_more_even_before_a_pass(
     }
 
 
+# A metrics query of observations per day over the last 30 days (the fast path reads whole past
+# days from per-day rollups).
+PER_DAY = orjson.dumps({
+    "view": "observations", "timeDimension": {"granularity": "day"},
+    "metrics": [{"measure": "count", "aggregation": "count"}],
+    "fromTimestamp": (NOW - timedelta(days=30)).isoformat(), "toTimestamp": NOW.isoformat(),
+}).decode()  # fmt: skip
+
+
+async def _counted(store: TraceStore, project_id: str) -> int:
+    rows = await analytics.answer(store, project_id, 2, PER_DAY)
+    return sum(row["count_count"] for row in rows)
+
+
+@pytest.fixture
+def rollups_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollups stay valid for parts a second older than their build (instead of ten)."""
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
+
+
 async def test_metrics_read_from_daily_rollups_leave_out_the_days_the_retention_hides(
-    clickhouse: ClickHouse, monkeypatch: pytest.MonkeyPatch
+    clickhouse: ClickHouse, rollups_kept: None
 ) -> None:
     """A day's rollup built while the project kept everything is not read under a retention
     that hides that day: such days are read live, through the cutoff."""
     await _insert(clickhouse, "p", "old", OLD)
     await _insert(clickhouse, "p", "recent", NOW - timedelta(days=2))
     store = TraceStore(clickhouse)
-    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
     await asyncio.sleep(2)  # parts older than the builds: the builds stay valid
-    per_day = orjson.dumps({
-        "view": "observations", "timeDimension": {"granularity": "day"},
-        "metrics": [{"measure": "count", "aggregation": "count"}],
-        "fromTimestamp": (NOW - timedelta(days=30)).isoformat(), "toTimestamp": NOW.isoformat(),
-    }).decode()  # fmt: skip
 
-    async def counted() -> int:
-        return sum(row["count_count"] for row in await analytics.answer(store, "p", 2, per_day))
-
-    assert await counted() == 2  # builds the past days' rollups
+    assert await _counted(store, "p") == 2  # builds the past days' rollups
     assert await clickhouse.select("SELECT day FROM observation_rollups")
     with reading_within(WEEK):
-        assert await counted() == 1
-    assert await counted() == 2
+        assert await _counted(store, "p") == 1
+    assert await _counted(store, "p") == 2
 
 
 async def test_the_query_pass_deletes_old_rows_of_the_project_only_and_once(
-    clickhouse: ClickHouse,
+    clickhouse: ClickHouse, rollups_kept: None
 ) -> None:
     for project in ("p", "p2"):
         await _insert(clickhouse, project, "old", OLD)
         await _insert(clickhouse, project, "new", NOW)
-    await _insert(clickhouse, "p", "edge", CUTOFF)  # at the cutoff: kept
+        await _insert(clickhouse, project, "edge", CUTOFF)  # at the cutoff: kept
+    store = TraceStore(clickhouse)
+    await asyncio.sleep(2)
+    assert await _counted(store, "p") == await _counted(store, "p2") == 3  # rollups built
     retention = QueryRetention(clickhouse)
 
     first = await retention.run("p", CUTOFF)
     again = await retention.run("p", CUTOFF)
 
-    tables = {"traces", "observations", "scores", "observation_days"}
-    # Rows counted with their versions, as many as background merges left.
-    assert set(first) == tables and all(first.values())
-    assert again == dict.fromkeys(tables, 0)
-    kept = [("p", "edge"), ("p", "new"), ("p2", "new"), ("p2", "old")]
-    assert await _ids(clickhouse) == dict.fromkeys(tables, kept)
+    # Rows counted with their versions, as many as background merges left; each table with
+    # rows of the old day had some.
+    assert set(first) == {*TIME_COLUMNS, *DAY_TABLES}
+    assert all(
+        first[table]
+        for table in (
+            *TIME_COLUMNS,
+            "observation_days",
+            "score_days",
+            "observation_rollups",
+            "observation_rollup_builds",
+        )
+    )
+    assert again == dict.fromkeys(first, 0)
+    days = {name: f"{moment:%Y-%m-%d}" for name, moment in (("old", OLD), ("edge", CUTOFF))}
+    expected = {("p", "edge"), ("p2", "edge"), ("p2", "old")}
+    for table, rows in (await _ids(clickhouse)).items():
+        if "rollup" in table:  # per day (builds: each past day of the window, rows or none)
+            kept_days = {day for project, day in rows if project == "p"}
+            assert min(kept_days) == days["edge"] and ("p2", days["old"]) in rows, table
+        else:
+            assert set(rows) == {*expected, ("p", "new"), ("p2", "new")}, table
+    assert await _counted(store, "p") == 2 and await _counted(store, "p2") == 3
 
 
 async def test_rows_written_after_a_pass_land_and_stay(clickhouse: ClickHouse) -> None:
