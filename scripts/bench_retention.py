@@ -21,9 +21,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from scripts.bench_dataset import fill
+from libs.common.migrate import load_migrations, migrate
+from scripts.bench_dataset import MIGRATIONS, fill
 from scripts.bench_support import p95_ms
-from services.query.clickhouse import ClickHouse, open_clickhouse
+from services.query.clickhouse import ClickHouse, ClickHouseTarget, open_clickhouse
 from services.query.filters import Where
 from services.query.retention import RetentionPass
 from services.query.store import TraceStore
@@ -47,6 +48,8 @@ async def retention_rows(observations: int | None = None) -> list[Row]:
     shutil.copytree(source, work, symlinks=True)  # the engine links tables to store/
     clickhouse = open_clickhouse(f"chdb://{work}")
     try:
+        # A kept dataset may predate the latest migrations (tables the pass deletes from).
+        await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS))
         seconds, deleted, idle, during = await measure(clickhouse)
     finally:
         clickhouse.close()
