@@ -168,18 +168,14 @@ def _compare(what: str, expected: dict[str, Any], actual: dict[str, Any]) -> lis
     ]
 
 
-async def stored_trace(client: httpx.AsyncClient, trace_id: str) -> dict[str, Any]:
-    response = await client.get(f"/api/public/traces/{trace_id}")
-    return response.json() if response.status_code == 200 else {}  # type: ignore[no-any-return]
-
-
 async def trace_differences(
     client: httpx.AsyncClient, trace: Trace, types: dict[str, str]
 ) -> list[str]:
     """How the stored trace and its observations differ from what was sent."""
-    stored = await stored_trace(client, trace.id)
-    if not stored:
-        return [f"trace {trace.id}: not found"]
+    response = await client.get(f"/api/public/traces/{trace.id}")
+    if response.status_code != 200:
+        return [f"trace {trace.id}: GET answered {response.status_code} {response.text:.200}"]
+    stored = response.json()
     found = []
     differences = _compare(f"trace {trace.id}", expected_trace(trace), stored)
     observations = {o["id"]: o for o in stored.get("observations", [])}
