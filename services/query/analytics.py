@@ -369,8 +369,21 @@ def build(version: int, raw: str) -> MetricsQuery:
     rollup = None
     if table := _rollup_table(view_name, dimensions, metrics, filters, granularity):
         tail = f"{' ORDER BY ' + order if order else ''}{fill} LIMIT {{m_limit:UInt32}}"
+        on_traces = Where()
+        if table.group == "trace_id":  # every filter is the trace's: met by joining the trace
+            add_conditions(on_traces, _BARE_TRACE_FIELDS, filters)
+            filtered = Where()
         rollup = Rollup(
-            table, dimensions, granularity, metrics, filtered, since, until, tail, row_limit
+            table,
+            dimensions,
+            granularity,
+            metrics,
+            filtered,
+            on_traces,
+            since,
+            until,
+            tail,
+            row_limit,
         )
     return MetricsQuery(sql, params, granularity is not None, keys, rollup)
 
@@ -603,6 +616,12 @@ class RollupTable:
         return column in self.group.split(", ")
 
 
+# The trace fields of the observations view under the trace's own column names.
+_BARE_TRACE_FIELDS = {
+    name: (bare_column(column), kind)
+    for name, (column, kind) in VIEWS["observations"].fields.items()
+    if column.startswith("trace.")
+}
 ROLLUP_TABLES = (
     RollupTable("observation_rollups", "observation_rollup_builds",
                 "environment, type, name, level, provided_model_name", quantiles=True),
@@ -619,7 +638,8 @@ class Rollup:
     dimensions: list[str]
     granularity: str | None
     metrics: list[tuple[str, str]]
-    filters: Where  # the query's filters alone, on columns the rollups share
+    filters: Where  # the query's filters on columns the rollups share
+    trace_filters: Where  # or on the trace's columns, written on those (trace rollups)
     since: datetime
     until: datetime
     tail: str  # ORDER BY, WITH FILL and LIMIT of the live query
@@ -755,7 +775,8 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     first, last = rollup.since.date(), rollup.until.date()
     window = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     params = {
-        **rollup.filters.params, "m_days": [d.isoformat() for d in days],
+        **rollup.filters.params, **rollup.trace_filters.params,
+        "m_days": [d.isoformat() for d in days],
         "m_builds": [builds[d] for d in days],
         "m_live": [d.isoformat() for d in window if d not in builds],
         "m_from": storable(rollup.since), "m_to": storable(rollup.until),
@@ -789,9 +810,14 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     for measure, aggregation in rollup.metrics:
         metric = _rollup_aggregate(table, measure, aggregation)
         select.append(f"{metric} AS `{aggregation}_{measure}`")
+    if rollup.trace_filters.conditions:  # only the traces that pass, in place of all of them
+        selected = ", ".join(f"{c} AS t_{c}" for c in ("id", *_RELATED_COLUMNS["traces"]))
+        source = f"SELECT {selected} FROM {current('traces', rollup.trace_filters.sql())}"
+        join = f" INNER JOIN ({source}) AS t ON t.t_id = base.trace_id"
+    else:
+        join = "".join(_join(name) for name in sorted(joins))
     sql = (
-        f"SELECT {', '.join(select)} FROM ({stored} UNION ALL {live}) AS base"
-        f"{''.join(_join(name) for name in sorted(joins))}"
+        f"SELECT {', '.join(select)} FROM ({stored} UNION ALL {live}) AS base{join}"
         f"{' GROUP BY ' + ', '.join(group) if group else ''}{rollup.tail} {_SETTINGS}"
     )
     return sql, params
