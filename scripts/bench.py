@@ -652,6 +652,8 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     # Imported here: they import this module's helpers.
     from scripts.bench_evals import evals_rows
     from scripts.bench_judge import judge_rows
+    from scripts.bench_media import media_rows
+    from scripts.bench_metrics import metrics_10m_rows
     from scripts.bench_reads import reads_10m_rows
     from scripts.bench_retention import retention_rows
     from scripts.bench_robustness import robustness_rows
@@ -664,6 +666,8 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "halves": lambda: asyncio.run(halves_rows()),
         "reads": lambda: asyncio.run(read_rows()),
         "reads10m": lambda: asyncio.run(reads_10m_rows()),
+        "metrics": lambda: asyncio.run(metrics_10m_rows()),
+        "media": lambda: media_rows(GATEWAY, AUTH),
         "bigtrace": lambda: asyncio.run(big_trace_rows()),
         "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
         "evals": lambda: asyncio.run(evals_rows()),
