@@ -42,14 +42,14 @@ trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-wait_for() {  # WHAT COMMAND...: retry for up to 60 s
+wait_for() {  # WHAT COMMAND...: retry for up to 2 min (a few seconds on a quiet machine)
   local what=$1 n
   shift
-  for ((n = 0; n < 200; n++)); do
+  for ((n = 0; n < 400; n++)); do
     "$@" >/dev/null 2>&1 && return
     sleep 0.3
   done
-  echo "cluster.sh: $what not ready after 60 s; logs in $DIR/logs" >&2
+  echo "cluster.sh: $what not ready after 2 min; logs in $DIR/logs" >&2
   exit 1
 }
 

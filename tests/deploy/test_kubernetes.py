@@ -131,7 +131,7 @@ class Cluster:
         ]
 
 
-def eventually(check: Callable[[], object], what: str, timeout: float = 60) -> None:
+def eventually(check: Callable[[], object], what: str, timeout: float = 120) -> None:
     """Controllers act asynchronously: retry the check until it passes or `timeout` elapses."""
     deadline = time.monotonic() + timeout
     while True:
