@@ -24,12 +24,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.conftest import CHART, ROOT, SERVICES
+from tests.deploy.conftest import CHART, PRODUCTION_VALUES, ROOT, SERVICES, env_of
 
 # The first build of the control plane, once per machine, is in the first test's setup: about
 # 15 CPU-minutes, so 10-15 minutes on two quiet cores and far longer on busy ones.
 pytestmark = pytest.mark.timeout(3000)
 
+# KEDA's CRDs come from its Go module (config/crd/bases); no KEDA operator runs.
+KEDA_MODULE = "github.com/kedacore/keda/v2@v2.21.0"
 RELEASE = "obs"
 NAMESPACE = "obs"
 # Pod Security "restricted": pods breaking it are refused, and helm prints the warning.
@@ -178,27 +180,27 @@ def cluster(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
         log.close()
 
 
-def create_namespace(cluster: Cluster, name: str, without: str = "") -> None:
-    """A `restricted` namespace holding the README's Secrets (but `without`), as a user makes it."""
+def create_namespace(cluster: Cluster, name: str, secrets: dict[str, list[str]]) -> None:
+    """A `restricted` namespace holding the Secrets the values name ({name: keys}), as a user
+    prepares it."""
     metadata = {"name": name, "labels": RESTRICTED}
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
-    secrets = [
+    objects = [
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": secret, "namespace": name},
             "stringData": {key: f"{secret}-{key}-0123456789abcdef" for key in keys},
         }
-        for secret, keys in readme_secrets().items()
-        if secret != without
+        for secret, keys in secrets.items()
     ]
-    created = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, *secrets]))
+    created = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([namespace, *objects]))
     assert created.returncode == 0, created.stderr
 
 
 @pytest.fixture(scope="module")
 def namespace(cluster: Cluster) -> str:
-    create_namespace(cluster, NAMESPACE)
+    create_namespace(cluster, NAMESPACE, readme_secrets())
     return NAMESPACE
 
 
@@ -418,7 +420,9 @@ def test_uninstall_leaves_only_what_the_user_created(
 
 
 def test_a_generated_internal_token_is_kept_across_upgrades(cluster: Cluster) -> None:
-    create_namespace(cluster, "obs-token", without="obs-internal-auth")
+    secrets = readme_secrets()
+    del secrets["obs-internal-auth"]
+    create_namespace(cluster, "obs-token", secrets)
     generate = [*INSTALL, "--set", "internalAuth.existingSecret="]
 
     def token() -> str:
@@ -468,7 +472,7 @@ MISTAKES = {
 
 @pytest.fixture(scope="module")
 def mistakes_namespace(cluster: Cluster) -> str:
-    create_namespace(cluster, "obs-mistakes")
+    create_namespace(cluster, "obs-mistakes", readme_secrets())
     return "obs-mistakes"
 
 
@@ -488,3 +492,59 @@ def test_a_mistake_in_the_values_fails_the_install_naming_the_value(
     # Refused before anything was created: no release, no hook Job, no Deployment.
     assert cluster.helm("list", "--all", "--namespace", mistakes_namespace, "-q").stdout == ""
     assert cluster.items("jobs,deployments", mistakes_namespace) == []
+
+
+@pytest.fixture
+def keda_crd(cluster: Cluster) -> Iterator[None]:
+    """KEDA's ScaledObject CRD, for one test: the others see a cluster without KEDA."""
+    download = subprocess.run(
+        ["go", "mod", "download", "-json", KEDA_MODULE],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+    assert download.returncode == 0, download.stderr
+    crd = Path(json.loads(download.stdout)["Dir"]) / "config/crd/bases/keda.sh_scaledobjects.yaml"
+    # Server-side: the CRD is too large for client-side apply's last-applied annotation.
+    applied = cluster.kubectl("apply", "--server-side", "-f", crd)
+    assert applied.returncode == 0, applied.stderr
+    established = cluster.kubectl(
+        "wait", "--for=condition=Established", "crd/scaledobjects.keda.sh", "--timeout=60s"
+    )
+    assert established.returncode == 0, established.stderr
+    yield
+    cluster.kubectl("delete", "-f", crd)
+
+
+def test_production_values_install_with_keda_scaling_the_consumers(
+    cluster: Cluster, keda_crd: None, production_manifests: list[dict]
+) -> None:
+    namespace = "obs-production"
+    workloads = [m for m in production_manifests if m["kind"] in ("Deployment", "Job")]
+    secrets: dict[str, list[str]] = {}
+    for workload in workloads:
+        for entry in env_of(workload).values():
+            if "valueFrom" in entry:
+                ref = entry["valueFrom"]["secretKeyRef"]
+                secrets.setdefault(ref["name"], []).append(ref["key"])
+    create_namespace(cluster, namespace, secrets)
+    accounts = {w["spec"]["template"]["spec"].get("serviceAccountName") for w in workloads}
+    for account in accounts - {None}:
+        created = cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+        assert created.returncode == 0, created.stderr
+
+    installed = cluster.helm(
+        "install", RELEASE, CHART, "-n", namespace, "-f", PRODUCTION_VALUES, "--wait",
+        "--timeout", "3m",
+    )  # fmt: skip
+
+    assert installed.returncode == 0, installed.stderr
+    assert "PodSecurity" not in installed.stderr, installed.stderr
+    # KEDA's schema accepted the ScaledObjects; they replace the consumers' HPAs.
+    assert cluster.names("scaledobjects.keda.sh", namespace) == {"obs-query", "obs-evals"}
+    hpas = cluster.names("hpa", namespace)
+    assert hpas == {"obs-gateway", "obs-ingestion", "obs-prompts"}
+    uninstalled = cluster.helm("uninstall", RELEASE, "-n", namespace, "--wait")
+    assert uninstalled.returncode == 0, uninstalled.stderr
