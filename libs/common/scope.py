@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from libs.common.errors import PermissionDenied, Unauthenticated
+from libs.common.limits import EARLIEST
 
 PROJECT_ID_KEY = "x-obs-project-id"
 ACCESS_LEVEL_KEY = "x-obs-access-level"
@@ -76,10 +77,12 @@ def _retention_days(metadata: Mapping[str, Any]) -> int | None:
 
 
 def retention_cutoff(days: int | None, now: datetime | None = None) -> datetime | None:
-    """The oldest moment a project keeping `days` days of data still shows; None: forever."""
-    if days is None:
+    """The oldest moment a project keeping `days` days of data still shows; None: forever, also
+    for a retention reaching before anything storable (limits.EARLIEST)."""
+    now = now or datetime.now(UTC)
+    if days is None or days > (now - EARLIEST).days:
         return None
-    return (now or datetime.now(UTC)) - timedelta(days=days)
+    return now - timedelta(days=days)
 
 
 _read_cutoff: ContextVar[datetime | None] = ContextVar("read_cutoff", default=None)

@@ -53,8 +53,9 @@ class RetentionAnnouncer:
                 now = datetime.now(UTC)
                 for project in due:
                     days = project["retention_days"]
-                    cutoff = retention_cutoff(days, now)
-                    assert cutoff is not None
+                    # None: a retention longer than anything stored holds nothing to delete.
+                    if (cutoff := retention_cutoff(days, now)) is None:
+                        continue
                     await announce(self._producer, self._cluster, project["id"], days, cutoff)
                     log.info("retention_announced", project_id=project["id"], days=days,
                              cutoff=cutoff.isoformat())  # fmt: skip

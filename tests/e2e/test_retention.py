@@ -194,3 +194,28 @@ async def test_a_retention_that_is_not_a_whole_number_of_at_least_3_days_is_a_40
     kept = httpx.get(f"{stack.gateway_url}/api/public/projects", auth=project_key, timeout=30)
     assert kept.json()["data"][0]["retentionDays"] is None
     assert any(p["id"] == project_id for p in listed)
+
+
+async def test_the_longest_retention_keeps_everything_readable(
+    stack: Stack, org_auth: tuple[str, str]
+) -> None:
+    """2^31 - 1 days (the largest accepted) reaches before any date: reads work and see all."""
+    project_key = new_project(stack, "long-retention")
+    project_id = project_id_of(stack, project_key)
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=project_key, timeout=30) as client,
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=org_auth, timeout=30) as org,
+    ):
+        body = {"name": "long", "retentionDays": 2**31 - 1}
+        assert (await org.put(f"/api/public/projects/{project_id}", json=body)).status_code == 200
+        old = f"old-{uuid.uuid4().hex[:8]}"
+        batch = trace_batch(old, datetime(1971, 1, 1, tzinfo=UTC))
+        assert (
+            await client.post("/api/public/ingestion", json={"batch": batch})
+        ).status_code == 207
+
+        async def trace() -> int:
+            return (await client.get(f"/api/public/traces/{old}")).status_code
+
+        assert await eventually(trace, lambda status: status == 200) == 200
+        assert (await client.get("/api/public/sessions")).status_code == 200

@@ -74,6 +74,14 @@ def test_the_cutoff_is_days_before_now() -> None:
     assert retention_cutoff(None, now) is None
 
 
+def test_a_retention_reaching_before_anything_storable_keeps_everything() -> None:
+    """The API takes retentions up to 2^31 - 1 days; no date is that far back."""
+    assert retention_cutoff(2**31 - 1) is None
+    assert retention_cutoff(20_000, datetime(2026, 12, 1, tzinfo=UTC)) is not None
+    with reading_within({RETENTION_DAYS_KEY: str(2**31 - 1)}):
+        assert read_cutoff() is None
+
+
 def test_a_filter_on_an_observations_trace_looks_only_at_traces_the_retention_keeps() -> None:
     where = Where()
     equality_filters(where, OBSERVATION_FILTER_COLUMNS, {"userId": ["u"]})
