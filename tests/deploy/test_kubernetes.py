@@ -546,5 +546,8 @@ def test_production_values_install_with_keda_scaling_the_consumers(
     assert cluster.names("scaledobjects.keda.sh", namespace) == {"obs-query", "obs-evals"}
     hpas = cluster.names("hpa", namespace)
     assert hpas == {"obs-gateway", "obs-ingestion", "obs-prompts"}
+    # Ingestion's pods run as the ServiceAccount that carries its S3 role.
+    ingestion = cluster.get("pods", "-n", namespace, "-l", "app.kubernetes.io/component=ingestion")
+    assert {p["spec"]["serviceAccountName"] for p in ingestion["items"]} == {"obs-ingestion-s3"}
     uninstalled = cluster.helm("uninstall", RELEASE, "-n", namespace, "--wait")
     assert uninstalled.returncode == 0, uninstalled.stderr
