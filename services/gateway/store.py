@@ -143,10 +143,13 @@ class ProjectStore:
         retention_days: int | None,
         set_retention: bool,
     ) -> Project | None:
-        """Renames the project; metadata None and `set_retention` False keep what is stored."""
+        """Renames the project; metadata None and `set_retention` False keep what is stored. A
+        retention set is announced again at the next round (services/gateway/retention.py)."""
         updated = await self._pool.fetchval(
             "UPDATE projects SET name = $3, metadata = COALESCE($4::jsonb, metadata),"
-            " retention_days = CASE WHEN $5 THEN $6 ELSE retention_days END, updated_at = now()"
+            " retention_days = CASE WHEN $5 THEN $6 ELSE retention_days END,"
+            " retention_announced_at = CASE WHEN $5 THEN NULL ELSE retention_announced_at END,"
+            " updated_at = now()"
             " WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL RETURNING id",
             project_id,
             org_id,

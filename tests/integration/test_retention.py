@@ -33,6 +33,7 @@ from services.evals.server import MIGRATIONS as EVALS_MIGRATIONS
 from services.gateway import retention as gateway_retention
 from services.gateway.retention import RetentionAnnouncer
 from services.gateway.server import MIGRATIONS as GATEWAY_MIGRATIONS
+from services.gateway.store import ProjectStore
 from services.ingestion.event_index import EventLogIndex
 from services.ingestion.media import Media, MediaObjects
 from services.ingestion.retention import RetentionPass as IngestionRetention
@@ -553,12 +554,19 @@ async def test_the_gateway_announces_each_limited_project_once_a_day(
         rounds = await asyncio.gather(announcer.announce_due(), announcer.announce_due())
         later = await announcer.announce_due()
         forced = await announcer.announce_due(datetime.now(UTC))  # `retention run`
+        # A new retention is announced at the next round, not a day later.
+        await ProjectStore(pool).update_project(
+            "o", "week", name="w", metadata=None, retention_days=3, set_retention=True
+        )
+        changed = await announcer.announce_due()
     finally:
         await producer.stop()
         await pool.close()
-    assert sorted(rounds) == [0, 1] and later == 0 and forced == 1
+    assert sorted(rounds) == [0, 1] and later == 0 and forced == 1 and changed == 1
     announced = await _announced(kafka)
-    assert [(a.project_id, a.retention_days) for a in announced] == [("week", 7)] * 2
+    assert [(a.project_id, a.retention_days) for a in announced] == [
+        ("week", 7), ("week", 7), ("week", 3)
+    ]  # fmt: skip
     expected = datetime.now(UTC) - timedelta(days=7)
     assert abs(cutoff_of(announced[0]) - expected) < timedelta(minutes=1)
 
