@@ -60,7 +60,7 @@ bench: install  ## benchmarks, printed as a table
 helm:  ## build the pinned helm into .dev/bin (go install, once)
 	scripts/deploy/helm.sh >/dev/null
 
-chart: helm  ## Helm chart: lint, render, validate against Kubernetes schemas, structure tests
+chart: helm  ## Helm chart: lint, render, schemas, structure, then chart-k8s's cluster check
 	$(PY) -m pytest tests/deploy
 
 chart-k8s: helm  ## the chart on a local Kubernetes control plane (kwok node): install..uninstall

@@ -5,7 +5,8 @@
 # Only the Go module proxy is reachable here, so everything is built from source. The binaries
 # live outside the clone, in a directory named after their versions, so a fresh clone on the same
 # machine finds them; the Go build cache makes a rebuild after a version bump incremental.
-# Cold (empty Go build cache) this takes 10-15 min on two cores, once per machine.
+# Cold (empty Go build cache) it costs about 15 CPU-minutes: 10-15 min on two quiet cores, 51 min
+# measured while other work kept the load at 20-50. Once per machine; a warm check takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/tools"
 
@@ -26,7 +27,7 @@ export GOFLAGS="-buildvcs=false -p=2 -mod=readonly"
 missing=0
 for tool in "${K8S_TOOLS[@]}"; do [ -x "$BIN/$tool" ] || missing=1; done
 if [ $missing = 1 ]; then
-  echo "building ${K8S_TOOLS[*]} $K8S into $BIN (once per machine; 10-15 min cold)" >&2
+  echo "building ${K8S_TOOLS[*]} $K8S into $BIN (once per machine: 10-15 min on quiet cores)" >&2
   # Without these stamps the server reports v0.0.0-master, and helm's .Capabilities.KubeVersion
   # (hence the chart's kubeVersion constraint) would be checked against that.
   minor=$(echo "$K8S" | cut -d. -f2)
