@@ -6,8 +6,8 @@ parameters as per-connection state, so each session serves one call at a time; a
 the same data let reads run beside the writer's inserts and beside each other.
 
 Inserts are columnar on both sides: an Arrow stream into chDB, the driver's columnar Native blocks
-into a server. Row by row (JSONEachRow text, parsed back by ClickHouse) cost the writer about
-0.4 ms per 2 KiB observation; columns cost a tenth of that.
+into a server. JSONEachRow text, which ClickHouse parsed back row by row, cost ~30 µs of CPU per
+2 KiB observation; Arrow columns cost ~22 µs, most of it building the columns in Python.
 """
 
 import asyncio
