@@ -97,7 +97,8 @@ class Metadata:
             current = self.leaves.get(path)
             if current is None or _later(clock, leaf, *current):
                 self.leaves[path] = (clock, leaf)
-        self._drop_erased()
+        if self.written_below:  # else every leaf is a top-level one, which nothing above erases
+            self._drop_erased()
 
     def merged(self) -> dict[str, Any]:
         tree: dict[str, Any] = {}
@@ -113,11 +114,15 @@ class Metadata:
         return tree
 
     def _drop_erased(self) -> None:
+        written, erased = self.written_below, self.erased_below
         for path, (clock, _) in list(self.leaves.items()):
-            if self.written_below.get(path, LEGACY) > clock or any(
-                self.erased_below.get(path[:depth], LEGACY) > clock for depth in range(1, len(path))
-            ):
+            if written.get(path, LEGACY) > clock:
                 del self.leaves[path]
+                continue
+            for depth in range(1, len(path)):
+                if erased.get(path[:depth], LEGACY) > clock:
+                    del self.leaves[path]
+                    break
 
 
 def _leaves(value: dict[str, Any], path: Path) -> Iterator[tuple[Path, Any]]:
