@@ -225,7 +225,10 @@ def every_store(stack: Stack) -> set[str]:
     """The stores that hold project data in this stack: each PostgreSQL and Redis database, the
     ClickHouse tables and the bucket."""
     urls = {v for k, v in stack.env.items() if k.endswith(("_DATABASE_URL", "_REDIS_URL"))}
-    return urls | {"clickhouse.traces", "clickhouse.observations", "clickhouse.scores", "s3"}
+    # The ClickHouse tables with project rows, and the materialized views that fill two of them.
+    tables = ("traces", "observations", "scores", "observation_days", "score_days")
+    views = ("observation_days_writer", "score_days_writer")
+    return urls | {f"clickhouse.{table}" for table in (*tables, *views)} | {"s3"}
 
 
 def stores_of(stack: Stack, found: dict[str, int]) -> set[str]:
