@@ -651,6 +651,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     """The bench's sections in the order they run; BENCH_ONLY=name,name runs a subset."""
     # Imported here: they import this module's helpers.
     from scripts.bench_evals import evals_rows
+    from scripts.bench_export import export_rows
     from scripts.bench_judge import judge_rows
     from scripts.bench_media import media_rows
     from scripts.bench_metrics import metrics_10m_rows
@@ -673,6 +674,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "evals": lambda: asyncio.run(evals_rows()),
         "judge": lambda: asyncio.run(judge_rows(GATEWAY, AUTH)),
         "retention": lambda: asyncio.run(retention_rows()),
+        "export": export_rows,
     }
 
 

@@ -50,11 +50,13 @@ FREQUENCIES = {
 }
 _RETRY_AFTER = timedelta(minutes=10)  # at most; sooner for integrations that run more often
 # One reading thread and small blocks: a batch of observations with their input and output is a
-# few MB, and chDB's memory stays flat. A row's versions never span partitions (months of an
-# immutable time), so FINAL need not merge across them.
+# few MB, and chDB's memory stays flat. The scan stays out of the decompressed-block cache the
+# reads keep (it would only evict their blocks and grow the process). A row's versions never span
+# partitions (months of an immutable time), so FINAL need not merge across them.
 _READ_SETTINGS = (
     "SETTINGS max_threads = 1, max_block_size = 1024, max_read_buffer_size = 131072,"
-    " do_not_merge_across_partitions_select_final = 1, output_format_arrow_string_as_string = 1"
+    " use_uncompressed_cache = 0, do_not_merge_across_partitions_select_final = 1,"
+    " output_format_arrow_string_as_string = 1"
 )
 
 

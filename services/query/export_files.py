@@ -355,3 +355,4 @@ class ParquetEncoder:
         if self._pending:
             self._writer.write_table(pa.Table.from_batches(self._pending))
         self._pending, self._pending_bytes = [], 0
+        pa.default_memory_pool().release_unused()  # the allocator keeps freed pages otherwise

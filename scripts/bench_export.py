@@ -1,0 +1,156 @@
+"""The blob-storage export figure: one export run of a project with 1,000,000 stored observations
+(with their traces and scores) to Parquet, its rows per second and the peak RSS of the process
+that ran it.
+
+The dataset (scripts/bench_dataset.py) is filled once into a ClickHouse directory of its own under
+BENCH_EXPORT_DIR (default .dev/bench/) and kept. The run happens in a child process, so that its
+peak RSS is the exporter's alone (chDB itself, the engine embedded in the process, is most of it):
+the child opens that directory, keeps the integration in a PostgreSQL database of its own, and
+exports to a bucket of the dev MinIO, exactly as the query service's exporter does
+(services/query/blob_export.py). The database and the exported objects are removed afterwards.
+
+    python -m scripts.bench_export [observations]
+"""
+
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import asyncpg
+import orjson
+from botocore.config import Config
+
+from libs.common.migrate import migrate_postgres
+from libs.common.secret_box import SecretBox
+from scripts.bench_dataset import fill
+from services.query.blob_export import BlobExporter
+from services.query.clickhouse import open_clickhouse
+from services.query.export_api import ExportApi
+from services.query.export_store import ExportStore
+from tests.support.devenv import ROOT, dev_env
+
+Row = tuple[str, str, str]
+PROJECT = "bench-export"
+BENCH_DIR = Path(os.environ.get("BENCH_EXPORT_DIR", ROOT / ".dev" / "bench"))
+MIGRATIONS = ROOT / "services" / "query" / "migrations" / "postgres"
+ENV = dev_env()
+
+
+def export_rows(observations: int | None = None) -> list[Row]:
+    count = observations or int(os.environ.get("BENCH_EXPORT_OBSERVATIONS", "1000000"))
+    source = BENCH_DIR / f"export-{count}"
+    if not (source / "filled").exists():
+        asyncio.run(fill(f"chdb://{source}", PROJECT, count))
+        (source / "filled").touch()
+    child = subprocess.run(
+        [sys.executable, "-m", "scripts.bench_export", "--child", str(source)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    observations_per_second = result["observations"] / result["seconds"]
+    return [
+        (f"blob export of {result['observations'] / 1e6:.2f} M observations to Parquet"
+         f" (+ {result['rows'] - result['observations']:,} traces and scores)",
+         f"{observations_per_second:,.0f} obs/s ({result['seconds']:.0f} s)", "-"),
+        ("peak RSS of the exporting process", f"{result['max_rss_mib']:.0f} MiB", "<= 512 MiB"),
+    ]  # fmt: skip
+
+
+async def run_child(directory: str) -> dict[str, float]:
+    """One export run of PROJECT from `directory` to a new bucket of the dev MinIO."""
+    server = ENV["QUERY_DATABASE_URL"].rpartition("/")[0]
+    dsn = f"{server}/bench_export_{uuid.uuid4().hex[:8]}"
+    bucket = f"bench-export-{uuid.uuid4().hex[:8]}"
+    session = aioboto3.Session(
+        aws_access_key_id=ENV["S3_ACCESS_KEY"],
+        aws_secret_access_key=ENV["S3_SECRET_KEY"],
+        region_name=ENV.get("S3_REGION", "us-east-1"),
+    )
+    config = Config(s3={"addressing_style": "path"})
+    clickhouse = open_clickhouse(f"chdb://{directory}")
+    async with session.client("s3", endpoint_url=ENV["S3_ENDPOINT_URL"], config=config) as s3:
+        await s3.create_bucket(Bucket=bucket)
+        await migrate_postgres(dsn, MIGRATIONS)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        try:
+            box = SecretBox(os.urandom(32))
+            store = ExportStore(pool)
+            await ExportApi(store, box).upsert(PROJECT, _integration(bucket))
+            exporter = BlobExporter(store, clickhouse, box, lag=timedelta(0))
+            started = time.perf_counter()
+            run = await exporter.export_project(PROJECT)
+            seconds = time.perf_counter() - started
+            max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if run is None or run.status != "succeeded":
+                raise RuntimeError(f"the export did not succeed: {run}")
+            [row] = await clickhouse.select(
+                "SELECT count() AS n FROM observations FINAL WHERE project_id = {p:String}",
+                {"p": PROJECT},
+            )
+        finally:
+            await pool.close()
+            await _drop_database(dsn)
+            await _delete_bucket(s3, bucket)
+            clickhouse.close()
+    return {
+        "rows": float(run.rows or 0),
+        "observations": float(row["n"]),
+        "seconds": seconds,
+        "max_rss_mib": max_rss_mib,
+    }
+
+
+def _integration(bucket: str) -> bytes:
+    return orjson.dumps(
+        {
+            "projectId": PROJECT,
+            "type": "S3_COMPATIBLE",
+            "bucketName": bucket,
+            "endpoint": ENV["S3_ENDPOINT_URL"],
+            "region": ENV.get("S3_REGION", "us-east-1"),
+            "accessKeyId": ENV["S3_ACCESS_KEY"],
+            "secretAccessKey": ENV["S3_SECRET_KEY"],
+            "prefix": "bench/",
+            "exportFrequency": "daily",
+            "enabled": True,
+            "forcePathStyle": True,
+            "fileType": "PARQUET",
+            "exportMode": "FULL_HISTORY",
+        }
+    )
+
+
+async def _drop_database(dsn: str) -> None:
+    server, _, name = dsn.rpartition("/")
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _delete_bucket(s3: Any, bucket: str) -> None:
+    listed = await s3.list_objects_v2(Bucket=bucket)
+    for item in listed.get("Contents", []):
+        await s3.delete_object(Bucket=bucket, Key=item["Key"])
+    await s3.delete_bucket(Bucket=bucket)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        print(json.dumps(asyncio.run(run_child(sys.argv[2]))))
+    else:
+        for figure in export_rows(int(sys.argv[1]) if len(sys.argv) > 1 else None):
+            print(" | ".join(figure))
