@@ -280,7 +280,7 @@ class TraceStore:
         """Removes a deleted project's rows from every table for good: a mutation that rewrites
         the parts holding them, waited for (mutations_sync), so nothing is left once it returns.
         Rows are sorted by project first, so only the parts of its key range are rewritten."""
-        for table in (*TABLES.values(), "observation_days", "score_days"):
+        for table in (*TABLES.values(), "observation_days", "score_days", *ROLLUP_TABLES):
             await self._ch.execute(
                 f"ALTER TABLE {table} DELETE WHERE project_id = {{project_id:String}}"
                 " SETTINGS mutations_sync = 2",
@@ -300,6 +300,12 @@ def current(table: str, condition: str) -> str:
         f"{retention.within(table, read_cutoff())} AND {condition}"
     )
 
+
+# The metrics rollups of services/query/analytics.py (migrations 0008, 0009) and their builds.
+ROLLUP_TABLES = (
+    "observation_rollups", "observation_rollup_builds", "observation_trace_rollups",
+    "observation_trace_rollup_builds",
+)  # fmt: skip
 
 _TOMBSTONES = (
     "INSERT INTO {table} SELECT * REPLACE (1 AS is_deleted, now64(3) AS event_ts,"

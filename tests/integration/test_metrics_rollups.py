@@ -18,7 +18,7 @@ from services.query import analytics
 from services.query.analytics import answer, build, result_rows
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
 from services.query.server import MIGRATIONS
-from services.query.store import TraceStore
+from services.query.store import ROLLUP_TABLES, TraceStore
 from tests.integration.test_metrics_query import quantile
 
 # Whole past days (only days that are over are built), the window starting and ending mid-day.
@@ -246,3 +246,18 @@ async def test_trace_dimensions_read_from_trace_rollups_equal_brute_force(
         assert {k: v for k, v in got.items() if k in want} == pytest.approx(want), key
         assert all(v in (None, 0) for k, v in got.items() if k not in want), key
     del COLUMNS["traceName"]
+
+
+async def test_a_deleted_projects_rollups_go_with_its_rows(
+    stored: tuple[TraceStore, list[dict[str, Any]]],
+) -> None:
+    store, _ = stored
+    for dimension in ("name", "traceName"):
+        await answer(store, "p", 2, query(dimension, None, [("count", "count")]))
+        await answer(store, "q", 2, query(dimension, None, [("count", "count")]))
+    await store.delete_project("p")
+    for table in ROLLUP_TABLES:
+        rows = await store.aggregate(
+            "p", f"SELECT DISTINCT project_id FROM {table} ORDER BY project_id", {}
+        )
+        assert rows == [{"project_id": "q"}], table
