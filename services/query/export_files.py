@@ -192,9 +192,7 @@ def encoder(file_type: str, compressed: bool, schema: pa.Schema) -> Encoder:
     """Parquet compresses its own pages (zstd); the text formats are gzipped when `compressed`."""
     if file_type == "PARQUET":
         return ParquetEncoder(schema)
-    text: Encoder = {"JSONL": JsonLinesEncoder, "JSON": JsonArrayEncoder, "CSV": CsvEncoder}[
-        file_type
-    ](schema)
+    text = _TEXT_ENCODERS[file_type](schema)
     return GzipEncoder(text) if compressed else text
 
 
@@ -297,6 +295,13 @@ class GzipEncoder:
 
     def finish(self) -> bytes:
         return self._gzip.compress(self._inner.finish()) + self._gzip.flush()
+
+
+_TEXT_ENCODERS: dict[str, Callable[[pa.Schema], Encoder]] = {
+    "JSONL": JsonLinesEncoder,
+    "JSON": JsonArrayEncoder,
+    "CSV": CsvEncoder,
+}
 
 
 # ---- Parquet: batches are gathered into row groups of about ROW_GROUP_BYTES (Arrow memory), so
