@@ -752,6 +752,12 @@ _CHANGES_SQL = (
 )
 
 
+_PRUNE_SQL = (
+    "DELETE FROM {table} WHERE project_id = {{project_id:String}}"
+    " AND day IN {{m_days:Array(Date)}} AND build_id NOT IN {{m_keep:Array(UUID)}}"
+)
+
+
 def _build_sql(table: RollupTable) -> str:
     every = list(_rollup_aggregates(table))
     return (
@@ -852,6 +858,7 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
             project_id, _BUILDS_SQL.format(builds=rollup.table.builds), asked
         )
     }
+    superseded: set[str] = set()
     if built:
         oldest = min(us for _, us in built.values())
         since = datetime.fromtimestamp(oldest / 1e6, UTC) - ROLLUP_SLACK
@@ -866,7 +873,7 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
         for row in changes:
             day = date.fromisoformat(str(row["day"]))  # text from chDB, a date from a server
             if day in built and max(parts[p] for p in row["parts"]) >= built[day][1] - slack:
-                del built[day]
+                superseded.add(built.pop(day)[0])
     valid = {day: build_id for day, (build_id, _) in built.items()}
     if stale := [d for d in days if d not in valid]:
         build_id = str(uuid.uuid4())
@@ -874,6 +881,10 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
                   "m_built_at": datetime.now(UTC)}  # fmt: skip
         await store.aggregate(project_id, _build_sql(rollup.table), params)
         await store.aggregate(project_id, _mark_sql(rollup.table), params)
+        # Older builds of these days go, but for the one just superseded, which a query that
+        # began before this build may still be reading.
+        keep = {**params, "m_keep": [build_id, *superseded]}
+        await store.aggregate(project_id, _PRUNE_SQL.format(table=rollup.table.table), keep)
         valid |= dict.fromkeys(stale, build_id)
     return valid
 

@@ -200,6 +200,17 @@ async def test_a_build_is_reused_until_a_day_changes(
     rebuilt = await builds(store)
     assert rebuilt["2024-03-06"] != built["2024-03-06"]
 
+    # Another change: the day's third build; the first one's rows are gone, the second's stay
+    # (a query that began before the third build may still read them).
+    await store.insert("observation", [{**newer, "event_ts": NEW + timedelta(days=2)}])
+    await answer(store, "p", 2, raw)
+    third = (await builds(store))["2024-03-06"]
+    kept = await store.aggregate(
+        "p", "SELECT DISTINCT toString(build_id) AS build FROM observation_rollups"
+        " WHERE project_id = {project_id:String} AND day = '2024-03-06'", {},
+    )  # fmt: skip
+    assert {r["build"] for r in kept} == {rebuilt["2024-03-06"], third}
+
 
 async def test_queries_the_rollups_do_not_keep_stay_live(
     stored: tuple[TraceStore, list[dict[str, Any]]],
