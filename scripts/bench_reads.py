@@ -1,7 +1,8 @@
-"""The reads section at 10,000,000 stored observations (`BENCH_ONLY=reads10m`): the dev project
-is filled to that size straight into ClickHouse (scripts/bench_dataset.py, SDK-shaped traces of
-3-20 observations over 30 days) while the query service is stopped, then the public read routes
-are timed one request at a time through the gateway, as a user's page loads would be."""
+"""The reads section at 10,000,000 stored observations (`BENCH_ONLY=reads10m`): a bench project
+of its own (so the other sections' project stays small) is filled to that size straight into
+ClickHouse (scripts/bench_dataset.py, SDK-shaped traces of 3-20 observations over 30 days) while
+the query service is stopped, then the public read routes are timed one request at a time
+through the gateway, as a user's page loads would be. The dataset stays for the next runs."""
 
 import asyncio
 import os
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import httpx
 
-from scripts.bench import AUTH, ENV, GATEWAY, Row, p, query_pid
+from scripts.bench import ENV, GATEWAY, Row, p, query_pid
 from scripts.bench_dataset import fill, stored_observations
+from scripts.bench_support import tenant
 from tests.support.devenv import ROOT
 
 OBSERVATIONS = int(os.environ.get("BENCH_READ_10M_OBSERVATIONS", "10000000"))
+PROJECT_ID = "bench-reads-10m"
 SAMPLES = 100
 
 
@@ -29,14 +32,14 @@ def clickhouse_url() -> str:
     return url
 
 
-async def fill_to(observations: int) -> int:
-    """Tops the dev project up to `observations` with the query service stopped (chDB is one
+async def fill_to(project_id: str, observations: int) -> int:
+    """Tops the project up to `observations` with the query service stopped (chDB is one
     process); returns how many it holds."""
     pid = query_pid()
     os.kill(pid, signal.SIGTERM)
     while Path(f"/proc/{pid}").exists():
         await asyncio.sleep(0.1)
-    url, project_id = clickhouse_url(), ENV["LANGFUSE_INIT_PROJECT_ID"]
+    url = clickhouse_url()
     stored = await stored_observations(url, project_id)
     if stored < observations:
         stored += (await fill(url, project_id, observations - stored))["observations"]
@@ -85,11 +88,13 @@ async def read_rows(gateway: str, auth: tuple[str, str], stored: int) -> list[Ro
 
 
 async def reads_10m_rows() -> list[Row]:
-    stored = await fill_to(OBSERVATIONS)
+    bench = await tenant(PROJECT_ID)
+    auth = (bench.public_key, bench.secret_key)
+    stored = await fill_to(PROJECT_ID, OBSERVATIONS)
     deadline = time.monotonic() + 120
-    async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
+    async with httpx.AsyncClient(base_url=GATEWAY, auth=auth, timeout=60) as client:
         while (await client.get("/api/public/traces", params={"limit": 1})).status_code != 200:
             if time.monotonic() > deadline:
                 raise RuntimeError("the query service did not come back within 120 s")
             await asyncio.sleep(0.5)
-    return await read_rows(GATEWAY, AUTH, stored)
+    return await read_rows(GATEWAY, auth, stored)

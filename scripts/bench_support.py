@@ -87,6 +87,11 @@ async def _create_tenant(project_id: str) -> Tenant:
     return Tenant(project_id, key["publicKey"], key["secretKey"])
 
 
+async def tenant(project_id: str) -> Tenant:
+    """Project `project_id` of organization bench-org (made, or kept), with a new key."""
+    return await _create_tenant(project_id)
+
+
 async def tenants(count: int) -> list[Tenant]:
     """`count` projects of organization bench-org with a key each, made once through the gateway's
     admin command and kept in .dev/bench/tenants.json for the next runs."""
