@@ -5,7 +5,9 @@ an optional time dimension and a time range. It is checked against the view and 
 SELECT over the current rows of the view's table (FINAL, tombstones left out, the project bound as
 a parameter); every client value is a bound `{name:Type}` parameter, every name in the SQL comes
 from the views below. The views name their fields from the column maps of services/query/filters.py,
-so a field means the same column in list filters, metrics filters and metrics dimensions. Pure.
+so a field means the same column in list filters, metrics filters and metrics dimensions.
+`build` is pure; `answer` runs a query, reading whole past days of the observations view from
+pre-aggregated rollups where it can (the fast path, below) and the rest live.
 """
 
 import math
