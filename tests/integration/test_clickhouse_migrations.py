@@ -54,3 +54,34 @@ async def test_observations_move_to_the_trace_sorted_table_with_their_data(tmp_p
     assert rows == [{"id": "o1", "name": "kept"}]
     assert table["sorting_key"] == "project_id, toDate(start_time), trace_id, id"
     assert leftovers == []
+
+
+async def test_scores_move_to_the_id_sorted_table_and_every_table_keeps_merge_clocks(
+    tmp_path: Path,
+) -> None:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    migrations = load_migrations(MIGRATIONS / "clickhouse")
+    try:
+        await migrate(ClickHouseTarget(clickhouse), [m for m in migrations if m.version < 5])
+        await clickhouse.execute(
+            "INSERT INTO scores (project_id, id, timestamp, name, value, data_type, source,"
+            " created_at, updated_at, event_ts) VALUES ('p', 's1', now64(3), 'kept', 1,"
+            " 'NUMERIC', 'API', now64(3), now64(3), now64(3))"
+        )
+        # A rerun of the migration (as after a crash) must leave the same result.
+        [scores_by_id] = [m for m in migrations if m.version == 5]
+        await migrate(ClickHouseTarget(clickhouse), [scores_by_id])
+        for statement in scores_by_id.statements():
+            await clickhouse.execute(statement)
+        rows = await clickhouse.select("SELECT id, name, merge_clocks FROM scores")
+        [table] = await clickhouse.select(
+            "SELECT sorting_key FROM system.tables WHERE name = 'scores'"
+        )
+        clocks = await clickhouse.select(
+            "SELECT table FROM system.columns WHERE name = 'merge_clocks' ORDER BY table"
+        )
+    finally:
+        clickhouse.close()
+    assert rows == [{"id": "s1", "name": "kept", "merge_clocks": ""}]
+    assert table["sorting_key"] == "project_id, toDate(timestamp), id"
+    assert [c["table"] for c in clocks] == ["observations", "scores", "traces"]
