@@ -330,9 +330,6 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
             meta=_page_meta(page, limit, len(days)),
         )
 
-    async def _entries(self, project_id: str) -> list[dict[str, Any]]:
-        """The project's models first, then the built-in ones."""
-        return [*await self._models.entries(project_id), *self._catalogs.default_entries]
     async def GetBlobStorageIntegration(  # noqa: N802
         self,
         request: query_pb2.GetBlobStorageIntegrationRequest,
@@ -362,6 +359,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         await self._exports.delete(scope_from(context).project_id)
         return query_pb2.DeleteBlobStorageIntegrationResponse()
 
+    async def _entries(self, project_id: str) -> list[dict[str, Any]]:
+        """The project's models first, then the built-in ones."""
+        return [*await self._models.entries(project_id), *self._catalogs.default_entries]
 
 
 def _where(
