@@ -256,6 +256,7 @@ async def test_pages_are_newest_first_with_exact_counts_and_filters(api: Dataset
     await dataset(api, name="other")
     for n in range(7):
         await item(api, datasetName="p", id=f"i{n}", input=n, sourceTraceId=f"t{n % 2}")
+        await asyncio.sleep(0.002)  # times are kept in milliseconds: no two items share one
     await item(api, datasetName="other", id="elsewhere", sourceTraceId="t0")
     first, meta = await listed(api, dataset_name="p", limit=3)
     last, _ = await listed(api, dataset_name="p", limit=3, page=3)
