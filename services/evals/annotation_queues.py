@@ -17,6 +17,7 @@ import orjson
 
 from libs.common.errors import Conflict, NotFound
 from libs.common.gen.obs.evals.v1 import evals_pb2
+from libs.common.json_bodies import parse_body
 from libs.common.scope import ProjectScope, read_cutoff
 from services.evals.comments import object_type
 from services.evals.fields import (
@@ -27,7 +28,6 @@ from services.evals.fields import (
     iso,
     optional_text,
     page_meta,
-    parse_body,
     text,
 )
 from services.evals.references import ObjectLookup

@@ -12,6 +12,7 @@ import orjson
 
 from libs.common.errors import NotFound, Unavailable
 from libs.common.gen.obs.common.v1 import common_pb2
+from libs.common.json_bodies import parse_body
 from libs.common.secret_box import SecretBox, masked
 from services.evals.fields import (
     findable,
@@ -21,7 +22,6 @@ from services.evals.fields import (
     json_text,
     optional_text,
     page_meta,
-    parse_body,
     stored_json,
     text,
 )

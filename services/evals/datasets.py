@@ -12,12 +12,12 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
+from libs.common.json_bodies import parse_body
 from services.evals.fields import (
     iso,
     json_text,
     nul_refused,
     optional_text,
-    parse_body,
     stored_json,
     text,
 )

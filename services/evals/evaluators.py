@@ -15,8 +15,9 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
+from libs.common.json_bodies import parse_body
 from services.evals.connections import ConnectionApi
-from services.evals.fields import invalid, iso, optional_text, parse_body, stored_json, text
+from services.evals.fields import invalid, iso, optional_text, stored_json, text
 from services.evals.judge_fields import (
     list_window,
     next_cursor,

@@ -26,21 +26,6 @@ def invalid(reason: str) -> InvalidArgument:
     return InvalidArgument(f"Invalid request data: {reason}")
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-        # orjson writes at most 254 levels of nesting (and reads 1024): refused here, not when
-        # a value is written to the store.
-        orjson.dumps(body)
-    except orjson.JSONDecodeError as exc:
-        raise invalid("the body is not valid JSON") from exc
-    except orjson.JSONEncodeError as exc:
-        raise invalid("the body is nested too deeply") from exc
-    if not isinstance(body, dict):
-        raise invalid("expected a JSON object")
-    return body
-
-
 def text(value: Any, field: str, *, max_length: int = NAME_MAX_LENGTH) -> str:
     """A required, non-empty string without NUL (PostgreSQL text cannot hold it)."""
     if not isinstance(value, str) or not value:

@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
+from libs.common.json_bodies import parse_body
 from services.evals import datasets
 from services.evals.fields import (
     ID_MAX_LENGTH,
@@ -32,7 +33,6 @@ from services.evals.fields import (
     json_text,
     nul_refused,
     optional_text,
-    parse_body,
     stored_json,
     text,
 )

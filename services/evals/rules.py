@@ -16,7 +16,8 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
-from services.evals.fields import invalid, iso, parse_body, stored_json, text
+from libs.common.json_bodies import parse_body
+from services.evals.fields import invalid, iso, stored_json, text
 from services.evals.judge_fields import list_window, next_cursor, variable_mapping
 from services.evals.rule_filters import checked_filters
 

@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from libs.common.errors import NotFound
+from libs.common.json_bodies import parse_body
 from libs.common.scope import read_cutoff
 from services.evals.fields import (
     ID_MAX_LENGTH,
@@ -25,7 +26,6 @@ from services.evals.fields import (
     nul_refused,
     optional_text,
     optional_time,
-    parse_body,
     stored_json,
     text,
 )

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from libs.common.errors import NotFound, Unavailable
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.gencache import GenerationCache
+from libs.common.json_bodies import parse_body
 from libs.common.scope import ProjectScope
 from services.evals.fields import (
     checked_page,
@@ -33,7 +34,6 @@ from services.evals.fields import (
     nul_refused,
     optional_text,
     page_meta,
-    parse_body,
 )
 
 DATA_TYPES = ("NUMERIC", "CATEGORICAL", "BOOLEAN", "TEXT")

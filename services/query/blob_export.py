@@ -29,7 +29,7 @@ from libs.common.secret_box import SecretBox, SecretKeyError
 from services.query.clickhouse import ClickHouse
 from services.query.config import QueryConfig
 from services.query.export_files import TABLES, ExportTable, encoder, extension
-from services.query.export_store import ExportStore, Integration, Run
+from services.query.export_store import ExportSettings, ExportStore, Integration, Run
 from services.query.export_targets import (
     ObjectUpload,
     Target,
@@ -60,8 +60,8 @@ _READ_SETTINGS = (
 )
 
 
-def target_of(integration: Integration, secret: str) -> Target:
-    settings = integration.settings
+def target_of(settings: ExportSettings, secret: str) -> Target:
+    """Where an integration's files go (also probed before its settings are saved)."""
     return Target(
         endpoint=settings.endpoint,
         region=settings.region,
@@ -178,7 +178,7 @@ class BlobExporter:
         if self._box is None:
             raise SecretKeyError("QUERY_ENCRYPTION_KEY is not set: the credentials cannot be read")
         secret = self._box.open(integration.sealed_secret, integration.project_id)
-        target = target_of(integration, secret)
+        target = target_of(integration.settings, secret)
         total, objects = 0, []
         try:
             async with s3_client(target) as client:

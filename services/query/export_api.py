@@ -11,11 +11,12 @@ from typing import Any
 import orjson
 
 from libs.common.errors import InvalidArgument, NotFound, Unavailable
+from libs.common.json_bodies import parse_body
 from libs.common.secret_box import SecretBox, SecretKeyError
-from services.query.blob_export import FREQUENCIES
+from services.query.blob_export import FREQUENCIES, target_of
 from services.query.export_files import FIELD_GROUPS
 from services.query.export_store import ExportSettings, ExportStore, Integration
-from services.query.export_targets import Target, TargetError, probe
+from services.query.export_targets import TargetError, probe
 
 _TYPES = ("S3", "S3_COMPATIBLE", "AZURE_BLOB_STORAGE")
 _FILE_TYPES = ("JSON", "CSV", "JSONL", "PARQUET")
@@ -46,7 +47,7 @@ class ExportApi:
             raise Unavailable(
                 "Blob storage integrations need QUERY_ENCRYPTION_KEY to store credentials"
             )
-        body = _object(body_json)
+        body = parse_body(body_json)
         existing = await self._store.get(project_id)
         settings = parse_settings(body, existing)
         secret = _optional_text(body, "secretAccessKey", _MAX_KEY)
@@ -59,16 +60,8 @@ class ExportApi:
                 raise InvalidArgument(
                     "Invalid request data: the stored secretAccessKey cannot be read; send it again"
                 ) from exc
-        target = Target(
-            endpoint=settings.endpoint,
-            region=settings.region,
-            bucket=settings.bucket_name,
-            access_key_id=settings.access_key_id,
-            secret_access_key=secret,
-            force_path_style=settings.force_path_style,
-        )
         try:
-            await probe(target, settings.prefix)
+            await probe(target_of(settings, secret), settings.prefix)
         except TargetError as exc:
             raise InvalidArgument(
                 f"Could not write to bucket {settings.bucket_name!r}: {exc}"
@@ -90,16 +83,6 @@ class ExportApi:
     async def delete(self, project_id: str) -> None:
         if not await self._store.delete(project_id):
             raise NotFound(_NOT_FOUND)
-
-
-def _object(body_json: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(body_json)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidArgument("Invalid request data: the body is not valid JSON") from exc
-    if not isinstance(body, dict):
-        raise InvalidArgument("Invalid request data: the body must be a JSON object")
-    return body
 
 
 def parse_settings(body: dict[str, Any], existing: Integration | None) -> ExportSettings:
