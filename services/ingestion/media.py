@@ -211,18 +211,12 @@ class MediaObjects:
 
 
 class Media:
-    """The media RPCs' logic. `pool` is None when no database is configured: every call is then
-    Unavailable (the routes answer 503), and deletions have no media to unlink."""
+    """The media RPCs' logic: records and links in ingestion's PostgreSQL, bytes in S3."""
 
-    def __init__(self, pool: asyncpg.Pool | None, objects: MediaObjects, max_bytes: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, objects: MediaObjects, max_bytes: int) -> None:
         self._pool = pool
         self._objects = objects
         self._max_bytes = max_bytes
-
-    def _db(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise Unavailable("media storage is not configured (INGESTION_DATABASE_URL)")
-        return self._pool
 
     async def create_upload(self, project_id: str, body: bytes) -> tuple[str, str | None]:
         """The media id and a presigned PUT URL, or None for the URL when this content is
@@ -233,7 +227,7 @@ class Media:
         # deletion of its last link waits for this link, or this waits for the deletion and
         # starts a new record. No row comes back when the id belongs to other content.
         with _outage_is_unavailable():
-            row = await self._db().fetchrow(
+            row = await self._pool.fetchrow(
                 _UPSERT_MEDIA_AND_LINK, project_id, media_id, request.sha256_hash,
                 request.content_type, request.content_length, link.trace_id,
                 link.observation_id, link.dataset_id, link.dataset_item_id, link.field,
@@ -251,7 +245,7 @@ class Media:
         """Records the reported upload; the media is uploaded only if S3 holds its object (a PUT
         whose checksum differed was refused, whatever the client says)."""
         request = parse_patch(body)
-        pool = self._db()
+        pool = self._pool
         if not limits.is_id(media_id):
             raise NotFound("Media asset not found")
         # S3's XML error, kept short; PostgreSQL text holds no NUL.
@@ -270,7 +264,7 @@ class Media:
             raise NotFound("Media asset not found")
 
     async def get(self, project_id: str, media_id: str) -> bytes:
-        pool = self._db()
+        pool = self._pool
         if not limits.is_id(media_id):
             raise NotFound("Media asset not found")
         with _outage_is_unavailable():
@@ -294,15 +288,12 @@ class Media:
         """Deletes every medium of a deleted project, objects and rows (links go with their
         media); returns how many objects there were. Idempotent."""
         objects = await self._objects.delete_project(project_id)
-        if self._pool is not None:
-            await self._pool.execute("DELETE FROM media WHERE project_id = $1", project_id)
+        await self._pool.execute("DELETE FROM media WHERE project_id = $1", project_id)
         return objects
 
     async def forget_traces(self, project_id: str, trace_ids: Iterable[str]) -> int:
         """Unlinks the traces' media and deletes the media no other trace or dataset item
         references (rows and objects); returns how many media were deleted. Idempotent."""
-        if self._pool is None:
-            return 0
         traces = list(trace_ids)
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_TRACE_MEDIA, project_id, traces)
