@@ -9,6 +9,7 @@ straight to the DLQ. When a batch still cannot be written (a project model whose
 compute), the consumer calls `write` again with halves of it until the record at fault is
 alone, and dead-letters that one."""
 
+import asyncio
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -153,10 +154,11 @@ class EventWriter:
             for event in batch:
                 grouped[(event.kind, event.project_id, event.entity_id)].append(event.change)
         now = datetime.now(UTC)
-        catalogs = {
-            p: await self._catalogs.for_project(p)
-            for p in {p for k, p, _ in grouped if k == "observation"}
-        }
+        # Each project's model catalog, fetched at once: a batch spans many projects, and a
+        # catalog past its cache time costs a PostgreSQL round trip.
+        projects = sorted({p for k, p, _ in grouped if k == "observation"})
+        found = await asyncio.gather(*(self._catalogs.for_project(p) for p in projects))
+        catalogs = dict(zip(projects, found, strict=True))
         for kind in ("trace", "observation", "score"):
             changes = {key: c for key, c in grouped.items() if key[0] == kind}
             if changes:
