@@ -4,7 +4,8 @@ AES-256-GCM with a 32-byte key (base64 or hex). A stored value is `v1`, the key'
 fingerprint, a 12-byte random nonce and the ciphertext with its tag, so a value sealed with
 another key is told apart from a corrupted one. Rotation: start every replica with the new key in
 <SERVICE>_ENCRYPTION_KEY and the old one in <SERVICE>_ENCRYPTION_KEY_PREVIOUS, re-seal the rows
-(`python -m services.evals.rotate_secrets` for evals), then drop the previous key."""
+(`python -m services.evals.rotate_secrets`, `python -m services.query.rotate_secrets`), then
+drop the previous key."""
 
 import base64
 import binascii

@@ -20,12 +20,16 @@ class QueryConfig(GrpcServiceSettings, KafkaClientSettings):
     # AES-256-GCM key of blob-storage export credentials (libs/common/secret_box.py); without it
     # integrations cannot be saved.
     encryption_key: str = ""
+    # The key before QUERY_ENCRYPTION_KEY during a rotation: secrets it sealed still open
+    # until `python -m services.query.rotate_secrets` has re-sealed them.
+    encryption_key_previous: str = ""
     # An export covers rows written until this long ago: the writer's inserts still on their way.
     export_lag_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         super(QueryConfig, self).__post_init__()
         check_key_setting("QUERY_ENCRYPTION_KEY", self.encryption_key)
+        check_key_setting("QUERY_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous)
         if self.export_lag_seconds < 0:
             raise ConfigError("QUERY_EXPORT_LAG_SECONDS must be ≥ 0")
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.common.secret_box import SecretBox
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExportSettings:
@@ -102,6 +104,26 @@ class ExportStore:
         integration = await self.get(project_id)
         assert integration is not None
         return integration
+
+    async def reseal_all(self, box: SecretBox) -> int:
+        """Re-seals every secret not sealed with the box's current key (key rotation, with the
+        old key as the box's previous one); the count re-sealed."""
+        count = 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT project_id, secret_access_key FROM blob_storage_exports FOR UPDATE"
+            )
+            for row in rows:
+                sealed, project_id = row["secret_access_key"], row["project_id"]
+                if box.is_current(sealed):
+                    continue
+                await conn.execute(
+                    "UPDATE blob_storage_exports SET secret_access_key = $2 WHERE project_id = $1",
+                    project_id,
+                    box.seal(box.open(sealed, project_id), project_id),
+                )
+                count += 1
+        return count
 
     async def delete(self, project_id: str) -> bool:
         """The integration and its runs (ON DELETE CASCADE); whether there was one."""

@@ -60,7 +60,7 @@ async def run(cfg: QueryConfig) -> None:
     await producer.start()
     deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
     exports = ExportStore(pool)
-    box = open_box(cfg.encryption_key)
+    box = open_box(cfg.encryption_key, cfg.encryption_key_previous)
     exporter = BlobExporter(exports, clickhouse, box, lag=timedelta(seconds=cfg.export_lag_seconds))
     servicer = QueryServicer(store, models, catalogs, deletions, ExportApi(exports, box))
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
