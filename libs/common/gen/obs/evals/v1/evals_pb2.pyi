@@ -1603,21 +1603,26 @@ Global___DeleteLlmConnectionResponse: _TypeAlias = DeleteLlmConnectionResponse  
 @_typing.final
 class CreateEvaluatorRequest(_message.Message):
     """Cursor lists (evaluators, their versions, rules, judge jobs): `cursor` is opaque, "" = first
-    page; `next_cursor` "" = no more.
+    page; `next_cursor` "" = no more. `unstable`: the same objects in the shape of Langfuse's
+    `/api/public/unstable/` routes (services/evals/unstable.py), whose lists go by `page` and
+    answer `meta` instead of cursors.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     BODY_JSON_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
     body_json: _builtins.bytes
+    unstable: _builtins.bool
     def __init__(
         self,
         *,
         body_json: _builtins.bytes = ...,
+        unstable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1647,15 +1652,18 @@ class GetEvaluatorRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     EVALUATOR_ID_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
     evaluator_id: _builtins.str
+    unstable: _builtins.bool
     def __init__(
         self,
         *,
         evaluator_id: _builtins.str = ...,
+        unstable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_id", b"evaluator_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluator_id", b"evaluator_id", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1686,17 +1694,24 @@ class ListEvaluatorsRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     cursor: _builtins.str
+    unstable: _builtins.bool
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
+        unstable: _builtins.bool = ...,
+        page: _common_pb2.PageRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "page", b"page", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1708,18 +1723,22 @@ class ListEvaluatorsResponse(_message.Message):
 
     EVALUATORS_JSON_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     @_builtins.property
     def evaluators_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def meta(self) -> _common_pb2.PageMeta: ...
     def __init__(
         self,
         *,
         evaluators_json: _abc.Iterable[_builtins.bytes] | None = ...,
         next_cursor: _builtins.str = ...,
+        meta: _common_pb2.PageMeta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluators_json", b"evaluators_json", "next_cursor", b"next_cursor"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluators_json", b"evaluators_json", "meta", b"meta", "next_cursor", b"next_cursor"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1857,15 +1876,18 @@ class CreateEvaluationRuleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     BODY_JSON_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
     body_json: _builtins.bytes
+    unstable: _builtins.bool
     def __init__(
         self,
         *,
         body_json: _builtins.bytes = ...,
+        unstable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1895,15 +1917,18 @@ class GetEvaluationRuleRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RULE_ID_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
     rule_id: _builtins.str
+    unstable: _builtins.bool
     def __init__(
         self,
         *,
         rule_id: _builtins.str = ...,
+        unstable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule_id", b"rule_id", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1934,17 +1959,24 @@ class ListEvaluationRulesRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     CURSOR_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     cursor: _builtins.str
+    unstable: _builtins.bool
+    @_builtins.property
+    def page(self) -> _common_pb2.PageRequest: ...
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         cursor: _builtins.str = ...,
+        unstable: _builtins.bool = ...,
+        page: _common_pb2.PageRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["page", b"page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cursor", b"cursor", "limit", b"limit", "page", b"page", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1956,18 +1988,22 @@ class ListEvaluationRulesResponse(_message.Message):
 
     RULES_JSON_FIELD_NUMBER: _builtins.int
     NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
     next_cursor: _builtins.str
     @_builtins.property
     def rules_json(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def meta(self) -> _common_pb2.PageMeta: ...
     def __init__(
         self,
         *,
         rules_json: _abc.Iterable[_builtins.bytes] | None = ...,
         next_cursor: _builtins.str = ...,
+        meta: _common_pb2.PageMeta | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_cursor", b"next_cursor", "rules_json", b"rules_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["meta", b"meta", "next_cursor", b"next_cursor", "rules_json", b"rules_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1979,17 +2015,20 @@ class UpdateEvaluationRuleRequest(_message.Message):
 
     RULE_ID_FIELD_NUMBER: _builtins.int
     BODY_JSON_FIELD_NUMBER: _builtins.int
+    UNSTABLE_FIELD_NUMBER: _builtins.int
     rule_id: _builtins.str
     body_json: _builtins.bytes
+    unstable: _builtins.bool
     def __init__(
         self,
         *,
         rule_id: _builtins.str = ...,
         body_json: _builtins.bytes = ...,
+        unstable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "rule_id", b"rule_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "rule_id", b"rule_id", "unstable", b"unstable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
