@@ -62,7 +62,7 @@ class EvaluatorApi:
 
     async def create(self, project_id: str, raw: bytes) -> bytes:
         body = parse_body(raw)
-        _require_llm_as_judge(body)
+        require_llm_as_judge(body)
         name = text(body.get("name"), "name")
         description = optional_text(body.get("description"), "description", max_length=None)
         definition = await self._definition(project_id, body)
@@ -103,6 +103,26 @@ class EvaluatorApi:
         limit, offset = list_window(limit, cursor)
         rows = await self._pool.fetch(_SELECT + _LIST_ORDER, project_id, limit + 1, offset)
         return [_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
+
+    async def numbered_page(
+        self, project_id: str, page: int, limit: int
+    ) -> tuple[list[bytes], int]:
+        """A page of the page-numbered list (the `/unstable/` shape's) and the evaluator count."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_SELECT + _LIST_ORDER, project_id, limit, (page - 1) * limit)
+            total = await conn.fetchval(_COUNT, project_id)
+        return [_document(r) for r in rows], total
+
+    async def documents(self, project_id: str, evaluator_ids: list[str]) -> list[bytes]:
+        """The documents of these evaluators (those that exist)."""
+        rows = await self._pool.fetch(_SELECT + " AND e.id = ANY($2::text[])", project_id,
+                                      evaluator_ids)  # fmt: skip
+        return [_document(r) for r in rows]
+
+    async def ids_named(self, project_id: str, name: str) -> list[str]:
+        """The ids of the evaluators with this name, newest first: none, one, or (names are not
+        unique in v2) the first two of a clash."""
+        return [r["id"] for r in await self._pool.fetch(_NAMED, project_id, name)]
 
     async def versions(
         self, project_id: str, evaluator_id: str, limit: int, cursor: str
@@ -150,7 +170,7 @@ class EvaluatorApi:
                           _output(body.get("outputDefinition")))  # fmt: skip
 
 
-def _require_llm_as_judge(body: dict[str, Any]) -> None:
+def require_llm_as_judge(body: dict[str, Any]) -> None:
     kind = body.get("type", "llm_as_judge")
     if kind == "code":
         raise invalid(CODE_REFUSED)
@@ -311,6 +331,9 @@ _UPDATE = """UPDATE evaluators SET name = coalesce($3, name),
     updated_at = $7
 WHERE project_id = $1 AND id = $2"""
 _EXISTS = "SELECT true FROM evaluators WHERE project_id = $1 AND id = $2"
+_COUNT = "SELECT count(*) FROM evaluators WHERE project_id = $1"
+_NAMED = """SELECT id FROM evaluators WHERE project_id = $1 AND name = $2
+ORDER BY created_at DESC, id LIMIT 2"""
 _DELETE = "DELETE FROM evaluators WHERE project_id = $1 AND id = $2 RETURNING id"
 _PAUSE = """UPDATE evaluators SET status = 'paused', paused_reason = $3, paused_message = $4,
     paused_at = $5, updated_at = $5

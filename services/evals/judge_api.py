@@ -1,16 +1,19 @@
 """The LLM-as-a-judge RPCs: LLM connections, evaluators, evaluation rules and judge jobs, each
-delegated to its module. A change to evaluators or rules reloads this replica's rule cache at
-once (other replicas within services/evals/trigger.py's reload interval)."""
+delegated to its module (evaluators and rules asked for in the `/unstable/` shape to
+services/evals/unstable.py, which translates to and from the v2 one). A change to evaluators or
+rules reloads this replica's rule cache at once (other replicas within services/evals/trigger.py's
+reload interval)."""
 
 from libs.common.errors import NotFound
 from libs.common.gen.obs.evals.v1 import evals_pb2 as pb
 from libs.common.scope import ProjectScope
 from services.evals.connections import ConnectionApi
 from services.evals.evaluators import EvaluatorApi
-from services.evals.fields import checked_page, findable, invalid
+from services.evals.fields import checked_page, findable, invalid, page_meta
 from services.evals.jobs import STATUSES, JobStore
 from services.evals.rules import RuleApi
 from services.evals.trigger import RuleCache
+from services.evals.unstable import UnstableApi
 
 DEFAULT_LIMIT = 50
 
@@ -23,6 +26,7 @@ class JudgeApi:
         self._rules = rules
         self._jobs = jobs
         self._cache = cache
+        self._unstable = UnstableApi(evaluators, rules)
 
     async def upsert_connection(
         self, scope: ProjectScope, request: pb.UpsertLlmConnectionRequest
@@ -46,19 +50,31 @@ class JudgeApi:
     async def create_evaluator(
         self, scope: ProjectScope, request: pb.CreateEvaluatorRequest
     ) -> pb.CreateEvaluatorResponse:
-        document = await self._evaluators.create(scope.project_id, request.body_json)
+        if not request.unstable:
+            document = await self._evaluators.create(scope.project_id, request.body_json)
+            return pb.CreateEvaluatorResponse(evaluator_json=document)
+        # An unstable creation may be a new version of an evaluator rules use.
+        document = await self._unstable.create_evaluator(scope.project_id, request.body_json)
+        await self._cache.reload()
         return pb.CreateEvaluatorResponse(evaluator_json=document)
 
     async def get_evaluator(
         self, scope: ProjectScope, request: pb.GetEvaluatorRequest
     ) -> pb.GetEvaluatorResponse:
         _require_findable(request.evaluator_id, "Evaluator")
-        document = await self._evaluators.get(scope.project_id, request.evaluator_id)
+        shape = self._unstable.get_evaluator if request.unstable else self._evaluators.get
+        document = await shape(scope.project_id, request.evaluator_id)
         return pb.GetEvaluatorResponse(evaluator_json=document)
 
     async def list_evaluators(
         self, scope: ProjectScope, request: pb.ListEvaluatorsRequest
     ) -> pb.ListEvaluatorsResponse:
+        if request.unstable:
+            page, limit = checked_page(request.page)
+            documents, total = await self._unstable.list_evaluators(scope.project_id, page, limit)
+            return pb.ListEvaluatorsResponse(
+                evaluators_json=documents, meta=page_meta(page, limit, total)
+            )
         documents, cursor = await self._evaluators.list_page(
             scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor
         )
@@ -94,7 +110,8 @@ class JudgeApi:
     async def create_rule(
         self, scope: ProjectScope, request: pb.CreateEvaluationRuleRequest
     ) -> pb.CreateEvaluationRuleResponse:
-        document = await self._rules.create(scope.project_id, request.body_json)
+        shape = self._unstable.create_rule if request.unstable else self._rules.create
+        document = await shape(scope.project_id, request.body_json)
         await self._cache.reload()
         return pb.CreateEvaluationRuleResponse(rule_json=document)
 
@@ -102,12 +119,19 @@ class JudgeApi:
         self, scope: ProjectScope, request: pb.GetEvaluationRuleRequest
     ) -> pb.GetEvaluationRuleResponse:
         _require_findable(request.rule_id, "Evaluation rule")
-        document = await self._rules.get(scope.project_id, request.rule_id)
+        shape = self._unstable.get_rule if request.unstable else self._rules.get
+        document = await shape(scope.project_id, request.rule_id)
         return pb.GetEvaluationRuleResponse(rule_json=document)
 
     async def list_rules(
         self, scope: ProjectScope, request: pb.ListEvaluationRulesRequest
     ) -> pb.ListEvaluationRulesResponse:
+        if request.unstable:
+            page, limit = checked_page(request.page)
+            documents, total = await self._unstable.list_rules(scope.project_id, page, limit)
+            return pb.ListEvaluationRulesResponse(
+                rules_json=documents, meta=page_meta(page, limit, total)
+            )
         documents, cursor = await self._rules.list_page(
             scope.project_id, request.limit or DEFAULT_LIMIT, request.cursor
         )
@@ -117,7 +141,8 @@ class JudgeApi:
         self, scope: ProjectScope, request: pb.UpdateEvaluationRuleRequest
     ) -> pb.UpdateEvaluationRuleResponse:
         _require_findable(request.rule_id, "Evaluation rule")
-        document = await self._rules.update(scope.project_id, request.rule_id, request.body_json)
+        shape = self._unstable.update_rule if request.unstable else self._rules.update
+        document = await shape(scope.project_id, request.rule_id, request.body_json)
         await self._cache.reload()
         return pb.UpdateEvaluationRuleResponse(rule_json=document)
 

@@ -111,6 +111,18 @@ class RuleApi:
         rows = await self._pool.fetch(_SELECT + _LIST_ORDER, project_id, limit + 1, offset)
         return [_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
 
+    async def numbered_page(
+        self, project_id: str, page: int, limit: int
+    ) -> tuple[list[bytes], int]:
+        """A page of the page-numbered list (the `/unstable/` shape's) and the rule count."""
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(_SELECT + _LIST_ORDER, project_id, limit, (page - 1) * limit)
+            total = await conn.fetchval(_COUNT, project_id)
+        return [_document(r) for r in rows], total
+
+    async def name_taken(self, project_id: str, name: str, except_id: str = "") -> bool:
+        return bool(await self._pool.fetchval(_NAME_TAKEN, project_id, name, except_id))
+
     async def delete(self, project_id: str, rule_id: str) -> bytes:
         if await self._pool.fetchval(_DELETE, project_id, rule_id) is None:
             raise NotFound(f"Evaluation rule {rule_id} not found")
@@ -247,6 +259,10 @@ SELECT r.id, r.name, r.enabled, r.sampling, r.filter::text AS filter, r.target, 
 FROM evaluation_rules r
 WHERE r.project_id = $1"""
 _LIST_ORDER = " ORDER BY r.created_at DESC, r.id LIMIT $2 OFFSET $3"
+_COUNT = "SELECT count(*) FROM evaluation_rules WHERE project_id = $1"
+_NAME_TAKEN = (
+    "SELECT true FROM evaluation_rules WHERE project_id = $1 AND name = $2 AND id <> $3 LIMIT 1"
+)
 _INSERT = """INSERT INTO evaluation_rules (project_id, id, name, enabled, sampling, filter,
     target, delay_ms, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $9)"""

@@ -1,15 +1,25 @@
-"""Evaluators: `/api/public/v2/evaluators[/{id}[/versions]]` as the 5.x SDK calls them, kept by
-the evals service. Errors in the `{message, code}` shape it parses (public_api_errors.py).
-Langfuse's OpenAPI file lists an older shape under `/api/public/unstable/` (one evaluator per
-rule, its own status fields), not served here."""
+"""Evaluators, kept by the evals service: `/api/public/v2/evaluators[/{id}[/versions]]` as the
+5.x SDK calls them, and the same evaluators in the shape of Langfuse's OpenAPI file under
+`/api/public/unstable/evaluators[/{id}]` (page-numbered lists, a family named by `name`; the
+evals service translates, services/evals/unstable.py). No SDK calls the unstable routes. Errors
+in the `{message, code}` shape both parse (public_api_errors.py)."""
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from libs.common.gen.obs.common.v1 import common_pb2
 from libs.common.gen.obs.evals.v1 import evals_pb2
 from libs.common.scope import ProjectScope
-from services.gateway.endpoint import backend_options, list_response, query_int, state_of
+from services.gateway.endpoint import (
+    backend_options,
+    list_response,
+    page_meta,
+    page_params,
+    query_int,
+    state_of,
+)
 from services.gateway.routes.public_api_errors import public_api_endpoint
 
 
@@ -80,7 +90,49 @@ async def list_versions(request: Request, scope: ProjectScope) -> Response:
     return cursor_list(reply.versions_json, reply.next_cursor)
 
 
+def unstable_page(request: Request) -> common_pb2.PageRequest:
+    """`page` (default 1) and `limit` (default 50) of the unstable lists."""
+    page, limit = page_params(request, 50)
+    return common_pb2.PageRequest(page=page, limit=limit)
+
+
+def deleted(message: str) -> Response:
+    """The unstable routes' deletion answer, `{"message": ...}`."""
+    return Response(orjson.dumps({"message": message}), media_type="application/json")
+
+
+async def list_unstable(request: Request, scope: ProjectScope) -> Response:
+    reply = await state_of(request).backends.evals.ListEvaluators(
+        evals_pb2.ListEvaluatorsRequest(unstable=True, page=unstable_page(request)),
+        **backend_options(request, scope),
+    )
+    return list_response(reply.evaluators_json, page_meta(reply.meta))
+
+
+async def create_unstable(request: Request, scope: ProjectScope) -> Response:
+    reply = await state_of(request).backends.evals.CreateEvaluator(
+        evals_pb2.CreateEvaluatorRequest(body_json=await request.body(), unstable=True),
+        **backend_options(request, scope),
+    )
+    return json_response(reply.evaluator_json)
+
+
+async def get_unstable(request: Request, scope: ProjectScope) -> Response:
+    reply = await state_of(request).backends.evals.GetEvaluator(
+        evals_pb2.GetEvaluatorRequest(evaluator_id=request.path_params["evaluator_id"],
+                                      unstable=True),
+        **backend_options(request, scope),
+    )  # fmt: skip
+    return json_response(reply.evaluator_json)
+
+
+async def delete_unstable(request: Request, scope: ProjectScope) -> Response:
+    await delete_evaluator(request, scope)
+    return deleted("Evaluator successfully deleted")
+
+
 V2 = "/api/public/v2/evaluators"
+UNSTABLE = "/api/public/unstable/evaluators"
 ROUTES = [
     Route(V2, public_api_endpoint(list_evaluators), methods=["GET"]),
     Route(V2, public_api_endpoint(create_evaluator), methods=["POST"]),
@@ -88,4 +140,8 @@ ROUTES = [
     Route(f"{V2}/{{evaluator_id}}", public_api_endpoint(update_evaluator), methods=["PATCH"]),
     Route(f"{V2}/{{evaluator_id}}", public_api_endpoint(delete_evaluator), methods=["DELETE"]),
     Route(f"{V2}/{{evaluator_id}}/versions", public_api_endpoint(list_versions), methods=["GET"]),
+    Route(UNSTABLE, public_api_endpoint(list_unstable), methods=["GET"]),
+    Route(UNSTABLE, public_api_endpoint(create_unstable), methods=["POST"]),
+    Route(f"{UNSTABLE}/{{evaluator_id}}", public_api_endpoint(get_unstable), methods=["GET"]),
+    Route(f"{UNSTABLE}/{{evaluator_id}}", public_api_endpoint(delete_unstable), methods=["DELETE"]),
 ]
