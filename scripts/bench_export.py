@@ -36,6 +36,7 @@ from services.query.blob_export import BlobExporter
 from services.query.clickhouse import open_clickhouse
 from services.query.export_api import ExportApi
 from services.query.export_store import ExportStore
+from services.query.export_targets import parse_networks
 from tests.support.devenv import ROOT, dev_env
 
 Row = tuple[str, str, str]
@@ -43,6 +44,7 @@ PROJECT = "bench-export"
 BENCH_DIR = Path(os.environ.get("BENCH_EXPORT_DIR", ROOT / ".dev" / "bench"))
 MIGRATIONS = ROOT / "services" / "query" / "migrations" / "postgres"
 ENV = dev_env()
+LOCAL = parse_networks(ENV["QUERY_EXPORT_ALLOWED_NETWORKS"])  # the bench's MinIO
 
 
 def export_rows(observations: int | None = None) -> list[Row]:
@@ -99,8 +101,12 @@ async def run_child(directory: str) -> dict[str, float]:
         try:
             box = SecretBox(os.urandom(32))
             store = ExportStore(pool)
-            await ExportApi(store, box).upsert(PROJECT, _integration(bucket))
-            exporter = BlobExporter(store, clickhouse, box, lag=timedelta(0))
+            await ExportApi(store, box, allowed_networks=LOCAL).upsert(
+                PROJECT, _integration(bucket)
+            )
+            exporter = BlobExporter(
+                store, clickhouse, box, lag=timedelta(0), allowed_networks=LOCAL
+            )
             started = time.perf_counter()
             run = await exporter.export_project(PROJECT)
             seconds = time.perf_counter() - started

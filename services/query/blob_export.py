@@ -31,6 +31,7 @@ from services.query.config import QueryConfig
 from services.query.export_files import TABLES, ExportTable, encoder, extension
 from services.query.export_store import ExportSettings, ExportStore, Integration, Run
 from services.query.export_targets import (
+    Network,
     ObjectUpload,
     Target,
     TargetError,
@@ -60,7 +61,9 @@ _READ_SETTINGS = (
 )
 
 
-def target_of(settings: ExportSettings, secret: str) -> Target:
+def target_of(
+    settings: ExportSettings, secret: str, allowed_networks: tuple[Network, ...]
+) -> Target:
     """Where an integration's files go (also probed before its settings are saved)."""
     return Target(
         endpoint=settings.endpoint,
@@ -69,6 +72,7 @@ def target_of(settings: ExportSettings, secret: str) -> Target:
         access_key_id=settings.access_key_id,
         secret_access_key=secret,
         force_path_style=settings.force_path_style,
+        allowed_networks=allowed_networks,
     )
 
 
@@ -95,9 +99,11 @@ class BlobExporter:
         box: SecretBox | None,
         *,
         lag: timedelta,
+        allowed_networks: tuple[Network, ...] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
+        self._allowed_networks = allowed_networks
         self._clickhouse = clickhouse
         self._box = box
         self._lag = lag
@@ -178,7 +184,7 @@ class BlobExporter:
         if self._box is None:
             raise SecretKeyError("QUERY_ENCRYPTION_KEY is not set: the credentials cannot be read")
         secret = self._box.open(integration.sealed_secret, integration.project_id)
-        target = target_of(integration.settings, secret)
+        target = target_of(integration.settings, secret, self._allowed_networks)
         total, objects = 0, []
         try:
             async with s3_client(target) as client:

@@ -4,6 +4,7 @@ from libs.common import config
 from libs.common.config import ConfigError, GrpcServiceSettings
 from libs.common.kafka import KafkaClientSettings
 from libs.common.secret_box import check_key_setting
+from services.query.export_targets import parse_networks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,11 +26,18 @@ class QueryConfig(GrpcServiceSettings, KafkaClientSettings):
     encryption_key_previous: str = ""
     # An export covers rows written until this long ago: the writer's inserts still on their way.
     export_lag_seconds: float = 300.0
+    # Private networks (comma-separated CIDRs) export endpoints may resolve into; public
+    # addresses always may (services/query/export_targets.py).
+    export_allowed_networks: str = ""
 
     def __post_init__(self) -> None:
         super(QueryConfig, self).__post_init__()
         check_key_setting("QUERY_ENCRYPTION_KEY", self.encryption_key)
         check_key_setting("QUERY_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous)
+        try:
+            parse_networks(self.export_allowed_networks)
+        except ValueError as exc:
+            raise ConfigError(f"QUERY_EXPORT_ALLOWED_NETWORKS: {exc}") from exc
         if self.export_lag_seconds < 0:
             raise ConfigError("QUERY_EXPORT_LAG_SECONDS must be ≥ 0")
 

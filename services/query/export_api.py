@@ -16,7 +16,7 @@ from libs.common.secret_box import SecretBox, SecretKeyError
 from services.query.blob_export import FREQUENCIES, target_of
 from services.query.export_files import FIELD_GROUPS
 from services.query.export_store import ExportSettings, ExportStore, Integration
-from services.query.export_targets import TargetError, probe
+from services.query.export_targets import Network, TargetError, probe
 
 _TYPES = ("S3", "S3_COMPATIBLE", "AZURE_BLOB_STORAGE")
 _FILE_TYPES = ("JSON", "CSV", "JSONL", "PARQUET")
@@ -38,9 +38,16 @@ _NOT_FOUND = "Blob storage integration not found"
 
 
 class ExportApi:
-    def __init__(self, store: ExportStore, box: SecretBox | None) -> None:
+    def __init__(
+        self,
+        store: ExportStore,
+        box: SecretBox | None,
+        *,
+        allowed_networks: tuple[Network, ...] = (),
+    ) -> None:
         self._store = store
         self._box = box
+        self._allowed_networks = allowed_networks
 
     async def upsert(self, project_id: str, body_json: bytes) -> bytes:
         if self._box is None:
@@ -61,7 +68,7 @@ class ExportApi:
                     "Invalid request data: the stored secretAccessKey cannot be read; send it again"
                 ) from exc
         try:
-            await probe(target_of(settings, secret), settings.prefix)
+            await probe(target_of(settings, secret, self._allowed_networks), settings.prefix)
         except TargetError as exc:
             raise InvalidArgument(
                 f"Could not write to bucket {settings.bucket_name!r}: {exc}"

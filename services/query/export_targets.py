@@ -1,11 +1,20 @@
 """The customer's bucket a blob-storage export writes to: a client for it, the probe run when an
 integration is saved, and an object written as a stream of multipart-upload parts (at most one
-part in memory)."""
+part in memory).
 
+The endpoint is a client's choice, so before any connection its host is resolved and every address
+must be public, or inside a network the operator allowed (QUERY_EXPORT_ALLOWED_NETWORKS, e.g. an
+in-cluster MinIO): a project may not make the query service probe internal addresses. (A host whose
+DNS answer changes between this check and botocore's own lookup is not caught.)"""
+
+import asyncio
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aioboto3
 from botocore.config import Config
@@ -16,8 +25,22 @@ PART_BYTES = 8 * 2**20
 PROBE_KEY = "langfuse-blob-storage-check.txt"
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 class TargetError(Exception):
     """The bucket refused or could not be reached; the message is the store's own words."""
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated CIDRs (`127.0.0.0/8, 10.1.0.0/16`); ValueError names a bad one."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not a network (CIDR)") from exc
+    return tuple(networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +51,34 @@ class Target:
     access_key_id: str
     secret_access_key: str
     force_path_style: bool
+    # Private networks the endpoint may resolve into (public addresses always may).
+    allowed_networks: tuple[Network, ...] = ()
+
+
+async def check_endpoint(target: Target) -> None:
+    """Raises TargetError unless every address of the endpoint's host is public or allowed.
+    No endpoint means AWS S3 itself."""
+    if target.endpoint is None:
+        return
+    url = urlsplit(target.endpoint)
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetError(f"endpoint host {host!r} does not resolve") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global and not any(address in n for n in target.allowed_networks):
+            raise TargetError(
+                f"endpoint host {host!r} resolves to {address}, a private address this"
+                " deployment does not export to (QUERY_EXPORT_ALLOWED_NETWORKS)"
+            )
 
 
 @asynccontextmanager
 async def s3_client(target: Target) -> AsyncIterator[Any]:
+    await check_endpoint(target)
     session = aioboto3.Session(
         aws_access_key_id=target.access_key_id,
         aws_secret_access_key=target.secret_access_key,

@@ -34,6 +34,7 @@ from services.query.consumer import (
 from services.query.deletions import DeletionNotices
 from services.query.export_api import ExportApi
 from services.query.export_store import ExportStore
+from services.query.export_targets import parse_networks
 from services.query.handlers import QueryServicer
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.project_deletions import ProjectPurger, WriterBacklog
@@ -61,8 +62,16 @@ async def run(cfg: QueryConfig) -> None:
     deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
     exports = ExportStore(pool)
     box = open_box(cfg.encryption_key, cfg.encryption_key_previous)
-    exporter = BlobExporter(exports, clickhouse, box, lag=timedelta(seconds=cfg.export_lag_seconds))
-    servicer = QueryServicer(store, models, catalogs, deletions, ExportApi(exports, box))
+    allowed = parse_networks(cfg.export_allowed_networks)
+    exporter = BlobExporter(
+        exports,
+        clickhouse,
+        box,
+        lag=timedelta(seconds=cfg.export_lag_seconds),
+        allowed_networks=allowed,
+    )
+    export_api = ExportApi(exports, box, allowed_networks=allowed)
+    servicer = QueryServicer(store, models, catalogs, deletions, export_api)
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
     event_writer = EventWriter(store, catalogs, RecentState(cfg.writer_state_entities))

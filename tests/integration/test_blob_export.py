@@ -30,6 +30,7 @@ from services.query.clickhouse import ClickHouse, ClickHouseTarget, EmbeddedClic
 from services.query.export_api import ExportApi, status_document
 from services.query.export_files import OBSERVATIONS, TABLES, ExportTable
 from services.query.export_store import ExportStore, Run
+from services.query.export_targets import parse_networks
 from services.query.rows import to_row
 from tests.support.minio import SecondMinio, second_minio
 
@@ -62,6 +63,7 @@ async def pool(pg_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 BOX = SecretBox(bytes(range(32)))
+LOCAL = parse_networks("127.0.0.0/8")  # the second MinIO
 # The exporters' clock: an hour that has not come yet, so that PostgreSQL's now() (which
 # stamps triggers) is always before it.
 T0 = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
@@ -92,7 +94,14 @@ def body(server: SecondMinio, bucket: str, **overrides: Any) -> bytes:
 
 
 def exporter(pool: asyncpg.Pool, clickhouse: ClickHouse, now: datetime) -> BlobExporter:
-    return BlobExporter(ExportStore(pool), clickhouse, BOX, lag=timedelta(0), clock=lambda: now)
+    return BlobExporter(
+        ExportStore(pool),
+        clickhouse,
+        BOX,
+        lag=timedelta(0),
+        allowed_networks=LOCAL,
+        clock=lambda: now,
+    )
 
 
 async def write_rows(
@@ -231,7 +240,7 @@ async def test_each_format_reads_back_as_the_source_rows(
     bucket = await asyncio.to_thread(target.new_bucket)
     await write_rows(clickhouse, project, 30, T0 - timedelta(hours=2))
     await write_rows(clickhouse, f"{project}-other", 5, T0 - timedelta(hours=2))
-    api = ExportApi(ExportStore(pool), BOX)
+    api = ExportApi(ExportStore(pool), BOX, allowed_networks=LOCAL)
     await api.upsert(project, body(target, bucket, fileType=file_type, compressed=compressed))
 
     run = await exporter(pool, clickhouse, T0).export_project(project)
@@ -262,7 +271,7 @@ async def test_field_groups_choose_the_observation_columns(
     bucket = await asyncio.to_thread(target.new_bucket)
     await write_rows(clickhouse, project, 3, T0 - timedelta(hours=1))
     groups = ["core", "usage", "trace_context"]  # trace_context has no columns here
-    await ExportApi(ExportStore(pool), BOX).upsert(
+    await ExportApi(ExportStore(pool), BOX, allowed_networks=LOCAL).upsert(
         project,
         body(
             target,
@@ -291,7 +300,9 @@ async def test_a_later_run_exports_only_what_was_written_since(
     bucket = await asyncio.to_thread(target.new_bucket)
     first = await write_rows(clickhouse, project, 10, T0 - timedelta(minutes=30))
     store = ExportStore(pool)
-    await ExportApi(store, BOX).upsert(project, body(target, bucket, fileType="JSONL"))
+    await ExportApi(store, BOX, allowed_networks=LOCAL).upsert(
+        project, body(target, bucket, fileType="JSONL")
+    )
     assert (await exporter(pool, clickhouse, T0).export_project(project)) is not None
 
     # Not due yet: nothing runs. Then new traces, and an update of an exported one.
@@ -365,16 +376,26 @@ async def test_a_crashed_run_is_run_again_without_gaps_or_duplicates(
     # ~20 MB of observations: several upload parts and batches before the crash.
     await write_rows(clickhouse, project, 1200, T0 - timedelta(hours=1), input_bytes=8000)
     store = ExportStore(pool)
-    await ExportApi(store, BOX).upsert(
+    await ExportApi(store, BOX, allowed_networks=LOCAL).upsert(
         project, body(target, bucket, fileType="JSONL", compressed=False)
     )
     if crash == "between chunks":
         dying = BlobExporter(
-            store, CrashingReads(clickhouse, 2), BOX, lag=timedelta(0), clock=lambda: T0
+            store,
+            CrashingReads(clickhouse, 2),
+            BOX,
+            lag=timedelta(0),
+            allowed_networks=LOCAL,
+            clock=lambda: T0,
         )  # type: ignore[arg-type]
     else:
         dying = BlobExporter(
-            CrashingCommit(pool), clickhouse, BOX, lag=timedelta(0), clock=lambda: T0
+            CrashingCommit(pool),
+            clickhouse,
+            BOX,
+            lag=timedelta(0),
+            allowed_networks=LOCAL,
+            clock=lambda: T0,
         )
     with pytest.raises(Crash):
         await dying.export_project(project)
@@ -416,7 +437,7 @@ async def test_credentials_the_bucket_refuses_are_a_400_on_save_and_a_readable_f
     project = f"p-{uuid.uuid4().hex[:8]}"
     bucket = await asyncio.to_thread(target.new_bucket)
     store = ExportStore(pool)
-    api = ExportApi(store, BOX)
+    api = ExportApi(store, BOX, allowed_networks=LOCAL)
     with pytest.raises(InvalidArgument, match="InvalidAccessKeyId|SignatureDoesNotMatch"):
         await api.upsert(project, body(target, bucket, secretAccessKey="wrong-secret-key"))
     with pytest.raises(InvalidArgument, match="NoSuchBucket"):
@@ -447,7 +468,9 @@ async def test_one_exporter_at_a_time_runs_a_project(
     project = f"p-{uuid.uuid4().hex[:8]}"
     bucket = await asyncio.to_thread(target.new_bucket)
     await write_rows(clickhouse, project, 50, T0 - timedelta(hours=1))
-    await ExportApi(ExportStore(pool), BOX).upsert(project, body(target, bucket))
+    await ExportApi(ExportStore(pool), BOX, allowed_networks=LOCAL).upsert(
+        project, body(target, bucket)
+    )
     # A second replica: its own pool (its own PostgreSQL sessions).
     async with asyncpg.create_pool(pg_dsn, min_size=1, max_size=4) as other_pool:
         async with ExportStore(other_pool).locked(project) as held:
