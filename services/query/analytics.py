@@ -4,7 +4,7 @@ A metrics query (JSON) names a view, dimensions, metrics (a measure and an aggre
 an optional time dimension and a time range. It is checked against the view and turned into one
 SELECT over the current rows of the view's table (FINAL, tombstones left out, the project bound as
 a parameter); every client value is a bound `{name:Type}` parameter, every name in the SQL comes
-from the views below. The views name their fields from the column maps of services/query/filters.py,
+from the views below. The views take their fields and measures from services/query/entities.py,
 so a field means the same column in list filters, metrics filters and metrics dimensions.
 `build` is pure; `answer` runs a query, reading whole past days of the observations view from
 pre-aggregated rollups where it can (the fast path, below) and the rest live.
@@ -20,10 +20,20 @@ import orjson
 
 from libs.common.errors import InvalidArgument
 from libs.common.scope import read_cutoff
+from services.query.entities import (
+    BOOLEAN_SCORES,
+    CATEGORICAL,
+    FILTER,
+    HIGH,
+    NUMERIC,
+    OBSERVATION,
+    SCORE,
+    TRACE,
+    V2,
+    Entity,
+    Measure,
+)
 from services.query.filters import (
-    OBSERVATION_FILTER_COLUMNS,
-    SCORE_FILTER_COLUMNS,
-    TRACE_FILTER_COLUMNS,
     Where,
     add_conditions,
     bare_column,
@@ -45,20 +55,10 @@ TIME_KEY = "time_dimension"
 
 
 @dataclass(frozen=True)
-class Measure:
-    """A measure's value on one row of the view (null when unknown: it is then not counted).
-    `distinct` measures count distinct values of `sql` whatever the aggregation (count or sum)."""
-
-    sql: str
-    joins: tuple[str, ...] = ()
-    distinct: bool = False
-
-
-@dataclass(frozen=True)
 class View:
     table: str
     time_field: str
-    # Filterable fields: API name -> (column or expression, kind), as filters.py describes them.
+    # Filterable fields: API name -> (column or expression, kind), as entities.py describes them.
     fields: dict[str, tuple[str, str]]
     dimensions: tuple[str, ...]
     measures: dict[str, Measure]
@@ -67,188 +67,27 @@ class View:
     segment: str = "1"  # which rows of the table the view holds
 
 
-def _fields(columns: dict[str, tuple[str, str]], *names: str, **renamed: str) -> dict[str, Any]:
-    """Entries of a filters.py column map, some under the metrics API's name for them."""
-    return {**{n: columns[n] for n in names}, **{new: columns[old] for new, old in renamed.items()}}
+def _view(entity: Entity, name: str, segment: str = "1") -> View:
+    """The metrics view `name` of an entity: the fields and measures its description gives it."""
+    fields = entity.metrics_fields(name)
+    return View(
+        table=entity.table,
+        time_field=entity.time_field,
+        fields={f.name: (f.column, f.kind) for f in fields},
+        dimensions=tuple(f.name for f in fields if f.metrics != FILTER),
+        measures=entity.metrics_measures(name),
+        high_cardinality=tuple(f.name for f in fields if f.metrics == HIGH),
+        v2_only=tuple(f.name for f in fields if f.metrics == V2),
+        segment=segment,
+    )
 
-
-def _usage(details: str, kind: str) -> str:
-    """Langfuse's input/output sums: every key of the usage or cost map that names the kind."""
-    keys = f"(k, v) -> positionCaseInsensitive(k, '{kind}') > 0"
-    return f"toFloat64(arraySum(mapValues(mapFilter({keys}, {details}))))"
-
-
-_MS = "date_diff('millisecond', {}, {})"
-_OBSERVATION_MEASURES = {
-    "count": Measure("1"),
-    "latency": Measure(_MS.format("start_time", "end_time")),
-    "streamingLatency": Measure(_MS.format("completion_start_time", "end_time")),
-    "inputTokens": Measure(_usage("usage_details", "input")),
-    "outputTokens": Measure(_usage("usage_details", "output")),
-    "totalTokens": Measure("usage_details['total']"),
-    "outputTokensPerSecond": Measure(
-        f"{_usage('usage_details', 'output')} * 1000"
-        f" / nullIf({_MS.format('completion_start_time', 'end_time')}, 0)"
-    ),
-    "tokensPerSecond": Measure(
-        f"usage_details['total'] * 1000 / nullIf({_MS.format('start_time', 'end_time')}, 0)"
-    ),
-    "inputCost": Measure(_usage("cost_details", "input")),
-    "outputCost": Measure(_usage("cost_details", "output")),
-    "totalCost": Measure("toFloat64(total_cost)"),
-    "timeToFirstToken": Measure(_MS.format("start_time", "completion_start_time")),
-    "countScores": Measure("ifNull(sc_count, 0)", ("observation_scores",)),
-}
-_SCORE_DIMENSIONS = (
-    "environment", "name", "source", "dataType", "configId", "timestampMonth", "timestampDay",
-    "traceName", "tags", "traceRelease", "traceVersion", "observationName",
-    "observationModelName", "observationPromptName", "observationPromptVersion",
-    "id", "traceId", "userId", "sessionId", "observationId",
-)  # fmt: skip
-_SCORE_FIELDS = {
-    **_fields(
-        SCORE_FILTER_COLUMNS, "id", "name", "timestamp", "source", "dataType", "environment",
-        "traceId", "observationId", "sessionId", "configId", "metadata", "userId", "traceName",
-        "traceRelease", "traceVersion", "observationName", "observationModelName",
-        "observationPromptName", "observationPromptVersion", tags="traceTags",
-    ),
-    "timestampMonth": ("formatDateTime(timestamp, '%Y-%m')", "string"),
-    "timestampDay": ("formatDateTime(timestamp, '%Y-%m-%d')", "string"),
-}  # fmt: skip
-_SCORE_HIGH_CARDINALITY = ("id", "traceId", "userId", "sessionId", "observationId")
-_NUMERIC_SCORE_MEASURES = {"count": Measure("1"), "value": Measure("value")}
 
 VIEWS = {
-    "traces": View(
-        table="traces",
-        time_field="timestamp",
-        fields={
-            **_fields(
-                TRACE_FILTER_COLUMNS,
-                "id",
-                "name",
-                "timestamp",
-                "userId",
-                "sessionId",
-                "release",
-                "version",
-                "environment",
-                "tags",
-                "metadata",
-            ),
-            "timestampMonth": ("formatDateTime(timestamp, '%Y-%m')", "string"),
-        },  # fmt: skip
-        dimensions=(
-            "id",
-            "name",
-            "tags",
-            "userId",
-            "sessionId",
-            "release",
-            "version",
-            "environment",
-            "timestampMonth",
-        ),  # fmt: skip
-        measures={
-            "count": Measure("1"),
-            "observationsCount": Measure("ifNull(r_observations, 0)", ("trace_rollup",)),
-            "scoresCount": Measure("ifNull(sc_count, 0)", ("trace_scores",)),
-            "uniqueUserIds": Measure("user_id", distinct=True),
-            "uniqueSessionIds": Measure("session_id", distinct=True),
-            "latency": Measure(_MS.format("r_first", "r_last"), ("trace_rollup",)),
-            "totalTokens": Measure("r_tokens", ("trace_rollup",)),
-            "totalCost": Measure("r_cost", ("trace_rollup",)),
-        },
-        high_cardinality=("id", "userId", "sessionId"),
-    ),
-    "observations": View(
-        table="observations",
-        time_field="startTime",
-        fields={
-            **_fields(
-                OBSERVATION_FILTER_COLUMNS,
-                "id",
-                "traceId",
-                "parentObservationId",
-                "type",
-                "name",
-                "level",
-                "version",
-                "environment",
-                "providedModelName",
-                "promptName",
-                "promptVersion",
-                "traceName",
-                "traceRelease",
-                "traceVersion",
-                "userId",
-                "sessionId",
-                "metadata",
-                "startTime",
-                "endTime",
-                tags="traceTags",
-                release="traceRelease",
-            ),
-            "isRootObservation": ("toBool(isNull(parent_observation_id))", "boolean"),
-            "startTimeMonth": ("formatDateTime(start_time, '%Y-%m')", "string"),
-        },  # fmt: skip
-        dimensions=(
-            "environment",
-            "type",
-            "name",
-            "level",
-            "version",
-            "tags",
-            "release",
-            "traceName",
-            "traceRelease",
-            "traceVersion",
-            "providedModelName",
-            "promptName",
-            "promptVersion",
-            "isRootObservation",
-            "startTimeMonth",
-            "id",
-            "traceId",
-            "userId",
-            "sessionId",
-            "parentObservationId",
-        ),  # fmt: skip
-        measures=_OBSERVATION_MEASURES,
-        high_cardinality=("id", "traceId", "userId", "sessionId", "parentObservationId"),
-        v2_only=("isRootObservation",),
-    ),
-    "scores-numeric": View(
-        table="scores",
-        time_field="timestamp",
-        fields={**_SCORE_FIELDS, **_fields(SCORE_FILTER_COLUMNS, "value")},
-        dimensions=(*_SCORE_DIMENSIONS, "value"),
-        measures=_NUMERIC_SCORE_MEASURES,
-        high_cardinality=_SCORE_HIGH_CARDINALITY,
-        segment="data_type IN ('NUMERIC', 'BOOLEAN')",
-    ),
-    "scores-boolean": View(
-        table="scores",
-        time_field="timestamp",
-        fields={
-            **_SCORE_FIELDS,
-            **_fields(SCORE_FILTER_COLUMNS, "value"),
-            "booleanValue": ("toBool(value = 1)", "boolean"),
-        },  # fmt: skip
-        dimensions=(*_SCORE_DIMENSIONS, "value", "booleanValue"),
-        measures=_NUMERIC_SCORE_MEASURES,
-        high_cardinality=_SCORE_HIGH_CARDINALITY,
-        segment="data_type = 'BOOLEAN'",
-    ),
-    "scores-categorical": View(
-        table="scores",
-        time_field="timestamp",
-        fields={**_SCORE_FIELDS, **_fields(SCORE_FILTER_COLUMNS, "stringValue")},
-        dimensions=(*_SCORE_DIMENSIONS, "stringValue"),
-        measures={"count": Measure("1")},
-        high_cardinality=_SCORE_HIGH_CARDINALITY,
-        segment="data_type = 'CATEGORICAL'",
-    ),
+    "traces": _view(TRACE, "traces"),
+    "observations": _view(OBSERVATION, "observations"),
+    NUMERIC: _view(SCORE, NUMERIC, "data_type IN ('NUMERIC', 'BOOLEAN')"),
+    BOOLEAN_SCORES: _view(SCORE, BOOLEAN_SCORES, "data_type = 'BOOLEAN'"),
+    CATEGORICAL: _view(SCORE, CATEGORICAL, "data_type = 'CATEGORICAL'"),
 }
 V2_VIEWS = ("observations", "scores-numeric", "scores-boolean", "scores-categorical")
 
@@ -545,10 +384,21 @@ def _join(name: str) -> str:
     return f" LEFT JOIN ({source}) AS {_JOIN_ALIASES[name]} ON {condition}"
 
 
-# The columns of related rows that dimensions may name (`trace.name` and the like).
+def _related_columns(entity: Entity, prefix: str) -> tuple[str, ...]:
+    """The columns of related rows that the views' fields name (`trace.name` and the like), in
+    the order the entity describes them."""
+    named = {
+        column.removeprefix(prefix)
+        for view in VIEWS.values()
+        for column, _ in view.fields.values()
+        if column.startswith(prefix)
+    }
+    return tuple(dict.fromkeys(f.column for f in entity.fields if f.column in named))
+
+
 _RELATED_COLUMNS = {
-    "traces": ("name", "user_id", "session_id", "release", "version", "tags"),
-    "observations": ("name", "provided_model_name", "prompt_name", "prompt_version"),
+    "traces": _related_columns(TRACE, "trace."),
+    "observations": _related_columns(OBSERVATION, "observation."),
 }
 
 
@@ -692,7 +542,7 @@ def _rollup_aggregates(table: RollupTable) -> dict[str, str]:
     from observation rows."""
     aggregates = {"rows": "count()"}
     for measure, prefix in _ROLLUP_MEASURES.items():
-        value = _OBSERVATION_MEASURES[measure].sql
+        value = OBSERVATION.measures[measure].sql
         for aggregation in ("sum", "count", "min", "max"):
             aggregates[f"{prefix}_{aggregation}"] = f"{aggregation}({value})"
         if prefix == "latency" and table.quantiles:

@@ -10,50 +10,17 @@ import orjson
 from libs.common.errors import InvalidArgument
 from libs.common.scope import read_cutoff
 from services.query import retention
+from services.query.entities import OBSERVATION, SCORE, TRACE
 from services.query.rows import parse_time
 
-# Public column name -> (SQL column, its kind), one map per entity for both kinds of filters:
-# query parameters (`string` columns; repeated values mean "any of", and for `array` columns such
-# as tags "all of") and the `filter` parameter (every kind). A `trace.` column is one of the trace
-# an observation or score belongs to, an `observation.` column one of a score's observation. The
-# metrics views (services/query/analytics.py) name their fields from these maps too.
-TRACE_FILTER_COLUMNS = {
-    "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
-    "userId": ("user_id", "string"), "sessionId": ("session_id", "string"),
-    "release": ("release", "string"), "version": ("version", "string"),
-    "environment": ("environment", "string"), "tags": ("tags", "array"),
-    "metadata": ("metadata", "object"), "public": ("public", "boolean"),
-    "bookmarked": ("bookmarked", "boolean"),
-}  # fmt: skip
-OBSERVATION_FILTER_COLUMNS = {
-    "id": ("id", "string"), "type": ("type", "string"), "name": ("name", "string"),
-    "traceId": ("trace_id", "string"), "startTime": ("start_time", "datetime"),
-    "endTime": ("end_time", "datetime"), "environment": ("environment", "string"),
-    "level": ("level", "string"), "statusMessage": ("status_message", "string"),
-    "version": ("version", "string"), "parentObservationId": ("parent_observation_id", "string"),
-    "providedModelName": ("provided_model_name", "string"),
-    "promptName": ("prompt_name", "string"), "metadata": ("metadata", "object"),
-    "totalCost": ("total_cost", "number"), "userId": ("trace.user_id", "string"),
-    "sessionId": ("trace.session_id", "string"), "traceName": ("trace.name", "string"),
-    "traceTags": ("trace.tags", "array"), "traceRelease": ("trace.release", "string"),
-    "traceVersion": ("trace.version", "string"), "promptVersion": ("prompt_version", "number"),
-}  # fmt: skip
-SCORE_FILTER_COLUMNS = {
-    "id": ("id", "string"), "name": ("name", "string"), "timestamp": ("timestamp", "datetime"),
-    "source": ("source", "string"), "dataType": ("data_type", "string"),
-    "value": ("value", "number"), "stringValue": ("string_value", "string"),
-    "environment": ("environment", "string"), "traceId": ("trace_id", "string"),
-    "observationId": ("observation_id", "string"), "sessionId": ("session_id", "string"),
-    "configId": ("config_id", "string"), "queueId": ("queue_id", "string"),
-    "datasetRunId": ("dataset_run_id", "string"), "metadata": ("metadata", "object"),
-    "userId": ("trace.user_id", "string"), "traceName": ("trace.name", "string"),
-    "traceTags": ("trace.tags", "array"), "traceRelease": ("trace.release", "string"),
-    "traceVersion": ("trace.version", "string"),
-    "observationName": ("observation.name", "string"),
-    "observationModelName": ("observation.provided_model_name", "string"),
-    "observationPromptName": ("observation.prompt_name", "string"),
-    "observationPromptVersion": ("observation.prompt_version", "number"),
-}  # fmt: skip
+# Public field -> (SQL column, its kind), one map per entity (services/query/entities.py) for
+# both kinds of filters: query parameters (`string` columns; repeated values mean "any of", and
+# for `array` columns such as tags "all of") and the `filter` parameter (every kind). A `trace.`
+# column is one of the trace an observation or score belongs to, an `observation.` column one of
+# a score's observation.
+TRACE_FILTER_COLUMNS = TRACE.filter_columns()
+OBSERVATION_FILTER_COLUMNS = OBSERVATION.filter_columns()
+SCORE_FILTER_COLUMNS = SCORE.filter_columns()
 # Which condition types each kind of column takes ("null" fits every one).
 _TYPES_OF = {
     "string": {"string", "stringOptions", "categoryOptions"},
@@ -68,11 +35,7 @@ _TYPES_OF = {
 _EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
 # The trace fields a trace list may be ordered by, and their columns.
-TRACE_ORDER = {
-    name: TRACE_FILTER_COLUMNS[name][0]
-    for name in ("id", "timestamp", "name", "userId", "release", "version", "public",
-                 "bookmarked", "sessionId")
-}  # fmt: skip
+TRACE_ORDER = TRACE.sort_columns()
 
 
 @dataclass

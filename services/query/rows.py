@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from services.query.entities import DATETIME, ENTITIES
 from services.query.pricing import Priced
 
 IMMUTABLE = {
@@ -312,26 +313,12 @@ def decode_metadata(metadata: dict[str, str] | None) -> dict[str, Any]:
     return {k: decode_json(v) for k, v in (metadata or {}).items()}
 
 
-TRACE_COLUMNS = {
-    "id": "id", "timestamp": "timestamp", "name": "name", "userId": "user_id",
-    "sessionId": "session_id", "release": "release", "version": "version",
-    "environment": "environment", "public": "public", "tags": "tags",
-}  # fmt: skip
-OBSERVATION_COLUMNS = {
-    "id": "id", "traceId": "trace_id", "parentObservationId": "parent_observation_id",
-    "type": "type", "name": "name", "startTime": "start_time", "endTime": "end_time",
-    "completionStartTime": "completion_start_time", "environment": "environment",
-    "level": "level", "statusMessage": "status_message", "version": "version",
-    "model": "provided_model_name", "promptName": "prompt_name", "promptVersion": "prompt_version",
-}  # fmt: skip
-SCORE_COLUMNS = {
-    "id": "id", "timestamp": "timestamp", "traceId": "trace_id",
-    "observationId": "observation_id", "sessionId": "session_id",
-    "datasetRunId": "dataset_run_id", "environment": "environment", "name": "name",
-    "dataType": "data_type", "source": "source", "comment": "comment", "configId": "config_id",
-    "queueId": "queue_id",
-}  # fmt: skip
-_TIME_FIELDS = {"timestamp", "startTime", "endTime", "completionStartTime"}
+# Merge-state field -> its column, per kind: the fields stored as they are (the others below);
+# times as datetimes in rows, ISO text in the state.
+_COLUMNS = {kind: entity.stored_columns() for kind, entity in ENTITIES.items()}
+_TIME_FIELDS = {
+    f.name for e in ENTITIES.values() for f in e.fields if f.stored and f.kind == DATETIME
+}
 
 
 def usage_with_total(usage: dict[str, Any] | None) -> dict[str, int]:
@@ -346,9 +333,8 @@ def to_row(
     kind: str, project_id: str, state: dict[str, Any], now: datetime, priced: Priced | None = None
 ) -> dict[str, Any]:
     """The ClickHouse row of a merged state; observations also take their computed price."""
-    columns = {"trace": TRACE_COLUMNS, "observation": OBSERVATION_COLUMNS, "score": SCORE_COLUMNS}
     row: dict[str, Any] = {"project_id": project_id}
-    for field, column in columns[kind].items():
+    for field, column in _COLUMNS[kind].items():
         value = state.get(field)
         row[column] = parse_time(value) if field in _TIME_FIELDS else value
     row["metadata"] = encode_metadata(state.get("metadata"))
@@ -408,9 +394,8 @@ def to_row(
 
 def from_row(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     """The merge state of a stored row (the inverse of `to_row`)."""
-    columns = {"trace": TRACE_COLUMNS, "observation": OBSERVATION_COLUMNS, "score": SCORE_COLUMNS}
     state: dict[str, Any] = {}
-    for field, column in columns[kind].items():
+    for field, column in _COLUMNS[kind].items():
         value = row.get(column)
         state[field] = iso(value) if field in _TIME_FIELDS else value
     state["metadata"] = decode_metadata(row.get("metadata"))

@@ -3,6 +3,7 @@ key the pydantic-based SDKs require present, null where unknown. Pure."""
 
 from typing import Any
 
+from services.query.entities import OBSERVATION, TRACE
 from services.query.rows import from_row, iso, parse_time
 
 
@@ -160,55 +161,31 @@ def full_trace_view(
     return trace_view(row, project_id, observations, scores, latency, total_cost)
 
 
-TRACE_GROUPS = {"core", "io", "scores", "observations", "metrics"}
+TRACE_GROUPS = set(TRACE.groups())
+# What a list answers for the fields of a group not asked for, as Langfuse does.
+_PLACEHOLDERS: dict[str, Any] = {"array": [], "number": -1}
 
 
 def listed_trace_view(
     row: dict[str, Any], project_id: str, rollup: dict[str, Any], groups: set[str]
 ) -> dict[str, Any]:
     """A trace of a list, with the field groups asked for; the others keep their keys (the
-    SDKs' models require them) with Langfuse's placeholders: null, [] or -1 for metrics."""
+    SDKs' models require them) with Langfuse's placeholders: null, [] or -1 for numbers."""
     first, last = parse_time(rollup.get("first_start")), parse_time(rollup.get("last_end"))
     latency = (last - first).total_seconds() if first and last else 0.0
     view = trace_view(
         row, project_id, list(rollup.get("ids", [])), list(rollup.get("score_ids", [])),
         latency, float(rollup.get("total_cost") or 0.0),
     )  # fmt: skip
-    if "io" not in groups:
-        view.update(input=None, output=None, metadata=None)
-    if "observations" not in groups:
-        view["observations"] = []
-    if "scores" not in groups:
-        view["scores"] = []
-    if "metrics" not in groups:
-        view.update(latency=-1, totalCost=-1)
+    for f in TRACE.fields:
+        if f.group not in groups and f.group != "core":
+            view[f.name] = _PLACEHOLDERS.get(f.kind)
     return view
 
 
-V2_GROUPS = {
-    "core": ("id", "traceId", "startTime", "endTime", "projectId", "parentObservationId", "type"),
-    "basic": (
-        "name",
-        "level",
-        "statusMessage",
-        "version",
-        "environment",
-        "bookmarked",
-        "public",
-        "userId",
-        "sessionId",
-        "isRootObservation",
-    ),
-    "time": ("completionStartTime", "createdAt", "updatedAt"),
-    "io": ("input", "output"),
-    "metadata": ("metadata",),
-    "model": ("providedModelName", "internalModelId", "modelParameters"),
-    "usage": ("usageDetails", "costDetails", "totalCost", "usagePricingTierName"),
-    "prompt": ("promptId", "promptName", "promptVersion"),
-    "metrics": ("latency", "timeToFirstToken"),
-    "trace_context": ("tags", "release", "traceName"),
-}
-V2_TRACE_GROUPS = {"basic", "trace_context"}  # the groups that need the observation's trace
+V2_GROUPS = OBSERVATION.groups()
+# The groups that need the observation's trace.
+V2_TRACE_GROUPS = {f.group for f in OBSERVATION.fields if f.column.startswith("trace.") and f.group}
 _METADATA_PREVIEW = 200
 
 
