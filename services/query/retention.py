@@ -29,10 +29,11 @@ log = structlog.get_logger()
 
 # The column each table's retention counts from.
 TIME_COLUMNS = {"traces": "timestamp", "observations": "start_time", "scores": "timestamp"}
-# Tables of per-day rows derived from those (migrations 0006-0009), keyed by `day`.
+# Tables of per-day rows derived from those (migrations 0006-0009, 0011), keyed by `day`.
 DAY_TABLES = (
     "observation_days",
     "score_days",
+    "observation_ids",
     "observation_rollups",
     "observation_rollup_builds",
     "observation_trace_rollups",

@@ -36,6 +36,14 @@ SCORES_OF_TRACES = (
     " WHERE project_id = {project_id:String} AND trace_id IN {traces:Array(String)})"
     " AND trace_id IN {traces:Array(String)}"
 )
+# Observations of the ids in {ids:Array(String)}, their traces and days looked up first
+# (observation_ids, by primary key): by id alone ClickHouse would test the id bloom filter of
+# every granule of the project.
+OBSERVATIONS_BY_ID = (
+    "(toDate(start_time), trace_id) IN (SELECT day, trace_id FROM observation_ids"
+    " WHERE project_id = {project_id:String} AND id IN {ids:Array(String)})"
+    " AND id IN {ids:Array(String)}"
+)
 # How long a list's total may be served again while nothing was written to the project here.
 COUNT_SECONDS = 5.0
 _COUNTS_KEPT = 10_000
@@ -102,7 +110,8 @@ class TraceStore:
         return rows[0] if rows else None
 
     async def observation(self, project_id: str, observation_id: str) -> dict[str, Any] | None:
-        rows = await self.load("observation", project_id, [observation_id])
+        params = {"project_id": project_id, "ids": [observation_id]}
+        rows = await self._latest("observations", OBSERVATIONS_BY_ID, params)
         return rows[0] if rows else None
 
     async def observations_of(self, project_id: str, trace_id: str) -> list[dict[str, Any]]:
@@ -280,7 +289,7 @@ class TraceStore:
         """Removes a deleted project's rows from every table for good: a mutation that rewrites
         the parts holding them, waited for (mutations_sync), so nothing is left once it returns.
         Rows are sorted by project first, so only the parts of its key range are rewritten."""
-        for table in (*TABLES.values(), "observation_days", "score_days", *ROLLUP_TABLES):
+        for table in (*TABLES.values(), *LOOKUP_TABLES, *ROLLUP_TABLES):
             await self._ch.execute(
                 f"ALTER TABLE {table} DELETE WHERE project_id = {{project_id:String}}"
                 " SETTINGS mutations_sync = 2",
@@ -301,6 +310,8 @@ def current(table: str, condition: str) -> str:
     )
 
 
+# The lookups of rows by trace or id (migrations 0006, 0007, 0011).
+LOOKUP_TABLES = ("observation_days", "score_days", "observation_ids")
 # The metrics rollups of services/query/analytics.py (migrations 0008, 0009) and their builds.
 ROLLUP_TABLES = (
     "observation_rollups", "observation_rollup_builds", "observation_trace_rollups",

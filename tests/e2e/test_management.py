@@ -225,9 +225,10 @@ def every_store(stack: Stack) -> set[str]:
     """The stores that hold project data in this stack: each PostgreSQL and Redis database, the
     ClickHouse tables and the bucket."""
     urls = {v for k, v in stack.env.items() if k.endswith(("_DATABASE_URL", "_REDIS_URL"))}
-    # The ClickHouse tables with project rows, and the materialized views that fill two of them.
-    tables = ("traces", "observations", "scores", "observation_days", "score_days")
-    views = ("observation_days_writer", "score_days_writer")
+    # The ClickHouse tables with project rows, and the materialized views that fill three of them.
+    tables = ("traces", "observations", "scores", "observation_days", "score_days",
+              "observation_ids")  # fmt: skip
+    views = ("observation_days_writer", "score_days_writer", "observation_ids_writer")
     return urls | {f"clickhouse.{table}" for table in (*tables, *views)} | {"s3"}
 
 

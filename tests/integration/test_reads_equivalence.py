@@ -182,3 +182,25 @@ async def test_a_total_counts_writes_made_through_the_store_at_once(store: Trace
     assert (await store.page_of("trace", P, where, TRACE_ORDER, 5, 0))[1] == total
     await store.delete_traces(P, [rows[0]["id"]])
     assert (await store.page_of("trace", P, where, TRACE_ORDER, 5, 0))[1] == total - 1
+
+
+async def test_an_observation_by_id_is_that_of_a_scan_by_id(store: TraceStore) -> None:
+    """Ids of live, updated and deleted traces' observations, another project's and an unknown
+    one: each found (or not) exactly as a scan of the id bloom filters finds it."""
+    of_traces = await store._ch.select(
+        "SELECT id FROM observations WHERE trace_id IN {t:Array(String)} ORDER BY id LIMIT 150",
+        {"t": await trace_ids(store)},
+    )
+    others = await store._ch.select(
+        "SELECT id FROM observations WHERE project_id = 'other-project' ORDER BY id LIMIT 5"
+    )
+    ids = [row["id"] for row in of_traces + others] + ["no-such-observation"]
+    found = 0
+    for observation_id in ids:
+        expected = await store._ch.select(
+            f"SELECT * FROM {current('observations', 'id = {i:String}')}",
+            {"project_id": P, "i": observation_id},
+        )
+        assert await store.observation(P, observation_id) == (expected or [None])[0]
+        found += bool(expected)
+    assert 100 < found < len(ids) - 6  # deleted traces' observations are among the missing
