@@ -424,14 +424,14 @@ class Sustained:
     stage_us: dict[str, float]
 
 
-async def sustained(load: Load) -> Sustained:
-    """INGEST_SECONDS of load as fast as the stack answers, then until every observation sent is
+async def sustained(load: Load, seconds: float = INGEST_SECONDS) -> Sustained:
+    """`seconds` of load as fast as the stack answers, then until every observation sent is
     readable; each stage's CPU over that whole time, per observation sent."""
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         before = await observation_count(client)
         cpu_before = stage_cpu()
         started = time.perf_counter()
-        sent = await send_for(load, INGEST_SECONDS)
+        sent = await send_for(load, seconds)
         accepted_seconds = time.perf_counter() - started
         await caught_up(client, before + sent)
         end_to_end = sent / (time.perf_counter() - started)
@@ -672,7 +672,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "bigtrace": lambda: asyncio.run(big_trace_rows()),
         "robustness": lambda: asyncio.run(robustness_rows(MEASURED.get("ingest_rate"))),
         "evals": lambda: asyncio.run(evals_rows()),
-        "judge": lambda: asyncio.run(judge_rows(GATEWAY, AUTH)),
+        "judge": lambda: asyncio.run(judge_rows()),
         "retention": lambda: asyncio.run(retention_rows()),
         "export": export_rows,
     }

@@ -6,8 +6,9 @@
 - `claim`: due pending jobs, and running jobs whose lease expired (their worker died), become
   `running` with a new lease and one more attempt (`FOR UPDATE SKIP LOCKED`: replicas never
   claim the same job).
-- `complete`, `retry`, `finish`: only by the claim that holds the job (same attempt number), so
-  a worker whose lease expired cannot overwrite the outcome of the one that took over.
+- `complete` (many jobs in one statement), `retry`, `finish`: only by the claim that holds the
+  job (same attempt number), so a worker whose lease expired cannot overwrite the outcome of the
+  one that took over.
 
 A job re-run after a crash sends the same score ids (derived from the job id), which the query
 service's writer merges into one row: never a double score."""
@@ -48,6 +49,16 @@ class Job:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A judged job: the evaluator version that judged it, its scores and the judge's trace."""
+
+    job: Job
+    version: int
+    score_ids: list[str]
+    judge_trace_id: str
+
+
 class JobStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -66,11 +77,14 @@ class JobStore:
         rows = await self._pool.fetch(_CLAIM, limit, lease_seconds)
         return [Job(**dict(r)) for r in rows]
 
-    async def complete(
-        self, job: Job, version: int, score_ids: list[str], judge_trace_id: str
-    ) -> None:
-        await self._pool.execute(_COMPLETE, job.project_id, job.id, job.attempts, version,
-                                 score_ids, judge_trace_id)  # fmt: skip
+    async def complete(self, outcomes: list[Outcome]) -> None:
+        """Many judged jobs in one statement (score ids travel comma-joined: an array of arrays
+        would not unnest row by row)."""
+        await self._pool.execute(
+            _COMPLETE, [o.job.project_id for o in outcomes], [o.job.id for o in outcomes],
+            [o.job.attempts for o in outcomes], [o.version for o in outcomes],
+            [",".join(o.score_ids) for o in outcomes], [o.judge_trace_id for o in outcomes],
+        )  # fmt: skip
 
     async def retry(
         self, job: Job, delay: float, error: str | None, *, counts: bool = True
@@ -143,9 +157,15 @@ RETURNING j.project_id, j.id, j.rule_id, j.evaluator_id, j.trace_id, j.observati
     j.attempts, j.created_at
 """
 _HELD = "project_id = $1 AND id = $2 AND attempts = $3 AND status = 'running'"
-_COMPLETE = f"""UPDATE judge_jobs SET status = 'completed', lease_until = NULL, error = NULL,
-    evaluator_version = $4, score_ids = $5, judge_trace_id = $6, updated_at = now()
-WHERE {_HELD}"""
+_COMPLETE = """
+UPDATE judge_jobs j SET status = 'completed', lease_until = NULL, error = NULL,
+    evaluator_version = o.version, score_ids = string_to_array(o.score_ids, ','),
+    judge_trace_id = o.judge_trace_id, updated_at = now()
+FROM unnest($1::text[], $2::uuid[], $3::int[], $4::int[], $5::text[], $6::text[])
+    AS o(project_id, id, attempts, version, score_ids, judge_trace_id)
+WHERE j.project_id = o.project_id AND j.id = o.id AND j.attempts = o.attempts
+  AND j.status = 'running'
+"""
 _RETRY = f"""UPDATE judge_jobs SET status = 'pending', lease_until = NULL, error = $5,
     run_after = now() + $4 * interval '1 second', attempts = attempts - $6, updated_at = now()
 WHERE {_HELD}"""

@@ -3,6 +3,10 @@
 source EVAL through the ingestion service, together with the judge call as a trace and generation
 of its own (model, usage; the query service prices it), which the score's metadata links.
 
+Cheap per job: targets are read in batches (services/evals/targets.py), results ingested and jobs
+completed in batches of concurrent jobs (services/evals/batching.py), jobs claimed many at a time,
+and each LLM connection has its own keep-alive HTTP/1.1 pool.
+
 Bounded: at most EVALS_JUDGE_CONCURRENCY calls in flight per LLM connection. Retries with backoff
 on 429, 5xx, timeouts and refused connections, honouring Retry-After, up to
 EVALS_JUDGE_MAX_ATTEMPTS; then the job's final error carries the provider's message and the
@@ -29,16 +33,17 @@ import structlog
 
 from libs.common.gen.obs.ingestion.v1 import ingestion_pb2
 from libs.common.gen.obs.ingestion.v1.ingestion_pb2_grpc import IngestionServiceStub
-from libs.common.gen.obs.query.v1 import query_pb2
 from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
 from libs.common.scope import ProjectScope
-from services.evals.connections import ConnectionApi
+from services.evals.batching import Batcher
+from services.evals.connections import Connection, ConnectionApi
 from services.evals.evaluators import Definition, EvaluatorApi, JudgeVersion
-from services.evals.jobs import Job, JobStore
+from services.evals.jobs import Job, JobStore, Outcome
 from services.evals.judge_fields import VARIABLE, at_path
 from services.evals.llm import Completion, LlmError, chat
 from services.evals.rule_filters import TRACE_LEVEL, matches, observation_row, trace_row
 from services.evals.rules import RuleApi
+from services.evals.targets import TargetReader
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -52,6 +57,14 @@ TARGET_WAIT_SECONDS = 120.0
 DEFINITIONS_TTL = 2.0
 # Jobs claimed per LLM call allowed in flight.
 CLAIMS_PER_CALL = 4
+# Claims wait until this share of the claimable jobs is free (unless none runs): one statement
+# claims many jobs, not one per finished job.
+CLAIM_SHARE = 4
+# Judged jobs' events go to ingestion together (one IngestBatch per project for up to this many
+# jobs), and their completions to PostgreSQL (one statement).
+RESULTS_PER_CALL = 100
+COMPLETIONS_PER_STATEMENT = 500
+LINGER_SECONDS = 0.02
 _NAMESPACE = uuid.UUID("8f0c6d55-0f51-4f7e-9f0a-3c1b2f2a7e11")
 _RPC_TIMEOUT = 10.0
 
@@ -81,21 +94,29 @@ class Verdict:
 class JudgeWorker:
     def __init__(self, *, jobs: JobStore, evaluators: EvaluatorApi, rules: RuleApi,
                  connections: ConnectionApi, query: QueryServiceStub,
-                 ingestion: IngestionServiceStub, http: httpx.AsyncClient, concurrency: int,
-                 max_attempts: int, timeout: float) -> None:  # fmt: skip
+                 ingestion: IngestionServiceStub, concurrency: int, max_attempts: int,
+                 timeout: float) -> None:  # fmt: skip
         self._jobs = jobs
         self._evaluators = evaluators
         self._rules = rules
         self._connections = connections
-        self._query = query
-        self._results = ResultBatcher(ingestion)
+        self._targets = TargetReader(query)
+        self._ingestion = ingestion
+        self._results = Batcher(self._send_results, linger=LINGER_SECONDS,
+                                size=RESULTS_PER_CALL, slots=asyncio.Semaphore(4))  # fmt: skip
+        self._completions = Batcher(self._complete, linger=LINGER_SECONDS,
+                                    size=COMPLETIONS_PER_STATEMENT,
+                                    slots=asyncio.Semaphore(2))  # fmt: skip
         self._definitions = ShortCache(DEFINITIONS_TTL)
-        self._http = http
+        self._concurrency = concurrency
+        # One keep-alive pool per LLM connection, as large as its calls in flight.
+        self._clients: dict[str, httpx.AsyncClient] = {}
         self._max_attempts = max_attempts
         self._timeout = timeout
         # Jobs claimed and not yet finished, over all connections: more than the calls in flight,
         # since a job also waits for its target's lookup and for ingestion.
         self._max_claimed = concurrency * CLAIMS_PER_CALL
+        self._claim_at = max(1, self._max_claimed // CLAIM_SHARE)
         # A job whose worker died is claimed again once this has passed since its claim: a
         # claimed job may wait for the calls of the jobs claimed before it on its connection.
         self._lease = CLAIMS_PER_CALL * timeout + 5
@@ -113,22 +134,26 @@ class JudgeWorker:
         while not stop.is_set():
             self._wake.clear()
             free = self._max_claimed - len(self._tasks)
-            jobs = await self._claim(free) if free > 0 else []
+            room = free >= self._claim_at or not self._tasks
+            jobs = await self._claim(free) if room else []
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
-            if len(jobs) < free or free <= 0:  # nothing more is due, or no room: wait
+            if len(jobs) < free or not room:  # nothing more is due, or too little room: wait
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
         # Jobs in flight finish within the drain; those that do not are claimed again after
         # their lease, and their scores keep their ids.
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        for client in self._clients.values():
+            await client.aclose()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._wake.set()
+        if self._max_claimed - len(self._tasks) >= self._claim_at:
+            self._wake.set()
 
     async def _claim(self, free: int) -> list[Job]:
         try:
@@ -141,7 +166,7 @@ class JudgeWorker:
     async def _run_one(self, job: Job) -> None:
         try:
             outcome = await self._judge(job)
-            await self._jobs.complete(job, *outcome)
+            await self._completions.submit(None, outcome)
         except RetryLater as exc:
             await self._jobs.retry(job, exc.delay, str(exc), counts=exc.counts)
         except JobFailed as exc:
@@ -155,7 +180,7 @@ class JudgeWorker:
             with contextlib.suppress(Exception):
                 await self._jobs.retry(job, _backoff(job.attempts), "internal error, retrying")
 
-    async def _judge(self, job: Job) -> tuple[int, list[str], str]:
+    async def _judge(self, job: Job) -> Outcome:
         evaluator = await self._definitions.get(
             ("evaluator", job.project_id, job.evaluator_id),
             lambda: self._evaluators.judge_version(job.project_id, job.evaluator_id),
@@ -172,9 +197,8 @@ class JudgeWorker:
             raise JobFailed("the rule was deleted or no longer assigns the evaluator",
                             status="skipped")  # fmt: skip
         target, filters, assignment = assigned
-        scope = ProjectScope(job.project_id)
         with_trace = target == "trace" or any(f["column"] in TRACE_LEVEL for f in filters)
-        trace, observation = await self._target(job, scope, with_trace)
+        trace, observation = await self._target(job, with_trace)
         if observation is not None:
             subject, row = observation, observation_row(observation, trace, merged=True)
         else:
@@ -192,39 +216,32 @@ class JudgeWorker:
             verdict = parse_verdict(completion.content, definition.output)
         except ValueError as exc:
             raise JobFailed(f"the judge's reply is not a valid verdict: {exc}") from exc
-        return await self._ingest(job, scope, evaluator, subject, messages, completion, verdict)
+        return await self._ingest(job, evaluator, subject, messages, completion, verdict)
 
     async def _target(
-        self, job: Job, scope: ProjectScope, with_trace: bool
+        self, job: Job, with_trace: bool
     ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        """The target's merged state: its trace, its observation, or both (`with_trace`: the
-        rule filters on trace columns). One lookup where one suffices: the query service's
-        lookups are the judge's costliest step after the LLM call."""
-        waited = (datetime.now(UTC) - job.created_at).total_seconds()
-        metadata, observation_id = scope.metadata(), job.observation_id
+        """The target's merged state: its trace, its observation (looked for in its trace), or
+        both (`with_trace`: the rule filters on trace columns). One lookup where one suffices:
+        the query service's lookups are the judge's costliest step after the LLM call."""
+        project_id, observation_id = job.project_id, job.observation_id
         try:
-            trace_reply, observation_reply = await asyncio.gather(
-                self._query.GetTrace(query_pb2.GetTraceRequest(trace_id=job.trace_id),
-                                     metadata=metadata, timeout=_RPC_TIMEOUT)
+            trace, observation = await asyncio.gather(
+                self._targets.trace(project_id, job.trace_id)
                 if with_trace or not observation_id else _none(),
-                self._query.GetObservation(
-                    query_pb2.GetObservationRequest(observation_id=observation_id),
-                    metadata=metadata, timeout=_RPC_TIMEOUT)
+                self._targets.observation(project_id, job.trace_id, observation_id)
                 if observation_id else _none(),
             )  # fmt: skip
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND and waited < TARGET_WAIT_SECONDS:
-                raise RetryLater("the target is not readable yet", 0.5, counts=False) from exc
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise JobFailed("the target was not found") from exc
             raise RetryLater(f"the query service failed: {exc.code().name}", 2) from exc
-        trace = None if trace_reply is None else orjson.loads(trace_reply.trace_json)
-        observation = (
-            None if observation_reply is None
-            else orjson.loads(observation_reply.observation_json)
-        )  # fmt: skip
-        if observation is not None and observation.get("traceId") != job.trace_id:
-            raise JobFailed("the observation belongs to another trace")
+        missing = (trace is None and (with_trace or not observation_id)) or (
+            observation is None and bool(observation_id)
+        )
+        if missing:
+            waited = (datetime.now(UTC) - job.created_at).total_seconds()
+            if waited < TARGET_WAIT_SECONDS:
+                raise RetryLater("the target is not readable yet", 0.5, counts=False)
+            raise JobFailed("the target was not found")
         return trace, observation
 
     async def _call(
@@ -242,8 +259,9 @@ class JudgeWorker:
                             f"connection {definition.provider!r}", pause=True)  # fmt: skip
         async with self._per_connection[connection.id]:
             try:
-                return await chat(self._http, connection.endpoint, definition.model, messages,
-                                  output_schema(definition.output), self._timeout)  # fmt: skip
+                return await chat(self._client(connection), connection.endpoint, definition.model,
+                                  messages, output_schema(definition.output),
+                                  self._timeout)  # fmt: skip
             except LlmError as exc:
                 if exc.retryable and job.attempts < self._max_attempts:
                     delay = (
@@ -252,16 +270,23 @@ class JudgeWorker:
                     raise RetryLater(exc.message, min(delay, 600)) from exc
                 raise JobFailed(exc.message, pause=True) from exc
 
+    def _client(self, connection: Connection) -> httpx.AsyncClient:
+        client = self._clients.get(connection.id)
+        if client is None:
+            limits = httpx.Limits(max_connections=self._concurrency,
+                                  max_keepalive_connections=self._concurrency)  # fmt: skip
+            client = self._clients[connection.id] = httpx.AsyncClient(limits=limits)
+        return client
+
     async def _ingest(
         self,
         job: Job,
-        scope: ProjectScope,
         evaluator: JudgeVersion,
         subject: dict[str, Any],
         messages: list[dict[str, str]],
         completion: Completion,
         verdict: Verdict,
-    ) -> tuple[int, list[str], str]:
+    ) -> Outcome:
         judge_trace_id = job.id.hex
         generation_id = str(uuid.uuid5(_NAMESPACE, f"{job.id}:generation"))
         score_ids = [str(uuid.uuid5(_NAMESPACE, f"{job.id}:score{suffix}"))
@@ -302,14 +327,34 @@ class JudgeWorker:
                 "metadata": {**links, "judgeTraceId": judge_trace_id,
                              "judgeObservationId": generation_id},
             }))  # fmt: skip
-        refusal = await self._results.send(scope, events)
+        refusal = await self._results.submit(job.project_id, events)
         if refusal is not None:
             raise JobFailed(f"the score was refused by ingestion: {refusal}")
-        return evaluator.version, score_ids, judge_trace_id
+        return Outcome(job, evaluator.version, score_ids, judge_trace_id)
 
+    async def _send_results(
+        self, project_id: str, jobs_events: list[list[dict[str, Any]]]
+    ) -> list[str | None]:
+        """One IngestBatch for the events of many judged jobs: each job's first refusal, or None
+        once ingestion accepted all its events. RetryLater when ingestion could not be reached
+        (nothing was acknowledged)."""
+        body = orjson.dumps({"batch": [event for events in jobs_events for event in events]})
+        try:
+            reply = await self._ingestion.IngestBatch(
+                ingestion_pb2.IngestBatchRequest(body=body),
+                metadata=ProjectScope(project_id).metadata(), timeout=_RPC_TIMEOUT,
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as exc:
+            raise RetryLater(f"the ingestion service failed: {exc.code().name}", 2) from exc
+        refused = {error.id: error.message or error.error for error in reply.errors}
+        return [
+            next((refused[e["id"]] for e in events if e["id"] in refused), None)
+            for events in jobs_events
+        ]
 
-# A job's events and the future its result is set on.
-_Waiting = tuple[list[dict[str, Any]], "asyncio.Future[str | None]"]
+    async def _complete(self, _: None, outcomes: list[Outcome]) -> list[None]:
+        await self._jobs.complete(outcomes)
+        return [None] * len(outcomes)
 
 
 class ShortCache:
@@ -329,58 +374,6 @@ class ShortCache:
             self._entries.clear()
         self._entries[key] = (now, value)
         return value
-
-
-class ResultBatcher:
-    """The events of concurrent jobs (scores, judge traces and generations) go to ingestion
-    together: one IngestBatch per project every LINGER seconds instead of one per job, which
-    costs ingestion one call and one event-log round for many judged targets."""
-
-    LINGER = 0.02
-
-    def __init__(self, ingestion: IngestionServiceStub) -> None:
-        self._ingestion = ingestion
-        self._waiting: defaultdict[
-            str, list[tuple[list[dict[str, Any]], asyncio.Future[str | None]]]
-        ] = defaultdict(list)
-        self._timer: asyncio.TimerHandle | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
-
-    async def send(self, scope: ProjectScope, events: list[dict[str, Any]]) -> str | None:
-        """None once ingestion accepted every event; its first refusal otherwise. Raises
-        RetryLater when ingestion could not be reached (nothing was acknowledged)."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[str | None] = loop.create_future()
-        self._waiting[scope.project_id].append((events, done))
-        if self._timer is None:
-            self._timer = loop.call_later(self.LINGER, self._flush_all)
-        return await done
-
-    def _flush_all(self) -> None:
-        self._timer = None
-        waiting, self._waiting = self._waiting, defaultdict(list)
-        for project_id, items in waiting.items():
-            task = asyncio.create_task(self._flush(ProjectScope(project_id), items))
-            self._flushes.add(task)
-            task.add_done_callback(self._flushes.discard)
-
-    async def _flush(self, scope: ProjectScope, items: list[_Waiting]) -> None:
-        body = orjson.dumps({"batch": [event for events, _ in items for event in events]})
-        try:
-            reply = await self._ingestion.IngestBatch(
-                ingestion_pb2.IngestBatchRequest(body=body), metadata=scope.metadata(),
-                timeout=_RPC_TIMEOUT,
-            )  # fmt: skip
-        except grpc.aio.AioRpcError as exc:
-            for _, done in items:
-                done.set_exception(
-                    RetryLater(f"the ingestion service failed: {exc.code().name}", 2)
-                )
-            return
-        refused = {error.id: error.message or error.error for error in reply.errors}
-        for events, done in items:
-            refusals = [refused[e["id"]] for e in events if e["id"] in refused]
-            done.set_result(refusals[0] if refusals else None)
 
 
 def render(

@@ -5,7 +5,6 @@ import asyncio
 from pathlib import Path
 
 import asyncpg
-import httpx
 import redis.asyncio as redis
 
 from libs.common.gen.obs.evals.v1 import evals_pb2, evals_pb2_grpc
@@ -55,10 +54,6 @@ async def run(cfg: EvalsConfig) -> None:
     query_channel = make_channel(cfg.query_addr, token=cfg.internal_auth_token)
     prompts_channel = make_channel(cfg.prompts_addr, token=cfg.internal_auth_token)
     ingestion_channel = make_channel(cfg.ingestion_addr, token=cfg.internal_auth_token)
-    # The judge's LLM calls: at most EVALS_JUDGE_CONCURRENCY per connection (judge.py).
-    http = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    )
     producer = make_producer(cfg.kafka, client_id="evals")
     try:
         query = QueryServiceStub(query_channel)
@@ -68,7 +63,7 @@ async def run(cfg: EvalsConfig) -> None:
         rule_cache = trigger.RuleCache(rules)
         worker = JudgeWorker(
             jobs=jobs, evaluators=evaluators, rules=rules, connections=connections, query=query,
-            ingestion=IngestionServiceStub(ingestion_channel), http=http,
+            ingestion=IngestionServiceStub(ingestion_channel),
             concurrency=cfg.judge_concurrency, max_attempts=cfg.judge_max_attempts,
             timeout=cfg.judge_timeout_seconds,
         )  # fmt: skip
@@ -128,7 +123,6 @@ async def run(cfg: EvalsConfig) -> None:
         await query_channel.close()
         await prompts_channel.close()
         await ingestion_channel.close()
-        await http.aclose()
         await client.aclose()
         await pool.close()
 

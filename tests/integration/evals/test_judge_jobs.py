@@ -1,7 +1,7 @@
 """Judge jobs on real PostgreSQL: one job per rule, evaluator and target however many events
 match; debounce while pending; concurrent claims never share a job; an expired lease is claimed
-again and the stale claim can no longer write its outcome; LLM connection secrets are stored
-sealed."""
+again and the stale claim can no longer write its outcome; many jobs complete in one statement;
+LLM connection secrets are stored sealed."""
 
 import asyncio
 import os
@@ -11,7 +11,7 @@ import orjson
 
 from libs.common.secret_box import SecretBox
 from services.evals.connections import ConnectionApi
-from services.evals.jobs import JobStore, Match
+from services.evals.jobs import JobStore, Match, Outcome
 
 
 def match(trace: str, delay_ms: int = 0) -> Match:
@@ -50,13 +50,30 @@ async def test_an_expired_lease_is_claimed_again_and_fences_the_old_claim(
     await asyncio.sleep(0.05)
     [taken] = await store.claim(1, 30)
     assert taken.id == stale.id and taken.attempts == stale.attempts + 1
-    await store.complete(stale, 1, ["stale-score"], "stale-trace")
-    await store.complete(taken, 1, ["score"], "trace")
+    await store.complete([Outcome(stale, 1, ["stale-score"], "stale-trace")])
+    await store.complete([Outcome(taken, 1, ["score"], "trace")])
     row = await pool.fetchrow("SELECT status, score_ids, judge_trace_id FROM judge_jobs")
     assert (row["status"], row["score_ids"], row["judge_trace_id"]) == ("completed", ["score"],
                                                                        "trace")  # fmt: skip
     await store.finish(stale, "error", "too late")
     assert await pool.fetchval("SELECT status FROM judge_jobs") == "completed"
+
+
+async def test_jobs_complete_together_each_with_its_scores(pool: asyncpg.Pool) -> None:
+    store = JobStore(pool)
+    await store.enqueue([match(f"t{n}") for n in range(3)])
+    jobs = sorted(await store.claim(3, 30), key=lambda job: job.trace_id)
+    await store.complete([Outcome(jobs[0], 2, ["a", "b"], "judge-0"),
+                          Outcome(jobs[1], 2, [], "judge-1")])  # fmt: skip
+    rows = await pool.fetch(
+        "SELECT trace_id, status, evaluator_version, score_ids, judge_trace_id FROM judge_jobs"
+        " ORDER BY trace_id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("t0", "completed", 2, ["a", "b"], "judge-0"),
+        ("t1", "completed", 2, [], "judge-1"),
+        ("t2", "running", None, None, None),
+    ]
 
 
 async def test_a_retry_waits_and_may_give_its_attempt_back(pool: asyncpg.Pool) -> None:
