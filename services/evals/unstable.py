@@ -76,14 +76,14 @@ class UnstableApi:
             raise invalid("prompt must be a string")
         definition = {
             "prompt": body["prompt"],
-            "outputDefinition": _v2_output(body.get("outputDefinition")),
+            "outputDefinition": v2_output(body.get("outputDefinition")),
             "modelConfig": body.get("modelConfig"),
             "variableMapping": body.get("mapping"),
         }
         ids = await self._evaluators.ids_named(project_id, name)
         if len(ids) > 1:
             raise _name_clash("name", name)
-        with _unstable_fields():
+        with unstable_fields():
             if ids:
                 document = await self._evaluators.update(project_id, ids[0],
                                                          orjson.dumps(definition))  # fmt: skip
@@ -107,7 +107,7 @@ class UnstableApi:
     async def create_rule(self, project_id: str, raw: bytes) -> bytes:
         body = parse_body(raw)
         single = "evaluator" in body or "mapping" in body
-        with _unstable_fields(SINGLE_FIELD_NAMES if single else ()):
+        with unstable_fields(SINGLE_FIELD_NAMES if single else ()):
             name = text(body.get("name"), "name")
             target = _target(body.get("target"))
             if single and "evaluators" in body:
@@ -122,7 +122,7 @@ class UnstableApi:
                 "enabled": body.get("enabled"),
                 "sampling": body.get("sampling"),
                 "target": "observation",
-                "filter": _v2_filters(body.get("filter"), target),
+                "filter": v2_filters(body.get("filter"), target),
                 "evaluatorAssignments": await self._assignments(project_id, items, target),
             }
             if await self._rules.name_taken(project_id, name):
@@ -142,7 +142,7 @@ class UnstableApi:
                 "/unstable/: update it through /api/public/v2/evaluation-rules"
             )
         single = body.get("evaluator") is not None or body.get("mapping") is not None
-        with _unstable_fields(SINGLE_FIELD_NAMES if single else ()):
+        with unstable_fields(SINGLE_FIELD_NAMES if single else ()):
             if single and body.get("evaluators") is not None:
                 raise invalid("evaluators cannot be combined with the deprecated evaluator and "
                               "mapping fields")  # fmt: skip
@@ -158,7 +158,7 @@ class UnstableApi:
             if body.get("filter") is not None or target != was:
                 kept = [f for f in current["filter"] if f != EXPERIMENT_FILTER]
                 filters = body["filter"] if body.get("filter") is not None else kept
-                v2["filter"] = _v2_filters(filters, target)
+                v2["filter"] = v2_filters(filters, target)
             assignments = await self._updated_assignments(project_id, body, current, target, was)
             if assignments is not None:
                 v2["evaluatorAssignments"] = assignments
@@ -335,7 +335,7 @@ def _public_output(stored: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _v2_output(value: Any) -> Any:
+def v2_output(value: Any) -> Any:
     """v2's output definition of an unstable one. The unstable shape requires the two
     descriptions; v2 checks everything else (and names the fields, renamed back)."""
     if not isinstance(value, dict):
@@ -361,7 +361,7 @@ def _target(value: Any) -> str:
     return str(value)
 
 
-def _v2_filters(value: Any, target: str) -> Any:
+def v2_filters(value: Any, target: str) -> Any:
     """v2's filter of an unstable one: the target's columns only; an experiment rule's filter
     holds the experiment filter too (last, so that v2's messages keep the client's indexes)."""
     if value is None:
@@ -392,7 +392,7 @@ def _name_clash(field: str, name: str) -> Conflict:
 
 
 @contextlib.contextmanager
-def _unstable_fields(more: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
+def unstable_fields(more: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
     """v2's validation messages with the fields named as the unstable body names them."""
     try:
         yield

@@ -94,8 +94,39 @@ async def fill(stack: Stack, auth: tuple[str, str], marker: str) -> None:
             assert (await client.post("/api/public/v2/prompts", json=prompt)).status_code == 201
         model = {"modelName": marker, "matchPattern": f"(?i)^{marker}$", "inputPrice": 0.001}
         assert (await client.post("/api/public/models", json=model)).status_code == 200
+        await fill_evaluations(client, marker)
         for path in (f"/api/public/v2/scores/{marker}-bool", f"/api/public/traces/{marker}-trace"):
             await eventually(lambda url=path: client.get(url), lambda r: r.status_code == 200)
+
+
+async def fill_evaluations(client: httpx.AsyncClient, marker: str) -> None:
+    """An evaluator and a rule of each target (disabled: nothing is judged), for the unstable
+    evaluator and rule reads; the trace rule is made through v2, the unstable shape has none."""
+    connection = {"provider": marker, "adapter": "openai", "secretKey": "sk-sample",
+                  "baseURL": "http://127.0.0.1:9/v1", "customModels": ["judge"],
+                  "withDefaultModels": False}  # fmt: skip
+    assert (await client.put("/api/public/llm-connections", json=connection)).status_code == 200
+    judge = {"name": marker, "prompt": "Is {{output}} right?",
+             "outputDefinition": {"dataType": "CATEGORICAL", "reasoning": {"description": "Why"},
+                                  "score": {"description": marker, "categories": ["yes", "no"],
+                                            "shouldAllowMultipleMatches": False}},
+             "modelConfig": {"provider": marker, "model": "judge"},
+             "mapping": [{"variable": "output", "source": "output"}]}  # fmt: skip
+    made = await client.post("/api/public/unstable/evaluators", json=judge)
+    assert made.status_code == 200, made.text
+    filters = {"observation": [{"type": "stringOptions", "column": "name", "operator": "any of",
+                                "value": [marker]}],
+               "experiment": [{"type": "stringOptions", "column": "datasetId",
+                               "operator": "any of", "value": [marker]}]}  # fmt: skip
+    for target, rule_filter in filters.items():
+        rule = {"name": f"{marker}-{target}", "target": target, "enabled": False, "sampling": 0.5,
+                "filter": rule_filter, "evaluators": [{"evaluator": {"name": marker}}]}  # fmt: skip
+        response = await client.post("/api/public/unstable/evaluation-rules", json=rule)
+        assert response.status_code == 200, response.text
+    trace_rule = {"name": f"{marker}-trace", "enabled": False, "target": "trace",
+                  "evaluatorAssignments": [{"evaluatorId": made.json()["id"]}]}  # fmt: skip
+    response = await client.post("/api/public/v2/evaluation-rules", json=trace_rule)
+    assert response.status_code == 200, response.text
 
 
 @pytest.fixture(scope="module")
