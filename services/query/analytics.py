@@ -211,9 +211,11 @@ def build(version: int, raw: str) -> MetricsQuery:
     if table := _rollup_table(view_name, dimensions, metrics, filters, granularity):
         tail = f"{' ORDER BY ' + order if order else ''}{fill} LIMIT {{m_limit:UInt32}}"
         on_traces = Where()
-        if table.group == "trace_id":  # every filter is the trace's: met by joining the trace
+        if table.traces:  # every filter is the trace's: met by joining the trace (live)...
             add_conditions(on_traces, _BARE_TRACE_FIELDS, filters)
             filtered = Where()
+            if table.traces == ROLLED:  # ...and by its fields as the rollups keep them
+                add_conditions(filtered, _ROLLED_TRACE_FIELDS, filters)
         rollup = Rollup(
             table,
             dimensions,
@@ -373,12 +375,14 @@ def _dimension_sql(column: str) -> tuple[str, set[str]]:
     return column, set()
 
 
-def _join(name: str) -> str:
+def _join(name: str, condition: str = "1") -> str:
+    """The LEFT JOIN of a related table's current rows (those meeting `condition`) or of a
+    per-key aggregate."""
     if name in _RELATED:
         alias, table, key = _RELATED[name]
         columns = _RELATED_COLUMNS[table]
         selected = ", ".join(f"{c} AS {alias}_{c}" for c in ("id", *columns))
-        source = f"SELECT {selected} FROM {current(table, '1')}"
+        source = f"SELECT {selected} FROM {current(table, condition)}"
         return f" LEFT JOIN ({source}) AS {alias} ON {alias}.{alias}_id = base.{key}"
     source, condition = _JOINS[name]
     return f" LEFT JOIN ({source}) AS {_JOIN_ALIASES[name]} ON {condition}"
@@ -438,8 +442,10 @@ def _order_by(query: dict[str, Any], dimensions: list[str], keys: list[str], has
 # The fast path: whole UTC days of the observations view read from pre-aggregated rollups
 # (migrations 0008 and 0009). A query qualifies when it asks only for measures and aggregations
 # the rollups keep, buckets time by day or coarser, and groups and filters either only by the
-# observation's own dimensions below (observation_rollups: a row per day and group of them) or
-# only by its trace's (observation_trace_rollups: a row per day and trace, the trace's current
+# observation's own dimensions below (observation_rollups: a row per day and group of them), or
+# only by its trace's name, tags, release and version (observation_trace_field_rollups, 0010: a
+# row per day and group of those, as the trace's current row said at build time), or by any of
+# its trace's fields (observation_trace_rollups: a row per day and trace, the trace's current
 # row joined at query time as in the live query). Its whole days with a valid build are read
 # from the rollups; the rest (the window's partial first and last days, today, days changed
 # since their build) is aggregated live into the same per-day groups, and the outer query
@@ -458,14 +464,18 @@ class RollupTable:
     builds: str  # its builds: the one to read per (project, day)
     group: str  # the columns of a group besides its day
     quantiles: bool  # whether it keeps latency samples
+    traces: str = ""  # JOINED: grouped by trace, the trace joined at query time; ROLLED: see above
 
     def fits(self, field_name: str) -> bool:
-        """Whether a field of the observations view is one of its groups' (or, for the trace
-        rollups, is read through the trace)."""
+        """Whether a field of the observations view is one of its groups' (the trace's fields
+        as `t_<column>`), or, for the JOINED rollups, is read through the trace."""
         column = VIEWS["observations"].fields.get(field_name, ("", ""))[0]
-        if self.group == "trace_id":
+        if self.traces == JOINED:
             return column.startswith("trace.")
-        return column in self.group.split(", ")
+        return _dimension_sql(column)[0] in self.group.split(", ")
+
+
+JOINED, ROLLED = "joined", "rolled"
 
 
 # The trace fields of the observations view under the trace's own column names.
@@ -474,11 +484,19 @@ _BARE_TRACE_FIELDS = {
     for name, (column, kind) in VIEWS["observations"].fields.items()
     if column.startswith("trace.")
 }
+# And as the columns of observation_trace_field_rollups (those of a trace join: `t_name`...).
+_ROLLED_TRACE_FIELDS = {
+    name: (_dimension_sql(column)[0], kind)
+    for name, (column, kind) in VIEWS["observations"].fields.items()
+    if column.startswith("trace.")
+}
 ROLLUP_TABLES = (
     RollupTable("observation_rollups", "observation_rollup_builds",
                 "environment, type, name, level, provided_model_name", quantiles=True),
+    RollupTable("observation_trace_field_rollups", "observation_trace_field_rollup_builds",
+                "t_name, t_tags, t_release, t_version", quantiles=True, traces=ROLLED),
     RollupTable("observation_trace_rollups", "observation_trace_rollup_builds", "trace_id",
-                quantiles=False),
+                quantiles=False, traces=JOINED),
 )  # fmt: skip
 
 
@@ -584,24 +602,38 @@ def rollup_days(rollup: Rollup, now: datetime) -> list[date]:
 
 
 # A build is stale once an active part of observations holding rows of its day is as new as it:
-# every insert, tombstone, merge or delete makes new parts. Part modification times are whole
-# seconds, and a part's directory may be written a moment before it is committed: hence a slack.
+# every insert, tombstone, merge or delete makes new parts. A ROLLED build is also stale once a
+# part of traces holding a trace with observations on its day (observation_days) is as new.
+# Part modification times are whole seconds, and a part's directory may be written a moment
+# before it is committed: hence a slack.
 ROLLUP_SLACK = timedelta(seconds=10)
 _BUILDS_SQL = (
     "SELECT day, build_id, toUnixTimestamp64Micro(built_at) AS built_us FROM {builds} FINAL"
     " WHERE project_id = {{project_id:String}} AND day IN {{m_days:Array(Date)}}"
 )
 _PARTS_SQL = (
-    "SELECT name, toUnixTimestamp(modification_time) AS changed_s FROM system.parts"
-    " WHERE database = currentDatabase() AND table = 'observations' AND active"
-    " AND modification_time >= {m_since:DateTime64(3, 'UTC')}"
+    "SELECT table AS source, name, toUnixTimestamp(modification_time) AS changed_s"
+    " FROM system.parts WHERE database = currentDatabase() AND active"
+    " AND table IN {m_tables:Array(String)} AND modification_time >= {m_since:DateTime64(3, 'UTC')}"
 )
-_CHANGES_SQL = (
-    "SELECT toDate(start_time) AS day, groupUniqArray(_part) AS parts"
-    " FROM observations WHERE project_id = {project_id:String}"
-    " AND _part IN {m_parts:Array(String)} AND toDate(start_time) IN {m_days:Array(Date)}"
-    " GROUP BY day"
-)
+# Per table: the days of the asked ones whose rows the parts hold, with those parts.
+_CHANGES_SQL = {
+    "observations": (
+        "SELECT toDate(start_time) AS day, groupUniqArray(_part) AS parts"
+        " FROM observations WHERE project_id = {project_id:String}"
+        " AND _part IN {m_parts:Array(String)} AND toDate(start_time) IN {m_days:Array(Date)}"
+        " GROUP BY day"
+    ),
+    "traces": (
+        "SELECT day, groupUniqArray(t_part) AS parts FROM observation_days INNER JOIN"
+        " (SELECT id AS t_id, _part AS t_part FROM traces WHERE project_id = {project_id:String}"
+        "  AND _part IN {m_parts:Array(String)}) AS t ON t.t_id = trace_id"
+        " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
+        " AND trace_id IN (SELECT id FROM traces WHERE project_id = {project_id:String}"
+        "  AND _part IN {m_parts:Array(String)})"
+        " GROUP BY day"
+    ),
+}
 
 
 _PRUNE_SQL = (
@@ -612,11 +644,12 @@ _PRUNE_SQL = (
 
 def _build_sql(table: RollupTable) -> str:
     every = list(_rollup_aggregates(table))
+    days = current("observations", "toDate(start_time) IN {m_days:Array(Date)}")
     return (
         f"INSERT INTO {table.table} SELECT project_id, toDate(start_time) AS day,"
         f" {{m_build:UUID}} AS build_id, {_rollup_columns(table, every)}"
-        f" FROM {current('observations', 'toDate(start_time) IN {m_days:Array(Date)}')}"
-        f" GROUP BY project_id, day, {table.group}"
+        f" FROM (SELECT * FROM {days}) AS base{_join('trace.') if table.traces == ROLLED else ''}"
+        f" GROUP BY project_id, day, {table.group} {_SETTINGS}"
     )
 
 
@@ -641,13 +674,28 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
         "m_limit": rollup.row_limit,
     }  # fmt: skip
     filters = rollup.filters.sql()
-    live = (
-        f"SELECT toDate(start_time) AS day, {_rollup_columns(table, columns)}"
-        f" FROM {current('observations', filters)}"
+    live_rows = (
         " AND start_time >= {m_from:DateTime64(3, 'UTC')}"
         " AND start_time <= {m_to:DateTime64(3, 'UTC')}"
         " AND toDate(start_time) IN {m_live:Array(Date)}"  # positive: the key prunes by day
-        f" GROUP BY day, {table.group}"
+    )
+    if table.traces == ROLLED:
+        if rollup.trace_filters.conditions:  # the trace exists, as `trace_id IN (traces...)`
+            filters += " AND t_name IS NOT NULL"
+        # Only the traces of the live rows are joined, not every trace of the project.
+        live_traces = (
+            "id IN (SELECT trace_id FROM observations"
+            f" WHERE project_id = {{project_id:String}}{live_rows})"
+        )
+        source = (
+            f"(SELECT * FROM {current('observations', '1')}{live_rows}) AS base"
+            f"{_join('trace.', live_traces)} WHERE {filters}"
+        )
+    else:
+        source = f"{current('observations', filters)}{live_rows}"
+    live = (
+        f"SELECT toDate(start_time) AS day, {_rollup_columns(table, columns)}"
+        f" FROM {source} GROUP BY day, {table.group}"
     )
     stored = (
         f"SELECT {', '.join(['day', table.group, *columns])} FROM {table.table}"
@@ -668,7 +716,9 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     for measure, aggregation in rollup.metrics:
         metric = _rollup_aggregate(table, measure, aggregation)
         select.append(f"{metric} AS `{aggregation}_{measure}`")
-    if rollup.trace_filters.conditions:  # only the traces that pass, in place of all of them
+    if table.traces == ROLLED:  # the trace's fields are in the rows
+        join = ""
+    elif rollup.trace_filters.conditions:  # only the traces that pass, in place of all of them
         selected = ", ".join(f"{c} AS t_{c}" for c in ("id", *_RELATED_COLUMNS["traces"]))
         source = f"SELECT {selected} FROM {current('traces', rollup.trace_filters.sql())}"
         join = f" INNER JOIN ({source}) AS t ON t.t_id = base.trace_id"
@@ -714,18 +764,21 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
     if built:
         oldest = min(us for _, us in built.values())
         since = datetime.fromtimestamp(oldest / 1e6, UTC) - ROLLUP_SLACK
-        parts = {
-            row["name"]: int(row["changed_s"]) * 1_000_000
-            for row in await store.aggregate(project_id, _PARTS_SQL, {"m_since": since})
-        }
-        changes = await store.aggregate(
-            project_id, _CHANGES_SQL, {**asked, "m_parts": list(parts)}
-        ) if parts else []  # fmt: skip
+        tables = ["observations", *(["traces"] if rollup.table.traces == ROLLED else [])]
+        parts: dict[str, dict[str, int]] = {table: {} for table in tables}
+        for row in await store.aggregate(
+            project_id, _PARTS_SQL, {"m_since": since, "m_tables": tables}
+        ):
+            parts[row["source"]][row["name"]] = int(row["changed_s"]) * 1_000_000
         slack = ROLLUP_SLACK // timedelta(microseconds=1)
-        for row in changes:
-            day = date.fromisoformat(str(row["day"]))  # text from chDB, a date from a server
-            if day in built and max(parts[p] for p in row["parts"]) >= built[day][1] - slack:
-                superseded.add(built.pop(day)[0])
+        for table, changed in parts.items():
+            changes = await store.aggregate(
+                project_id, _CHANGES_SQL[table], {**asked, "m_parts": list(changed)}
+            ) if changed else []  # fmt: skip
+            for row in changes:
+                day = date.fromisoformat(str(row["day"]))  # text from chDB, a date from a server
+                if day in built and max(changed[p] for p in row["parts"]) >= built[day][1] - slack:
+                    superseded.add(built.pop(day)[0])
     valid = {day: build_id for day, (build_id, _) in built.items()}
     if stale := [d for d in days if d not in valid]:
         build_id = str(uuid.uuid4())

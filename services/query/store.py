@@ -312,10 +312,11 @@ def current(table: str, condition: str) -> str:
 
 # The lookups of rows by trace or id (migrations 0006, 0007, 0011).
 LOOKUP_TABLES = ("observation_days", "score_days", "observation_ids")
-# The metrics rollups of services/query/analytics.py (migrations 0008, 0009) and their builds.
+# The metrics rollups of services/query/analytics.py (migrations 0008-0010) and their builds.
 ROLLUP_TABLES = (
     "observation_rollups", "observation_rollup_builds", "observation_trace_rollups",
-    "observation_trace_rollup_builds",
+    "observation_trace_rollup_builds", "observation_trace_field_rollups",
+    "observation_trace_field_rollup_builds",
 )  # fmt: skip
 
 _TOMBSTONES = (

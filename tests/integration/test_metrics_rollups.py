@@ -1,7 +1,8 @@
-"""The metrics fast path on chDB (services/query/analytics.py, migration 0008): answers read partly
-from per-day rollups equal a brute-force recomputation and the live query, for every measure and
-aggregation the rollups keep, with partial days at both ends of the window; a build is reused
-while nothing changed and rebuilt once a day's rows change (a new version, a deleted trace)."""
+"""The metrics fast path on chDB (services/query/analytics.py, migrations 0008-0010): answers read
+partly from per-day rollups equal a brute-force recomputation and the live query, for every
+measure and aggregation the rollups keep, with partial days at both ends of the window; a build is
+reused while nothing changed and rebuilt once a day's rows change (a new version, a deleted
+trace), or, for the rollups by the trace's fields, once a trace of the day changes."""
 
 import asyncio
 import random
@@ -57,8 +58,8 @@ def generated(seed: int) -> list[dict[str, Any]]:
 
 TRACES = [
     {"project_id": "p", "id": f"t{n}", "timestamp": START, "name": ("chat", "rag", "agent")[n % 3],
-     "tags": [["x"], ["x", "y"], []][n % 3 if n % 2 else 2], "event_ts": NEW, "created_at": NEW,
-     "updated_at": NEW}
+     "tags": [["x"], ["x", "y"], []][n % 3 if n % 2 else 2], "user_id": f"u{n % 4}",
+     "event_ts": NEW, "created_at": NEW, "updated_at": NEW}
     for n in range(36)
 ]  # fmt: skip
 TRACE_OF = {t["id"]: t for t in TRACES}
@@ -135,10 +136,10 @@ def pairs() -> list[tuple[str, str]]:
             if analytics._rollup_aggregate(table, m, a) is not None]  # fmt: skip
 
 
-async def builds(store: TraceStore) -> dict[str, str]:
+async def builds(store: TraceStore, table: str = "observation_rollup_builds") -> dict[str, str]:
     rows = await store.aggregate(
-        "p", "SELECT day, build_id FROM observation_rollup_builds FINAL"
-        " WHERE project_id = {project_id:String}", {},
+        "p", f"SELECT day, build_id FROM {table} FINAL WHERE project_id = {{project_id:String}}",
+        {},
     )  # fmt: skip
     return {str(r["day"]): str(r["build_id"]) for r in rows}
 
@@ -218,7 +219,10 @@ async def test_queries_the_rollups_do_not_keep_stay_live(
     store, _ = stored
     for raw in (
         query("name", "hour", [("count", "count")]),  # finer than a day
-        query("traceName", None, [("latency", "p95")]),  # no samples per trace
+        with_filter(
+            query("traceName", None, [("latency", "p95")]),  # no samples per trace
+            {"column": "userId", "type": "stringOptions", "operator": "any of", "value": ["u1"]},
+        ),  # fmt: skip
         query("name", None, [("totalCost", "p95")]),  # no quantile samples of cost
         query("name", None, [("inputTokens", "sum")]),  # a measure the rollups don't keep
         orjson.dumps(
@@ -233,39 +237,109 @@ async def test_queries_the_rollups_do_not_keep_stay_live(
     assert await builds(store) == {}
 
 
-@pytest.mark.parametrize("tagged", [False, True])
-async def test_trace_dimensions_read_from_trace_rollups_equal_brute_force(
-    stored: tuple[TraceStore, list[dict[str, Any]]], tagged: bool
-) -> None:
-    store, rows = stored
-    metrics = [("count", "count"), ("totalCost", "sum"), ("latency", "avg"), ("latency", "max")]
-    raw = orjson.loads(query("traceName", "week", metrics))
-    if tagged:
-        raw["filters"] = [{"column": "tags", "type": "arrayOptions", "operator": "any of",
-                           "value": ["x"]}]  # fmt: skip
-        rows = [o for o in rows if "x" in TRACE_OF.get(o["trace_id"], {}).get("tags", [])]
-    built = build(2, orjson.dumps(raw).decode())
-    assert built.rollup is not None and built.rollup.table.table == "observation_trace_rollups"
-    answer_rows = await answer(store, "p", 2, orjson.dumps(raw).decode())
-    for row in rows:
-        row["trace_name"] = TRACE_OF.get(row["trace_id"], {}).get("name")
-    COLUMNS["traceName"] = "trace_name"
+def with_filter(raw: str, *filters: dict[str, Any]) -> str:
+    return orjson.dumps({**orjson.loads(raw), "filters": list(filters)}).decode()
+
+
+TRACE_FILTERS: dict[str, tuple[dict[str, Any] | None, Callable[[dict[str, Any]], bool], str]] = {
+    # name: (the filter, which traces pass it, the rollups that answer)
+    "none": (None, lambda t: True, "observation_trace_field_rollups"),
+    "tag x": ({"column": "tags", "type": "arrayOptions", "operator": "any of", "value": ["x"]},
+              lambda t: "x" in t["tags"], "observation_trace_field_rollups"),
+    # Observations whose trace never came have no tags, yet they don't pass (as live).
+    "not tag y": ({"column": "tags", "type": "arrayOptions", "operator": "none of",
+                   "value": ["y"]}, lambda t: "y" not in t["tags"],
+                  "observation_trace_field_rollups"),
+    "user u1": ({"column": "userId", "type": "stringOptions", "operator": "any of",
+                 "value": ["u1"]}, lambda t: t["user_id"] == "u1", "observation_trace_rollups"),
+}  # fmt: skip
+
+
+def assert_trace_metrics(
+    answer_rows: list[dict[str, Any]], rows: list[dict[str, Any]], traces: dict[str, Any],
+    metrics: list[tuple[str, str]], passes: Callable[[dict[str, Any]], bool] | None,
+) -> None:  # fmt: skip
+    """The answer grouped by traceName and week equals brute force over `rows` joined to
+    `traces` (only observations whose trace passes `passes`, when given)."""
+    if passes is not None:
+        rows = [o for o in rows if o["trace_id"] in traces and passes(traces[o["trace_id"]])]
+    rows = [{**o, "trace_name": traces.get(o["trace_id"], {}).get("name")} for o in rows]
     for measure, aggregation in metrics:
         key = f"{aggregation}_{measure}"
         got = {(r["traceName"], r["time_dimension"]): r[key] for r in answer_rows}
-        want = expected(rows, "traceName", "week", measure, aggregation)
+        COLUMNS["traceName"] = "trace_name"
+        try:
+            want = expected(rows, "traceName", "week", measure, aggregation)
+        finally:
+            del COLUMNS["traceName"]
         assert {k: v for k, v in got.items() if k in want} == pytest.approx(want), key
         assert all(v in (None, 0) for k, v in got.items() if k not in want), key
-    del COLUMNS["traceName"]
+
+
+@pytest.mark.parametrize("case", list(TRACE_FILTERS))
+async def test_trace_dimensions_read_from_trace_rollups_equal_brute_force(
+    stored: tuple[TraceStore, list[dict[str, Any]]], case: str
+) -> None:
+    store, rows = stored
+    condition, passes, table = TRACE_FILTERS[case]
+    metrics = [("count", "count"), ("totalCost", "sum"), ("latency", "avg"), ("latency", "max")]
+    if table == "observation_trace_field_rollups":
+        metrics.append(("latency", "p95"))
+    raw = query("traceName", "week", metrics)
+    if condition is not None:
+        raw = with_filter(raw, condition)
+    built = build(2, raw)
+    assert built.rollup is not None and built.rollup.table.table == table
+    answer_rows = await answer(store, "p", 2, raw)
+    assert_trace_metrics(answer_rows, rows, TRACE_OF, metrics, passes if condition else None)
+    assert sorted(await builds(store, built.rollup.table.builds)) == [
+        "2024-03-05", "2024-03-06", "2024-03-07",
+    ]  # fmt: skip
+
+
+async def test_a_trace_changed_after_its_days_were_rolled_up_is_read_as_it_is_now(
+    stored: tuple[TraceStore, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace renamed and retagged, and a trace that comes after its observations, once their
+    days were built: those days are built again (their builds would count them under the old
+    name and tags), and the answers equal brute force over the traces as they are now."""
+    store, rows = stored
+    await store.aggregate("p", "OPTIMIZE TABLE observations FINAL", {})
+    await store.aggregate("p", "OPTIMIZE TABLE traces FINAL", {})
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
+    await asyncio.sleep(2)
+    metrics = [("count", "count"), ("totalCost", "sum"), ("latency", "p95")]
+    tagged = with_filter(query("traceName", "week", metrics), TRACE_FILTERS["tag x"][0] or {})
+    await answer(store, "p", 2, tagged)
+    table = "observation_trace_field_rollup_builds"
+    built = await builds(store, table)
+    assert await answer(store, "p", 2, tagged) and await builds(store, table) == built  # reused
+
+    changed = {**TRACE_OF["t4"], "name": "renamed", "tags": ["x"], "event_ts": NEW + timedelta(1)}
+    late = {**TRACE_OF["t0"], "id": "t36", "name": "late", "tags": ["x"]}
+    await store.insert("trace", [changed, late])
+    traces = {**TRACE_OF, "t4": changed, "t36": late}
+    days_of = {o["start_time"].date().isoformat() for o in rows if o["trace_id"] in ("t4", "t36")}
+    assert days_of & set(built)  # the change touches built days
+
+    answer_rows = await answer(store, "p", 2, tagged)
+    assert_trace_metrics(answer_rows, rows, traces, metrics, TRACE_FILTERS["tag x"][1])
+    untagged = query("traceName", "week", metrics)
+    assert_trace_metrics(await answer(store, "p", 2, untagged), rows, traces, metrics, None)
+    rebuilt = await builds(store, table)
+    assert all(rebuilt[day] != built[day] for day in days_of & set(built))
 
 
 async def test_a_deleted_projects_rollups_go_with_its_rows(
     stored: tuple[TraceStore, list[dict[str, Any]]],
 ) -> None:
     store, _ = stored
-    for dimension in ("name", "traceName"):
-        await answer(store, "p", 2, query(dimension, None, [("count", "count")]))
-        await answer(store, "q", 2, query(dimension, None, [("count", "count")]))
+    by_user = with_filter(query("traceName", None, [("count", "count")]),
+                          TRACE_FILTERS["user u1"][0] or {})  # fmt: skip
+    for raw in (query("name", None, [("count", "count")]),
+                query("traceName", None, [("count", "count")]), by_user):  # fmt: skip
+        await answer(store, "p", 2, raw)
+        await answer(store, "q", 2, raw)
     await store.delete_project("p")
     for table in ROLLUP_TABLES:
         rows = await store.aggregate(
