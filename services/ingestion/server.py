@@ -44,7 +44,9 @@ async def run(cfg: IngestionConfig) -> None:
         event_log = EventLog(s3, cfg.s3_bucket)
         await event_log.ping()
         # The event log's index and the media records: every request writes the index.
-        pool = await asyncpg.create_pool(cfg.database_url, min_size=1, max_size=8)
+        pool = await asyncpg.create_pool(
+            cfg.database_url, min_size=1, max_size=8, reset=_keep_session
+        )
         stack.push_async_callback(pool.close)
         index = EventLogIndex(pool)
         pings: dict[str, Ping] = {
@@ -111,3 +113,9 @@ async def migrate(cfg: IngestionConfig) -> None:
         cfg.kafka,
         {Topic.INGESTION_EVENTS: cfg.events_partitions, Topic.INGESTION_DELETIONS: 1},
     )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """A released connection is not reset: no code here changes session state (settings,
+    LISTEN, advisory locks, cursors), and asyncpg's reset statement was a second round trip
+    after every index insert. Open transactions are still rolled back by the pool."""
