@@ -113,8 +113,10 @@ class UnstableApi:
             if single and "evaluators" in body:
                 raise invalid("evaluators cannot be combined with the deprecated evaluator and "
                               "mapping fields")  # fmt: skip
-            items = [{"evaluator": body.get("evaluator"), "mapping": body.get("mapping")}] if (
-                single) else body.get("evaluators")  # fmt: skip
+            if single:
+                items: Any = [{"evaluator": body.get("evaluator"), "mapping": body.get("mapping")}]
+            else:
+                items = body.get("evaluators")
             if not isinstance(items, list):
                 raise invalid("evaluators must be a list of {evaluator: {name, type}, mapping}")
             v2 = {

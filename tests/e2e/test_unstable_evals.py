@@ -19,6 +19,7 @@ from langfuse.api import (
     CreateEvaluatorRequest_LlmAsJudge,
     EvaluationRuleEvaluatorAssignmentInput,
     EvaluatorChatMessage,
+    EvaluatorChatMessageRole,
     EvaluatorModelConfig,
     EvaluatorOutputDefinition_Boolean,
     PromptVariableMappingInput,
@@ -38,7 +39,7 @@ NUMERIC = {
     "reasoning": {"description": "One sentence."},
     "score": {"description": "1 when correct.", "minValue": 0, "maxValue": 1},
 }
-MAPPING = [
+MAPPING: list[dict[str, Any]] = [
     {"variable": "question", "source": "input", "jsonPath": None},
     {"variable": "answer", "source": "output", "jsonPath": "$.text"},
 ]
@@ -120,10 +121,11 @@ async def test_an_evaluator_is_one_object_on_both_paths(project: Project) -> Non
     assert len(project.sdk.api.evaluators.list_versions(made["id"]).data) == 2
 
     # A v2 chat prompt reads as its messages' contents (the unstable prompt is one string).
+    role = EvaluatorChatMessageRole
     chat = project.sdk.api.evaluators.create(request=CreateEvaluatorRequest_LlmAsJudge(
         name=unique("chat"),
-        prompt=[EvaluatorChatMessage(role="system", content="You judge answers."),
-                EvaluatorChatMessage(role="user", content="Is {{answer}} right?")],
+        prompt=[EvaluatorChatMessage(role=role.SYSTEM, content="You judge answers."),
+                EvaluatorChatMessage(role=role.USER, content="Is {{answer}} right?")],
         model_config_=EvaluatorModelConfig(provider=project.provider, model=MODEL),
         output_definition=EvaluatorOutputDefinition_Boolean(),
     ))  # fmt: skip
