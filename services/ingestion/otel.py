@@ -46,6 +46,11 @@ _ENVIRONMENT_KEYS = (
     "deployment.environment",
 )
 _TRACE_KEYS = ("user.id", "session.id", "langfuse.user.id", "langfuse.session.id")
+# Every attribute _trace reads of a span that is not a root, but the metadata prefix.
+_TRACE_ATTRIBUTES = frozenset((
+    *_TRACE_KEYS, "langfuse.trace.tags", "langfuse.tags", "langfuse.trace.public",
+    "langfuse.public", "langfuse.trace.name", "langfuse.trace.input", "langfuse.trace.output",
+))  # fmt: skip
 _DECIMAL = re.compile(r"\d+(\.\d+)?")
 _IO_SOURCES = (
     ("langfuse.observation.input", "langfuse.observation.output"),
@@ -195,6 +200,14 @@ def _trace(
 ) -> tuple[dict[str, Any], str]:
     attrs = span.attributes
     trace: dict[str, Any] = {"id": span.trace_id, "environment": environment}
+    root = is_root(span)
+    if (
+        not root
+        and attrs.keys().isdisjoint(_TRACE_ATTRIBUTES)
+        and "langfuse.trace.metadata." not in prefixed
+    ):  # most spans: none of the lookups below can find anything
+        trace["timestamp"] = _iso(span.start_ns)
+        return trace, "shallow"
     _put(trace, "userId", _text(attrs.get("langfuse.user.id") or attrs.get("user.id")))
     session_id = _text(attrs.get("langfuse.session.id") or attrs.get("session.id"))
     _put(trace, "sessionId", session_id if limits.is_id(session_id) else None)
@@ -208,7 +221,7 @@ def _trace(
     for field, key in (("input", "langfuse.trace.input"), ("output", "langfuse.trace.output")):
         if isinstance(attrs.get(key), str):
             trace[field] = _json_or_text(attrs[key])
-    if is_root(span):
+    if root:
         trace["timestamp"] = _iso(span.start_ns)
         trace.setdefault("name", span.name)
         if "input" not in trace:
