@@ -24,6 +24,8 @@ V2 = "v2"  # a v2 dimension only, and filters
 
 @dataclass(frozen=True)
 class Field:
+    """One public field of an entity and where the API takes it."""
+
     name: str
     column: str
     kind: str
