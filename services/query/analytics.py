@@ -654,9 +654,11 @@ def _build_sql(table: RollupTable) -> str:
 
 
 def _mark_sql(table: RollupTable) -> str:
+    """Each of {m_days} has its build of {m_builds}, as of {m_built_at}."""
     return (
-        f"INSERT INTO {table.builds} SELECT {{project_id:String}}, day, {{m_build:UUID}},"
-        " {m_built_at:DateTime64(6, 'UTC')} FROM (SELECT arrayJoin({m_days:Array(Date)}) AS day)"
+        f"INSERT INTO {table.builds} SELECT {{project_id:String}}, pair.1, pair.2,"
+        " {m_built_at:DateTime64(6, 'UTC')}"
+        " FROM (SELECT arrayJoin(arrayZip({m_days:Array(Date)}, {m_builds:Array(UUID)})) AS pair)"
     )
 
 
@@ -761,6 +763,7 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
         )
     }
     superseded: set[str] = set()
+    checked_at, scanned = datetime.now(UTC), False  # the stamp of a build begun now
     if built:
         oldest = min(us for _, us in built.values())
         since = datetime.fromtimestamp(oldest / 1e6, UTC) - ROLLUP_SLACK
@@ -772,6 +775,7 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
             parts[row["source"]][row["name"]] = int(row["changed_s"]) * 1_000_000
         slack = ROLLUP_SLACK // timedelta(microseconds=1)
         for table, changed in parts.items():
+            scanned |= bool(changed)
             changes = await store.aggregate(
                 project_id, _CHANGES_SQL[table], {**asked, "m_parts": list(changed)}
             ) if changed else []  # fmt: skip
@@ -780,10 +784,16 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
                 if day in built and max(changed[p] for p in row["parts"]) >= built[day][1] - slack:
                     superseded.add(built.pop(day)[0])
     valid = {day: build_id for day, (build_id, _) in built.items()}
+    if scanned and valid:
+        # The days still valid are as good as built when the check began: stamped so, the next
+        # query does not scan the same new parts again (a merge makes big ones).
+        confirmed = {"m_days": [d.isoformat() for d in valid], "m_builds": list(valid.values()),
+                     "m_built_at": checked_at}  # fmt: skip
+        await store.aggregate(project_id, _mark_sql(rollup.table), confirmed)
     if stale := [d for d in days if d not in valid]:
         build_id = str(uuid.uuid4())
         params = {"m_days": [d.isoformat() for d in stale], "m_build": build_id,
-                  "m_built_at": datetime.now(UTC)}  # fmt: skip
+                  "m_builds": [build_id] * len(stale), "m_built_at": datetime.now(UTC)}  # fmt: skip
         await store.aggregate(project_id, _build_sql(rollup.table), params)
         await store.aggregate(project_id, _mark_sql(rollup.table), params)
         # Older builds of these days go, but for the one just superseded, which a query that

@@ -183,6 +183,16 @@ async def test_a_build_is_reused_until_a_day_changes(
     assert await answer(store, "p", 2, raw) == first
     assert await builds(store) == built
 
+    # A new part without rows of the built days (another project's): the check that scans it
+    # finds the builds still valid and stamps them anew, so that no later query scans it again.
+    stamped = "SELECT max(built_at) AS at FROM observation_rollup_builds FINAL"
+    [before] = await store.aggregate("p", stamped, {})
+    await asyncio.sleep(1)
+    await store.insert("observation", [{**rows[0], "project_id": "q", "id": "elsewhere"}])
+    assert await answer(store, "p", 2, raw) == first
+    [after] = await store.aggregate("p", stamped, {})
+    assert await builds(store) == built and str(after["at"]) > str(before["at"])
+
     # A newer version of an observation on 2024-03-06 (a new name and cost) and a deleted trace.
     changed = next(o for o in in_window(rows) if o["start_time"].date().isoformat() == "2024-03-06")
     newer = {**changed, "name": "renamed", "total_cost": 5.0, "event_ts": NEW + timedelta(days=1)}
