@@ -5,7 +5,7 @@ of its own (model, usage; the query service prices it), which the score's metada
 
 Cheap per job: targets are read in batches (services/evals/targets.py), results ingested and jobs
 completed in batches of concurrent jobs (services/evals/batching.py), jobs claimed many at a time,
-and each LLM connection has its own keep-alive HTTP/1.1 pool.
+and each LLM connection has its own keep-alive HTTP/1.1 pool (services/evals/llm.py).
 
 Bounded: at most EVALS_JUDGE_CONCURRENCY calls in flight per LLM connection. Retries with backoff
 on 429, 5xx, timeouts and refused connections, honouring Retry-After, up to
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+import aiohttp
 import asyncpg
 import grpc
-import httpx
 import orjson
 import structlog
 
@@ -40,7 +40,7 @@ from services.evals.connections import Connection, ConnectionApi
 from services.evals.evaluators import Definition, EvaluatorApi, JudgeVersion
 from services.evals.jobs import Job, JobStore, Outcome
 from services.evals.judge_fields import VARIABLE, at_path
-from services.evals.llm import Completion, LlmError, chat
+from services.evals.llm import Completion, LlmError, chat, session
 from services.evals.rule_filters import TRACE_LEVEL, matches, observation_row, trace_row
 from services.evals.rules import RuleApi
 from services.evals.targets import TargetReader
@@ -110,7 +110,7 @@ class JudgeWorker:
         self._definitions = ShortCache(DEFINITIONS_TTL)
         self._concurrency = concurrency
         # One keep-alive pool per LLM connection, as large as its calls in flight.
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._clients: dict[str, aiohttp.ClientSession] = {}
         self._max_attempts = max_attempts
         self._timeout = timeout
         # Jobs claimed and not yet finished, over all connections: more than the calls in flight,
@@ -148,7 +148,7 @@ class JudgeWorker:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
         for client in self._clients.values():
-            await client.aclose()
+            await client.close()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -270,12 +270,10 @@ class JudgeWorker:
                     raise RetryLater(exc.message, min(delay, 600)) from exc
                 raise JobFailed(exc.message, pause=True) from exc
 
-    def _client(self, connection: Connection) -> httpx.AsyncClient:
+    def _client(self, connection: Connection) -> aiohttp.ClientSession:
         client = self._clients.get(connection.id)
         if client is None:
-            limits = httpx.Limits(max_connections=self._concurrency,
-                                  max_keepalive_connections=self._concurrency)  # fmt: skip
-            client = self._clients[connection.id] = httpx.AsyncClient(limits=limits)
+            client = self._clients[connection.id] = session(self._concurrency)
         return client
 
     async def _ingest(

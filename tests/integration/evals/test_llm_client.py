@@ -1,10 +1,9 @@
 """The judge's chat-completions client against the stand-in server over real HTTP: the reply and
 its usage, the key in the Authorization header, and errors that say whether a retry may help."""
 
-import httpx
 import pytest
 
-from services.evals.llm import Endpoint, LlmError, chat
+from services.evals.llm import Endpoint, LlmError, chat, session
 from tests.support.llm_standin import LlmStandIn
 
 SCHEMA = {"type": "object", "properties": {"score": {"type": "number"}}}
@@ -14,7 +13,7 @@ MESSAGES = [{"role": "user", "content": "Is the answer correct?"}]
 async def test_a_reply_with_usage_and_the_key_sent_as_bearer() -> None:
     with LlmStandIn(score=0.25) as llm:
         endpoint = Endpoint(llm.base_url, "sk-test-secret", {"X-Team": "evals"})
-        async with httpx.AsyncClient() as client:
+        async with session(4) as client:
             completion = await chat(client, endpoint, "gpt-4o-mini", MESSAGES, SCHEMA, 5)
         assert '"score":0.25' in completion.content
         assert completion.model == "gpt-4o-mini"
@@ -30,7 +29,7 @@ async def test_429_and_5xx_are_retryable_and_carry_retry_after() -> None:
         llm.fail_next(503)
         llm.fail_next(401, message="Incorrect API key provided")
         endpoint = Endpoint(llm.base_url, "sk-x")
-        async with httpx.AsyncClient() as client:
+        async with session(4) as client:
             errors = []
             for _ in range(3):
                 with pytest.raises(LlmError) as caught:
@@ -45,7 +44,7 @@ async def test_429_and_5xx_are_retryable_and_carry_retry_after() -> None:
 async def test_a_dead_endpoint_is_a_retryable_error_without_the_key() -> None:
     with LlmStandIn() as llm:
         dead = llm.base_url
-    async with httpx.AsyncClient() as client:
+    async with session(4) as client:
         with pytest.raises(LlmError) as caught:
             await chat(client, Endpoint(dead, "sk-never-shown"), "m", MESSAGES, SCHEMA, 5)
     assert caught.value.retryable
