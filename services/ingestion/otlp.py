@@ -7,6 +7,7 @@ times are checked against what the stores hold (libs.common.limits). Pure: no I/
 
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import msgspec
 import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from libs.common import limits
 from libs.common.errors import PayloadTooLarge
@@ -105,10 +106,10 @@ def _from_protobuf(body: bytes) -> list[SpanRecord]:
         raise OtlpError("body is not a valid ExportTraceServiceRequest") from exc
     spans = []
     for resource_spans in request.resource_spans:
-        resource = {a.key: _proto_value(a.value) for a in resource_spans.resource.attributes}
+        resource = _proto_attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             scope = scope_spans.scope
-            scope_attributes = {a.key: _proto_value(a.value) for a in scope.attributes}
+            scope_attributes = _proto_attributes(scope.attributes)
             for span in scope_spans.spans:
                 spans.append(
                     _record(
@@ -118,17 +119,13 @@ def _from_protobuf(body: bytes) -> list[SpanRecord]:
                         name=span.name,
                         start_ns=span.start_time_unix_nano,
                         end_ns=span.end_time_unix_nano,
-                        attributes={a.key: _proto_value(a.value) for a in span.attributes},
+                        attributes=_proto_attributes(span.attributes),
                         status_code=span.status.code,
                         status_message=span.status.message,
                         resource=resource,
                         scope=(scope.name, scope.version, scope_attributes),
                         events=tuple(
-                            SpanEvent(
-                                e.name,
-                                e.time_unix_nano,
-                                {a.key: _proto_value(a.value) for a in e.attributes},
-                            )
+                            SpanEvent(e.name, e.time_unix_nano, _proto_attributes(e.attributes))
                             for e in span.events
                         ),
                     )
@@ -136,16 +133,26 @@ def _from_protobuf(body: bytes) -> list[SpanRecord]:
     return spans
 
 
+def _proto_attributes(attributes: Iterable[KeyValue]) -> dict[str, Any]:
+    """String values, by far the most common, are read here rather than in a call each."""
+    found = {}
+    for attribute in attributes:
+        value = attribute.value
+        if value.WhichOneof("value") == "string_value":
+            found[attribute.key] = value.string_value
+        else:
+            found[attribute.key] = _proto_value(value)
+    return found
+
+
 def _proto_value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
-    if kind == "string_value":  # by far the most common: first
+    if kind == "string_value":
         return value.string_value
     if kind == "array_value":
         return [_proto_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return orjson.dumps(
-            {kv.key: _proto_value(kv.value) for kv in value.kvlist_value.values}
-        ).decode()
+        return orjson.dumps(_proto_attributes(value.kvlist_value.values)).decode()
     if kind == "bytes_value":
         return value.bytes_value.hex()
     return getattr(value, kind) if kind else None
