@@ -2,12 +2,14 @@
 is checked against its declaration (services/ingestion/bodies.py) and mapped to the events to
 publish; a bad event becomes an error row and never costs the good ones beside it. Pure: no I/O."""
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
 import orjson
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.limits import describe
@@ -84,13 +86,15 @@ def accept(item: Any, project_id: str, access: AccessLevel, received_at: datetim
             401, "Access Scope Denied", "only scores may be sent with a public key", event_id
         )
 
-    template = event_template(event_id, project_id, envelope.timestamp, received_at)
+    shared = shared_fields(project_id, received_at)
+    event_time = to_timestamp(envelope.timestamp)
 
     def event(
         kind_: int, observation_type: str, entity_id: str, trace_id: str, body: Body | bytes
     ) -> events_pb2.IngestionEvent:
         body_json = body if isinstance(body, bytes) else body.encode()
-        return make_event(template, kind_, observation_type, entity_id, trace_id, body_json)
+        return make_event(shared, event_id, kind_, observation_type, entity_id, trace_id,
+                          body_json, event_time)  # fmt: skip
 
     if kind == "trace-create":
         trace = _convert(envelope.body, TraceBody, "body", event_id)
@@ -129,39 +133,47 @@ def score_event(item: Any, project_id: str, received_at: datetime) -> events_pb2
     score = _convert(item, ScoreItem, "", "")
     assert score.id is not None  # generated when absent
     event_time, score.timestamp = score.timestamp or received_at, None
-    template = event_template(f"score-{score.id}", project_id, event_time, received_at)
-    return make_event(template, events_pb2.EVENT_TYPE_SCORE_CREATE, "", score.id,
-                      score.trace_id or "", score.encode())  # fmt: skip
+    return make_event(
+        shared_fields(project_id, received_at), f"score-{score.id}",
+        events_pb2.EVENT_TYPE_SCORE_CREATE, "", score.id, score.trace_id or "", score.encode(),
+        to_timestamp(event_time),
+    )  # fmt: skip
 
 
-def event_template(
-    event_id: str, project_id: str, event_time: datetime, received_at: datetime
+@functools.lru_cache(maxsize=64)
+def shared_fields(
+    project_id: str, received_at: datetime, event_time: datetime | None = None
 ) -> events_pb2.IngestionEvent:
-    """What the events of one envelope (or of one OTLP export) share, copied into each by
-    make_event: a copy costs a fraction of setting Timestamp fields on every event."""
-    return events_pb2.IngestionEvent(
-        event_id=event_id,
-        project_id=project_id,
-        event_time=to_timestamp(event_time),
-        received_at=to_timestamp(received_at),
-    )
+    """The fields the events of one request share, merged into each by make_event: setting a
+    Timestamp field costs about a microsecond per event, a merge a fraction of it. Every item
+    of a request finds its request's (never modified) message here."""
+    shared = events_pb2.IngestionEvent(project_id=project_id, received_at=to_timestamp(received_at))
+    if event_time is not None:
+        shared.event_time.CopyFrom(to_timestamp(event_time))
+    return shared
 
 
 def make_event(
-    template: events_pb2.IngestionEvent,
+    shared: events_pb2.IngestionEvent,
+    event_id: str,
     kind: int,
     observation_type: str,
     entity_id: str,
     trace_id: str,
     body_json: bytes,
+    event_time: Timestamp | None = None,
 ) -> events_pb2.IngestionEvent:
-    event = events_pb2.IngestionEvent()
-    event.CopyFrom(template)
-    event.type = kind  # type: ignore[assignment]
-    event.observation_type = observation_type
-    event.entity_id = entity_id
-    event.trace_id = trace_id
-    event.body_json = body_json
+    """An event with `shared`'s fields; `event_time` when the shared one has none."""
+    event = events_pb2.IngestionEvent(
+        event_id=event_id,
+        type=kind,
+        observation_type=observation_type,
+        entity_id=entity_id,
+        trace_id=trace_id,
+        body_json=body_json,
+        event_time=event_time,
+    )
+    event.MergeFrom(shared)
     return event
 
 

@@ -13,7 +13,7 @@ import orjson
 
 from libs.common import limits
 from libs.common.gen.obs.events.v1 import events_pb2
-from services.ingestion.batch import event_template, make_event
+from services.ingestion.batch import make_event, shared_fields
 from services.ingestion.bodies import normalize_environment
 from services.ingestion.otlp import SpanRecord
 
@@ -81,14 +81,12 @@ def otel_events(
     because entities are upserted by trace and span id, whatever the event ids."""
 
     received = received_at.timestamp()
-    template = event_template("", project_id, received_at, received_at)
+    shared = shared_fields(project_id, received_at, event_time=received_at)
 
     def event(kind: int, observation_type: str, entity_id: str, trace_id: str,
               body: dict[str, Any]) -> events_pb2.IngestionEvent:  # fmt: skip
-        made = make_event(template, kind, observation_type, entity_id, trace_id,
-                          orjson.dumps(body))  # fmt: skip
-        made.event_id = f"otel-{entity_id}-{received}"
-        return made
+        return make_event(shared, f"otel-{entity_id}-{received}", kind, observation_type,
+                          entity_id, trace_id, orjson.dumps(body))  # fmt: skip
 
     # Spans of one export share a few scopes and resources: each is asked once.
     python5_of: dict[tuple[str, str, Any], bool] = {}
