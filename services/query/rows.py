@@ -16,7 +16,7 @@ all at once gives, whatever the batches, and replaying an event changes nothing.
 stored with the row (`merge_clocks`), so a state read back from ClickHouse merges as exactly."""
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,6 +85,18 @@ class Metadata:
     leaves: dict[Path, tuple[Clock, Any]] = dataclasses.field(default_factory=dict)
     erased_below: dict[Path, Clock] = dataclasses.field(default_factory=dict)
     written_below: dict[Path, Clock] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def first(cls, value: dict[str, Any], clock: Clock) -> "Metadata":
+        """`write` into empty metadata: every leaf stands, nothing older to compare or erase."""
+        metadata = cls()
+        for path, leaf in _leaves(value, ()):
+            metadata.leaves[path] = (clock, leaf)
+            if leaf != {}:
+                metadata.erased_below[path] = clock
+            for depth in range(1, len(path)):
+                metadata.written_below[path[:depth]] = clock
+        return metadata
 
     def copy(self) -> "Metadata":
         return Metadata(dict(self.leaves), dict(self.erased_below), dict(self.written_below))
@@ -177,10 +189,12 @@ class Merged:
 
 
 def merge(
-    kind: str, stored: Merged | None, changes: Iterable[Change]
+    kind: str, stored: Merged | None, changes: Sequence[Change]
 ) -> tuple[Merged, list[Conflict]]:
     """The stored state with these events merged in, in any order; and the immutable fields the
     events tried to change."""
+    if stored is None and len(changes) == 1:
+        return _first_state(changes[0]), []
     state = stored.copy() if stored else Merged()
     values, clocks = state.values, state.clocks
     immutable = IMMUTABLE[kind]
@@ -217,6 +231,31 @@ def merge(
         if value != values[key]
     ]
     return state, conflicts
+
+
+def _first_state(change: Change) -> Merged:
+    """`merge` of one event into nothing, the writer's common case (a new entity): the same
+    state without comparing clocks, since every field the event sets is the first of its kind."""
+    clock = change.clock
+    state = Merged()
+    values, clocks = state.values, state.clocks
+    for key, value in change.body.items():
+        if value is None:
+            continue
+        if key == "tags":
+            values[key] = sorted(set(value))
+        elif key == "metadata":
+            if value != {}:
+                written = value if isinstance(value, dict) else {key: value}
+                state.metadata = Metadata.first(written, clock)
+                values[key] = written  # equal to `merged()`, keys in the order sent
+        elif (key in ("input", "output") and not value) or (
+            key in _NEVER_ERASED_BY_EMPTY and value == {}
+        ):
+            continue
+        else:
+            values[key], clocks[key] = value, clock
+    return state
 
 
 def encode_clocks(state: Merged) -> str:

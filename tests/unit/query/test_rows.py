@@ -1,6 +1,9 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.query.pricing import Priced
 from services.query.rows import (
     Change,
@@ -161,3 +164,43 @@ def test_rows_round_trip_through_the_clickhouse_shape() -> None:
     # What the client gave is what later merges start from, never the computed values.
     assert back["usageDetails"] == {"input": 2, "output": 3}
     assert back["costDetails"] == {"input": 0.5}
+
+
+_leaf = st.one_of(st.none(), st.integers(0, 2), st.sampled_from(["", "x"]), st.just({}))
+_metadata = st.recursive(
+    _leaf, lambda inner: st.dictionaries(st.sampled_from("ab"), inner), max_leaves=6
+)
+_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.just("e"),
+        "traceId": st.sampled_from(["t1", "t2"]),
+        "timestamp": st.just("2026-01-01T00:00:00.000Z"),
+        "name": st.one_of(st.none(), st.sampled_from(["", "n"])),
+        "metadata": _metadata,
+        "tags": st.lists(st.sampled_from("xyz")),
+        "input": st.one_of(st.none(), st.sampled_from(["", 0, False, "q", {"q": 1}])),
+        "output": st.one_of(st.none(), st.sampled_from(["", "a"])),
+        "usageDetails": st.one_of(st.just({}), st.just({"input": 1})),
+        "costDetails": st.one_of(st.just({}), st.just({"total": 0.5})),
+    },
+)
+
+
+@given(
+    kind=st.sampled_from(["trace", "observation", "score"]),
+    body=_bodies,
+    create=st.booleans(),
+)
+def test_a_new_entitys_first_event_merges_as_into_an_empty_state(
+    kind: str, body: dict[str, Any], create: bool
+) -> None:
+    """The writer's shortcut for a new entity (one event, nothing stored) gives the state, the
+    clocks and the metadata's merge record that the full merge gives."""
+    change = at(1, body, create)
+    shortcut, conflicts = merge(kind, None, [change])
+    full, _ = merge(kind, Merged(), [change])
+    assert conflicts == []
+    assert shortcut.values == full.values and shortcut.clocks == full.clocks
+    assert shortcut.metadata == full.metadata
+    assert encode_clocks(shortcut) == encode_clocks(full)
