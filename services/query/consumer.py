@@ -212,9 +212,7 @@ class EventWriter:
                 before[key] = state
         if missing:
             wanted = {(project_id, entity_id) for _, project_id, entity_id in missing}
-            rows = await self._store.latest_of(
-                kind, sorted(wanted), _trace_ids(kind, [changes[key] for key in missing])
-            )
+            rows = await self._store.latest_of(kind, sorted(wanted))
             for row in rows:
                 if (row["project_id"], row["id"]) in wanted:
                     before[(kind, row["project_id"], row["id"])] = from_stored(kind, row)
@@ -287,22 +285,6 @@ def _is_time(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return moment is not None and limits.time_in_range(moment)
-
-
-def _trace_ids(kind: str, changes: list[list[Change]]) -> list[str] | None:
-    """The traces these observations' events name, to narrow the lookup of their stored rows
-    (observations are sorted by trace); None when an observation's events name none. A stored
-    row whose trace none of its events name (a conflicting traceId) is not found this way:
-    RecentState finds it as long as it remembers the entity."""
-    if kind != "observation":
-        return None
-    trace_ids: set[str] = set()
-    for entity_changes in changes:
-        named = {c.body.get("traceId") for c in entity_changes} - {None}
-        if not named:
-            return None
-        trace_ids |= {str(trace_id) for trace_id in named}
-    return sorted(trace_ids)
 
 
 def _priced(catalog: Catalog, state: dict[str, Any]) -> Priced:

@@ -229,6 +229,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         if not await self._store.load("score", scope.project_id, [request.score_id]):
             raise NotFound(f"Score {request.score_id} not found within authorized project")
         await self._store.delete_score(scope.project_id, request.score_id)
+        self._deletions.score_deleted(scope.project_id, request.score_id)
         return query_pb2.DeleteScoreResponse()
 
     async def GetObservation(  # noqa: N802

@@ -31,7 +31,7 @@ from services.query.consumer import (
     is_transient_for_writer,
     writer_settings,
 )
-from services.query.deletions import DeletionNotices
+from services.query.deletions import DeletionListener, DeletionNotices, listener_settings
 from services.query.export_api import ExportApi
 from services.query.export_store import ExportStore
 from services.query.export_targets import parse_networks
@@ -59,7 +59,9 @@ async def run(cfg: QueryConfig) -> None:
     # One producer for the writer's dead letters and the deletion notices.
     producer = make_producer(cfg.kafka, client_id="query")
     await producer.start()
-    deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS))
+    # The writer's memory of what it wrote last, which deletions must reach (deletions.py).
+    recent = RecentState(cfg.writer_state_entities)
+    deletions = DeletionNotices(producer, cfg.kafka.topic(Topic.INGESTION_DELETIONS), recent)
     exports = ExportStore(pool)
     box = open_box(cfg.encryption_key, cfg.encryption_key_previous)
     allowed = parse_networks(cfg.export_allowed_networks)
@@ -74,7 +76,7 @@ async def run(cfg: QueryConfig) -> None:
     servicer = QueryServicer(store, models, catalogs, deletions, export_api)
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
-    event_writer = EventWriter(store, catalogs, RecentState(cfg.writer_state_entities))
+    event_writer = EventWriter(store, catalogs, recent)
     writer = BatchConsumer(
         writer_settings(cfg.kafka),
         decode_events,
@@ -97,12 +99,16 @@ async def run(cfg: QueryConfig) -> None:
         RetentionPass(clickhouse).handle,
         producer,
     )
+    deletion_listener = DeletionListener(cfg.kafka, recent)
+    listener = BatchConsumer(
+        listener_settings(cfg.kafka), deletion_listener.decode, deletion_listener.handle, producer
+    )
     health = HealthWatch(
         {
             "postgresql": lambda: pool.fetchval("SELECT 1"),
             "clickhouse": lambda: clickhouse.select("SELECT 1"),
         },
-        [writer, purger, retention],
+        [writer, purger, retention, listener],
     )
     try:
         async with asyncio.TaskGroup() as tasks:
@@ -110,6 +116,7 @@ async def run(cfg: QueryConfig) -> None:
             tasks.create_task(writer.run(stop))
             tasks.create_task(purger.run(stop))
             tasks.create_task(retention.run(stop))
+            tasks.create_task(listener.run(stop))
             tasks.create_task(exporter.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:

@@ -71,20 +71,23 @@ class TraceStore:
             params["trace_ids"] = trace_ids
         return await self._latest(TABLES[kind], condition, params)
 
-    async def latest_of(
-        self, kind: str, keys: list[tuple[str, str]], trace_ids: list[str] | None = None
-    ) -> list[dict[str, Any]]:
+    async def latest_of(self, kind: str, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """The writer's lookup: current rows of these (project id, entity id) pairs, of all the
         batch's projects in one query. It may return rows of other pairs of the same projects
-        and ids, which the caller leaves aside. `trace_ids` narrows as in `load`."""
+        and ids, which the caller leaves aside."""
         params: dict[str, Any] = {
             "projects": sorted({project_id for project_id, _ in keys}),
             "ids": sorted({entity_id for _, entity_id in keys}),
         }
         condition = "project_id IN {projects:Array(String)} AND id IN {ids:Array(String)}"
-        if trace_ids is not None:
-            condition += " AND trace_id IN {trace_ids:Array(String)}"
-            params["trace_ids"] = trace_ids
+        if kind == "observation":
+            # Observations are sorted by (project, day, trace, id): the places of these ids
+            # (observation_ids, by primary key) narrow the search to their ranges, whatever
+            # trace the batch's events name (a conflicting one too); new ids have none.
+            condition += (
+                " AND (project_id, toDate(start_time), trace_id) IN (SELECT project_id, day,"
+                f" trace_id FROM observation_ids WHERE {condition})"
+            )
         # PREWHERE reads the columns of the condition first and the others only for granules
         # holding a match: a batch's new entities (most) cost a scan of ids, not of inputs.
         # Safe with FINAL because the condition's columns are the same in every version of a row.

@@ -5,34 +5,47 @@ observations (creates and updates, updates first, conflicting types and traces) 
 (renamed under one id) run through the real EventWriter into a real chDB; each example uses a
 project of its own."""
 
+import asyncio
 import itertools
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from libs.common.event_batches import encode_event_batch
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import Record
+from libs.common.kafka import (
+    BatchConsumer,
+    KafkaCluster,
+    Producer,
+    Record,
+    Topic,
+    ensure_topics,
+    make_producer,
+)
 from libs.common.migrate import load_migrations, migrate
 from services.query.clickhouse import ClickHouseTarget, EmbeddedClickHouse
 from services.query.consumer import Decoded, EventWriter, _priced, decode_events
+from services.query.deletions import DeletionListener, DeletionNotices, listener_settings
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog
 from services.query.recent_state import RecentState
+from services.query.retention import RetentionPass
 from services.query.rows import Merged, encode_clocks, from_stored, merge, stored_row
 from services.query.server import MIGRATIONS
 from services.query.store import TABLES, TraceStore
+from tests.support.eventually import eventually
 
 TRACE = events_pb2.EVENT_TYPE_TRACE_CREATE
 CREATE = events_pb2.EVENT_TYPE_OBSERVATION_CREATE
@@ -42,6 +55,7 @@ SCORE = events_pb2.EVENT_TYPE_SCORE_CREATE
 # so an early create arriving late moves a row to another sort key and partition.
 T0 = datetime(2026, 1, 31, 12, tzinfo=UTC)
 OFFSETS = [timedelta(0), timedelta(seconds=1), timedelta(hours=14), timedelta(hours=40)]
+T = TypeVar("T")
 
 
 class NoProjectModels:
@@ -255,6 +269,13 @@ async def check_order_independence(
         await writer.write(batch)
         if forget_between_batches:
             writer.forget_recent()
+    await check_stored_is_the_merge_of(chdb, catalogs, project_id, events)
+
+
+async def check_stored_is_the_merge_of(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, project_id: str, events: list[Event]
+) -> None:
+    """What ClickHouse holds for the project is exactly the merge of `events`, all at once."""
     stored = await stored_states(chdb, project_id)
     expected = all_at_once(project_id, events)
     assert set(stored) == set(expected)
@@ -287,7 +308,7 @@ async def test_stored_state_is_the_merge_of_all_events_whatever_the_batches(
 
 @pytest.mark.timeout(600)
 @PROPERTY
-@given(events=histories(conflicting_traces=False), seed=st.integers(0, 2**32))
+@given(events=histories(conflicting_traces=True), seed=st.integers(0, 2**32))
 async def test_stored_state_is_the_same_when_every_batch_reads_back_from_clickhouse(
     chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, events: list[Event], seed: int
 ) -> None:
@@ -363,13 +384,164 @@ async def test_an_earlier_trace_upsert_arriving_later_moves_the_trace_to_its_day
     assert stored[("trace", "t")].values["timestamp"] == iso(OFFSETS[0])
 
 
+@FORGET
+@pytest.mark.parametrize("first_arrives", [False, True], ids=["first-late", "first-first"])
 async def test_a_conflicting_trace_keeps_the_first_creates_and_is_logged(
-    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, capsys: pytest.CaptureFixture[str]
+    chdb: EmbeddedClickHouse,
+    catalogs: ModelCatalogs,
+    capsys: pytest.CaptureFixture[str],
+    forget: bool,
+    first_arrives: bool,
 ) -> None:
+    """Read back, the stored row under the other trace was not found (the lookup searched only
+    the traces the batch's events named), and a second live row was written beside it."""
     first = Event(CREATE, "o", OFFSETS[0], {"id": "o", "traceId": "t1"}, "GENERATION")
     other = Event(CREATE, "o", OFFSETS[1], {"id": "o", "traceId": "t2", "name": "n"}, "SPAN")
-    stored = await write_in_turn(chdb, catalogs, [[other], [first]], forget=False)
+    batches = [[first], [other]] if first_arrives else [[other], [first]]
+    stored = await write_in_turn(chdb, catalogs, batches, forget)  # and one row (stored_states)
     state = stored[("observation", "o")].values
     assert (state["traceId"], state["type"], state["name"]) == ("t1", "GENERATION", "n")
     logged = capsys.readouterr().out
     assert "immutable_field_conflict" in logged and "event_id=ev-1" in logged
+
+
+# Deletions: the writer's memory lets go of what a deletion removed, so a late event of a deleted
+# entity starts it afresh (stored = the merge of the late events alone) instead of bringing the
+# deleted fields back from the remembered state.
+
+BEFORE = [
+    Event(TRACE, "t", OFFSETS[0], {"id": "t", "name": "n", "input": "q", "metadata": {"a": 1}}),
+    Event(
+        CREATE,
+        "o",
+        OFFSETS[0],
+        {"id": "o", "traceId": "t", "name": "n", "input": "q", "model": "gpt-4o"},
+        "GENERATION",
+    ),  # fmt: skip
+    Event(
+        SCORE,
+        "s",
+        OFFSETS[0],
+        {"id": "s", "traceId": "t", "name": "n", "value": 1, "comment": "deleted"},
+    ),  # fmt: skip
+]
+LATE = [
+    Event(TRACE, "t", OFFSETS[1], {"id": "t", "userId": "u"}),
+    Event(UPDATE, "o", OFFSETS[1], {"id": "o", "traceId": "t", "output": "a"}, "GENERATION"),
+    Event(SCORE, "s", OFFSETS[1], {"id": "s", "traceId": "t", "name": "n", "value": 2}),
+]
+
+
+async def write(writer: EventWriter, project_id: str, events: list[Event], first: int) -> None:
+    """The events in one batch, numbered from `first` (the late ones from 0, as `all_at_once`)."""
+    numbered = list(enumerate(events, start=first))
+    await writer.write([decode_events(record(project_id, numbered))])
+
+
+@pytest.fixture
+async def producer(kafka: KafkaCluster) -> AsyncIterator[Producer]:
+    topics = (Topic.INGESTION_DELETIONS, Topic.PROJECT_DELETIONS, Topic.PROJECT_RETENTION)
+    await ensure_topics(kafka, dict.fromkeys(topics, 1))
+    started = make_producer(kafka, client_id="test")
+    await started.start()
+    yield started
+    await started.stop()
+
+
+async def test_a_late_event_of_a_trace_deleted_here_starts_it_afresh(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, kafka: KafkaCluster, producer: Producer
+) -> None:
+    """The trace, its observation and its score were remembered when DeleteTraces removed them;
+    the late events merged into that memory and wrote every deleted field back."""
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    store, recent = TraceStore(chdb), RecentState(100)
+    writer = EventWriter(store, catalogs, recent)
+    await write(writer, project_id, BEFORE, 100)
+    notices = DeletionNotices(producer, kafka.topic(Topic.INGESTION_DELETIONS), recent)
+    await store.delete_traces(project_id, ["t"])  # as QueryServicer.DeleteTraces does
+    await notices.traces_deleted(project_id, ["t"])
+    await write(writer, project_id, LATE, 0)
+    await check_stored_is_the_merge_of(chdb, catalogs, project_id, LATE)
+
+
+async def test_a_deleted_score_sent_again_starts_afresh(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, kafka: KafkaCluster, producer: Producer
+) -> None:
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    store, recent = TraceStore(chdb), RecentState(100)
+    writer = EventWriter(store, catalogs, recent)
+    await write(writer, project_id, BEFORE[2:], 100)
+    await store.delete_score(project_id, "s")  # as QueryServicer.DeleteScore does
+    DeletionNotices(producer, "unused", recent).score_deleted(project_id, "s")
+    await write(writer, project_id, LATE[2:], 0)
+    await check_stored_is_the_merge_of(chdb, catalogs, project_id, LATE[2:])
+
+
+async def test_a_trace_deleted_by_another_replica_is_forgotten_once_announced(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, kafka: KafkaCluster, producer: Producer
+) -> None:
+    """The writer of the trace's partition runs in another replica than the one that took the
+    DELETE: it hears of it on ingestion.deletions.v1, in a consumer group of its own."""
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    store = TraceStore(chdb)
+    writers_memory = RecentState(100)
+    writer = EventWriter(store, catalogs, writers_memory)
+    listener = DeletionListener(kafka, writers_memory)
+    assigned, stop = asyncio.Event(), asyncio.Event()
+    consumer = BatchConsumer(
+        listener_settings(kafka), listener.decode, listener.handle, producer,
+        on_rebalance=assigned.set,
+    )  # fmt: skip
+    listening = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.wait_for(assigned.wait(), 30)
+        await write(writer, project_id, BEFORE, 100)
+        deleting_replica = DeletionNotices(
+            producer, kafka.topic(Topic.INGESTION_DELETIONS), RecentState(100)
+        )
+        await store.delete_traces(project_id, ["t"])
+        await deleting_replica.traces_deleted(project_id, ["t"])
+        await eventually(
+            now(lambda: [writers_memory.get(("trace", project_id, "t"))]),
+            lambda found: found == [None],
+        )
+    finally:
+        stop.set()
+        await listening
+    await write(writer, project_id, LATE, 0)
+    await check_stored_is_the_merge_of(chdb, catalogs, project_id, LATE)
+
+
+@pytest.mark.parametrize("deletion", ["retention", "project"])
+async def test_a_late_event_after_a_retention_pass_or_a_project_deletion_starts_afresh(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, kafka: KafkaCluster, deletion: str
+) -> None:
+    """Those deletions run in one replica, after their announcement: what the writer wrote in
+    between (here: all of it) must not be trusted either."""
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    store, recent = TraceStore(chdb), RecentState(100)
+    writer = EventWriter(store, catalogs, recent)
+    listener = DeletionListener(kafka, recent)
+    cutoff = T0 + timedelta(days=1)
+    if deletion == "retention":
+        notice: Message = events_pb2.ProjectRetention(project_id=project_id, retention_days=1)
+        notice.cutoff.FromDatetime(cutoff)  # type: ignore[attr-defined]
+    else:
+        notice = events_pb2.ProjectDeleted(project_id=project_id)
+    await listener.handle([notice])
+    await write(writer, project_id, BEFORE, 100)
+    if deletion == "retention":
+        await RetentionPass(chdb).run(project_id, cutoff)
+    else:
+        await store.delete_project(project_id)
+    await write(writer, project_id, LATE, 0)
+    await check_stored_is_the_merge_of(chdb, catalogs, project_id, LATE)
+
+
+def now(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
+    """A probe for `eventually` of a value in memory."""
+
+    async def probe() -> T:
+        return read()
+
+    return probe
