@@ -85,3 +85,33 @@ async def test_scores_move_to_the_id_sorted_table_and_every_table_keeps_merge_cl
     assert rows == [{"id": "s1", "name": "kept", "merge_clocks": ""}]
     assert table["sorting_key"] == "project_id, toDate(timestamp), id"
     assert [c["table"] for c in clocks] == ["observations", "scores", "traces"]
+
+
+async def test_traces_move_to_the_small_granule_table_with_their_data(tmp_path: Path) -> None:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    migrations = load_migrations(MIGRATIONS / "clickhouse")
+    try:
+        await migrate(ClickHouseTarget(clickhouse), [m for m in migrations if m.version < 12])
+        await clickhouse.execute(
+            "INSERT INTO traces (project_id, id, timestamp, name, tags, input, created_at,"
+            " updated_at, event_ts, merge_clocks) VALUES ('p', 't1', now64(3), 'kept', ['a'],"
+            " '\"in\"', now64(3), now64(3), now64(3), 'clocks')"
+        )
+        # A rerun of the migration (as after a crash) must leave the same result.
+        [small] = [m for m in migrations if m.version == 12]
+        await migrate(ClickHouseTarget(clickhouse), [small])
+        for statement in small.statements():
+            await clickhouse.execute(statement)
+        rows = await clickhouse.select("SELECT id, name, tags, input, merge_clocks FROM traces")
+        [table] = await clickhouse.select(
+            "SELECT sorting_key, create_table_query FROM system.tables WHERE name = 'traces'"
+        )
+        leftovers = await clickhouse.select("SHOW TABLES LIKE 'traces_small_granules'")
+    finally:
+        clickhouse.close()
+    assert rows == [
+        {"id": "t1", "name": "kept", "tags": ["a"], "input": '"in"', "merge_clocks": "clocks"}
+    ]
+    assert table["sorting_key"] == "project_id, toDate(timestamp), id"
+    assert "index_granularity_bytes = 1048576" in table["create_table_query"]
+    assert leftovers == []
