@@ -136,3 +136,24 @@ async def test_score_lists_filter_by_the_user_of_the_scored_trace(stack: Stack) 
 
         [score] = await eventually(of_user, lambda found: len(found) == 1)
     assert score["traceId"] == mine
+
+
+async def test_a_late_event_of_a_deleted_trace_starts_it_afresh(stack: Stack) -> None:
+    """The writer still remembered the trace when it was deleted: the late event merged into
+    that memory and wrote the deleted fields back."""
+    async with httpx.AsyncClient(base_url=stack.gateway_url, auth=AUTH) as client:
+        trace_id = await traced(client)
+        await eventually(
+            lambda: client.get(f"/api/public/traces/{trace_id}"), lambda r: r.status_code == 200
+        )
+        (await client.delete(f"/api/public/traces/{trace_id}")).raise_for_status()
+        late = {"id": f"{trace_id}-late", "type": "trace-create",
+                "timestamp": "2026-11-22T10:00:01Z",
+                "body": {"id": trace_id, "userId": "u"}}  # fmt: skip
+        (await client.post("/api/public/ingestion", json={"batch": [late]})).raise_for_status()
+        found = await eventually(
+            lambda: client.get(f"/api/public/traces/{trace_id}"), lambda r: r.status_code == 200
+        )
+    trace = found.json()
+    assert trace["userId"] == "u"
+    assert not trace["name"] and trace["observations"] == []
