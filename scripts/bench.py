@@ -653,6 +653,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
     from scripts.bench_evals import evals_rows
     from scripts.bench_export import export_rows
     from scripts.bench_judge import judge_rows
+    from scripts.bench_lifecycle import project_deletion_rows
     from scripts.bench_media import media_rows
     from scripts.bench_metrics import metrics_10m_rows
     from scripts.bench_reads import reads_10m_rows
@@ -675,6 +676,7 @@ def sections() -> dict[str, Callable[[], list[Row]]]:
         "judge": lambda: asyncio.run(judge_rows()),
         "retention": lambda: asyncio.run(retention_rows()),
         "export": export_rows,
+        "projectdelete": project_deletion_rows,
     }
 
 
