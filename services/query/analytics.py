@@ -446,13 +446,12 @@ def _order_by(query: dict[str, Any], dimensions: list[str], keys: list[str], has
 # only by its trace's name, tags, release and version (observation_trace_field_rollups, 0010: a
 # row per day and group of those, as the trace's current row said at build time), or by any of
 # its trace's fields (observation_trace_rollups: a row per day and trace, the trace's current
-# row joined at query time as in the live query). The window's past days with a valid build are
-# read from the rollups (a day the window holds in part, by its whole hours: builds keep each
-# day's groups per hour too, migration 0013); the rest (the partial hours at the window's ends,
-# today, days changed since their build) is aggregated live into the same per-day groups, and
-# the outer query combines both, so the answer is the live one: sums, counts, minima and maxima
-# add up exactly, averages are sum / count, and the quantile samples merge (exactly while a
-# group has at most 8,192 values, as `quantile` is).
+# row joined at query time as in the live query). Its whole days with a valid build are read
+# from the rollups; the rest (the window's partial first and last days, today, days changed
+# since their build) is aggregated live into the same per-day groups, and the outer query
+# combines both, so the answer is the live one: sums, counts, minima and maxima add up exactly,
+# averages are sum / count, and the quantile samples merge (exactly while a group has at most
+# 8,192 values, as `quantile` is).
 _ROLLUP_MEASURES = {"latency": "latency", "totalCost": "cost", "totalTokens": "tokens"}
 _LEVELS = "(0.5, 0.75, 0.9, 0.95, 0.99)"
 _ROLLUP_BUCKETS = {"day": "{}", "week": "toMonday({})", "month": "toStartOfMonth({})"}
@@ -592,24 +591,14 @@ def _columns_read(rollup: Rollup) -> list[str]:
 
 
 def rollup_days(rollup: Rollup, now: datetime) -> list[date]:
-    """The UTC days of the window that are over (only those are worth a build), those it holds
-    in part too; none for windows of over MAX_ROLLUP_DAYS (a query over all time stays live: no
-    build of every day since 1900)."""
+    """The whole UTC days of the window that are over (only those are worth a build); none for
+    windows of over MAX_ROLLUP_DAYS (a query over all time stays live: no build of every day
+    since 1900)."""
     if rollup.until - rollup.since > timedelta(days=MAX_ROLLUP_DAYS):
         return []
-    first = rollup.since.date()
-    last = min(rollup.until.date(), now.date() - timedelta(days=1))  # the last day over by now
+    first = (rollup.since - timedelta(milliseconds=1)).date() + timedelta(days=1)
+    last = min(rollup.until, now).date() - timedelta(days=1)  # the last day ending by then
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
-
-
-def _covered(rollup: Rollup) -> tuple[datetime, datetime]:
-    """The span [from, to) of whole hours of the window: the rollups answer for the rows of
-    their built days in it (a whole day in it by its day row, the others by their hour rows)."""
-    since, until = storable(rollup.since), storable(rollup.until)
-    hour = since.replace(minute=0, second=0, microsecond=0)
-    return hour if hour == since else hour + timedelta(hours=1), until.replace(
-        minute=0, second=0, microsecond=0
-    )
 
 
 # A build is stale once an active part of observations holding rows of its day is as new as it:
@@ -654,17 +643,13 @@ _PRUNE_SQL = (
 
 
 def _build_sql(table: RollupTable) -> str:
-    """The build of {m_days}: a row per group of each day (its hour null) and per group of each
-    of its hours, in one pass."""
     every = list(_rollup_aggregates(table))
     days = current("observations", "toDate(start_time) IN {m_days:Array(Date)}")
     return (
         f"INSERT INTO {table.table} SELECT project_id, toDate(start_time) AS day,"
-        " {m_build:UUID} AS build_id, toDateTime(toStartOfHour(start_time), 'UTC') AS hour,"
-        f" {_rollup_columns(table, every)}"
+        f" {{m_build:UUID}} AS build_id, {_rollup_columns(table, every)}"
         f" FROM (SELECT * FROM {days}) AS base{_join('trace.') if table.traces == ROLLED else ''}"
-        f" GROUP BY GROUPING SETS ((project_id, day, {table.group}),"
-        f" (project_id, day, hour, {table.group})) {_SETTINGS}, group_by_use_nulls = 1"
+        f" GROUP BY project_id, day, {table.group} {_SETTINGS}"
     )
 
 
@@ -682,26 +667,19 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     days, table, columns = sorted(builds), rollup.table, _columns_read(rollup)
     first, last = rollup.since.date(), rollup.until.date()
     window = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    covered_from, covered_to = _covered(rollup)
-    whole_from = covered_from.date() + timedelta(days=0 if covered_from.hour == 0 else 1)
     params = {
         **rollup.filters.params, **rollup.trace_filters.params,
         "m_days": [d.isoformat() for d in days],
         "m_builds": [builds[d] for d in days],
         "m_live": [d.isoformat() for d in window if d not in builds],
         "m_from": storable(rollup.since), "m_to": storable(rollup.until),
-        "m_covered_from": covered_from, "m_covered_to": covered_to,
-        "m_whole_from": whole_from.isoformat(),
-        "m_whole_to": (covered_to.date() - timedelta(days=1)).isoformat(),
         "m_limit": rollup.row_limit,
     }  # fmt: skip
     filters = rollup.filters.sql()
-    live_rows = (  # the window's rows the rollups don't answer for (positive: the key prunes)
+    live_rows = (
         " AND start_time >= {m_from:DateTime64(3, 'UTC')}"
         " AND start_time <= {m_to:DateTime64(3, 'UTC')}"
-        " AND (toDate(start_time) IN {m_live:Array(Date)}"
-        " OR start_time < {m_covered_from:DateTime64(3, 'UTC')}"
-        " OR start_time >= {m_covered_to:DateTime64(3, 'UTC')})"
+        " AND toDate(start_time) IN {m_live:Array(Date)}"  # positive: the key prunes by day
     )
     if table.traces == ROLLED:
         if rollup.trace_filters.conditions:  # the trace exists, as `trace_id IN (traces...)`
@@ -725,10 +703,6 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
         f"SELECT {', '.join(['day', table.group, *columns])} FROM {table.table}"
         " WHERE project_id = {project_id:String} AND day IN {m_days:Array(Date)}"
         " AND build_id = {m_builds:Array(UUID)}[indexOf({m_days:Array(Date)}, day)]"
-        " AND if(hour IS NULL, day >= {m_whole_from:Date} AND day <= {m_whole_to:Date},"
-        " (day < {m_whole_from:Date} OR day > {m_whole_to:Date})"
-        " AND hour >= {m_covered_from:DateTime64(3, 'UTC')}"
-        " AND hour < {m_covered_to:DateTime64(3, 'UTC')})"
         f" AND {filters}"
     )
     select, group, joins = [], [], set()
