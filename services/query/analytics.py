@@ -10,6 +10,7 @@ so a field means the same column in list filters, metrics filters and metrics di
 pre-aggregated rollups where it can (the fast path, below) and the rest live.
 """
 
+import asyncio
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -791,17 +792,37 @@ async def _valid_builds(store: TraceStore, project_id: str, rollup: Rollup) -> d
                      "m_built_at": checked_at}  # fmt: skip
         await store.aggregate(project_id, _mark_sql(rollup.table), confirmed)
     if stale := [d for d in days if d not in valid]:
-        build_id = str(uuid.uuid4())
-        params = {"m_days": [d.isoformat() for d in stale], "m_build": build_id,
-                  "m_builds": [build_id] * len(stale), "m_built_at": datetime.now(UTC)}  # fmt: skip
-        await store.aggregate(project_id, _build_sql(rollup.table), params)
-        await store.aggregate(project_id, _mark_sql(rollup.table), params)
-        # Older builds of these days go, but for the one just superseded, which a query that
-        # began before this build may still be reading.
-        keep = {**params, "m_keep": [build_id, *superseded]}
-        await store.aggregate(project_id, _PRUNE_SQL.format(table=rollup.table.table), keep)
-        valid |= dict.fromkeys(stale, build_id)
+        key = (project_id, rollup.table.table, tuple(stale))
+        if (task := _BUILDING.get(key)) is None:
+            task = asyncio.ensure_future(_build(store, project_id, rollup.table, stale, superseded))
+            _BUILDING[key] = task
+            task.add_done_callback(lambda _: _BUILDING.pop(key, None))
+        # The build runs to its end even if this request gives up (its deadline passed: a first
+        # build of 30 days at 10 M observations takes 10-40 s on a loaded machine), so that the
+        # next query finds it instead of beginning it again.
+        valid |= dict.fromkeys(stale, await asyncio.shield(task))
     return valid
+
+
+# Builds under way in this process by (project, rollup table, days): a query that needs the same
+# days (a retried request, a dashboard's panels) awaits the build begun instead of another one.
+_BUILDING: dict[tuple[str, str, tuple[date, ...]], "asyncio.Future[str]"] = {}
+
+
+async def _build(
+    store: TraceStore, project_id: str, table: RollupTable, days: list[date], superseded: set[str]
+) -> str:
+    """A new build of `days`; its id."""
+    build_id = str(uuid.uuid4())
+    params = {"m_days": [d.isoformat() for d in days], "m_build": build_id,
+              "m_builds": [build_id] * len(days), "m_built_at": datetime.now(UTC)}  # fmt: skip
+    await store.aggregate(project_id, _build_sql(table), params)
+    await store.aggregate(project_id, _mark_sql(table), params)
+    # Older builds of these days go, but for the one just superseded, which a query that began
+    # before this build may still be reading.
+    keep = {**params, "m_keep": [build_id, *superseded]}
+    await store.aggregate(project_id, _PRUNE_SQL.format(table=table.table), keep)
+    return build_id
 
 
 def daily_sql(where: Where) -> tuple[str, str]:

@@ -223,6 +223,34 @@ async def test_a_build_is_reused_until_a_day_changes(
     assert {r["build"] for r in kept} == {rebuilt["2024-03-06"], third}
 
 
+async def test_a_build_outlives_the_request_that_began_it_and_is_shared(
+    stored: tuple[TraceStore, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request that gives up while its build runs (a deadline) leaves the build to finish; the
+    next query reads it. Queries needing the same days at once share one build."""
+    store, _ = stored
+    await store.aggregate("p", "OPTIMIZE TABLE observations FINAL", {})  # parts settled
+    monkeypatch.setattr(analytics, "ROLLUP_SLACK", timedelta(seconds=1))
+    await asyncio.sleep(2)
+    raw = query("name", "day", [("count", "count")])
+    request = asyncio.ensure_future(answer(store, "p", 2, raw))
+    while not analytics._BUILDING:  # the build has begun
+        await asyncio.sleep(0.01)
+    [building] = analytics._BUILDING.values()
+    request.cancel()
+    build_id = await building
+    built = await builds(store)
+    assert set(built.values()) == {build_id}
+    assert await answer(store, "p", 2, raw) and await builds(store) == built
+
+    other = "observation_trace_field_rollup_builds"
+    traces = query("traceName", None, [("count", "count")])
+    first, second = await asyncio.gather(
+        answer(store, "p", 2, traces), answer(store, "p", 2, traces)
+    )
+    assert first == second and len(set((await builds(store, other)).values())) == 1
+
+
 async def test_queries_the_rollups_do_not_keep_stay_live(
     stored: tuple[TraceStore, list[dict[str, Any]]],
 ) -> None:
