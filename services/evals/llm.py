@@ -51,10 +51,16 @@ class Completion:
     ended_at: datetime
 
 
+# Idle connections are closed before servers commonly close them (5 s: uvicorn, Node), so a call
+# seldom goes out on a connection the server is closing.
+KEEPALIVE_SECONDS = 4.0
+
+
 def session(connections: int) -> aiohttp.ClientSession:
     """A keep-alive pool of at most `connections` HTTP/1.1 connections, for one LLM connection's
     calls (no proxies or .netrc from the environment: the base URL is called as given)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
+    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=KEEPALIVE_SECONDS)
+    return aiohttp.ClientSession(connector=connector)
 
 
 async def chat(
