@@ -325,6 +325,9 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def iso(value: Any) -> str | None:
+    if isinstance(value, str) and len(value) == 23 and value[10] == " ":
+        # chDB's text of a DateTime64(3, 'UTC') column, already UTC: most times of every read.
+        return f"{value[:10]}T{value[11:]}Z"
     parsed = parse_time(value)
     if parsed is None:
         return None

@@ -11,6 +11,7 @@ from services.query.rows import (
     encode_clocks,
     from_row,
     from_stored,
+    iso,
     merge,
     stored_row,
     to_row,
@@ -204,3 +205,11 @@ def test_a_new_entitys_first_event_merges_as_into_an_empty_state(
     assert shortcut.values == full.values and shortcut.clocks == full.clocks
     assert shortcut.metadata == full.metadata
     assert encode_clocks(shortcut) == encode_clocks(full)
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2299, 12, 31)))
+def test_chdb_time_text_reads_as_the_iso_time_it_stands_for(moment: datetime) -> None:
+    text = moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # a DateTime64(3, 'UTC') from chDB
+    parsed = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    assert iso(text) == parsed.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso(moment.replace(tzinfo=UTC)) == iso(text)
