@@ -73,6 +73,12 @@ async def read_rows(gateway: str, auth: tuple[str, str], stored: int) -> list[Ro
             await timed("/api/public/v2/observations", {"traceId": trace_ids[i % 20]})
             for i in range(SAMPLES)
         ]
+        listed = (await client.get("/api/public/observations", params={"limit": 20})).json()
+        observation_ids = [observation["id"] for observation in listed["data"]]
+        by_id = [
+            await timed(f"/api/public/observations/{observation_ids[i % len(observation_ids)]}")
+            for i in range(SAMPLES)
+        ]
     at = f"{stored / 1e6:.1f} M obs stored"
 
     def both(values: list[float]) -> str:
@@ -84,6 +90,7 @@ async def read_rows(gateway: str, auth: tuple[str, str], stored: int) -> list[Ro
         (f"latest 50 observations, p50 / p95 ({at})", both(observations), "<= 50 ms p95"),
         (f"latest 50 observations (v2), p50 / p95 ({at})", both(v2), "<= 50 ms p95"),
         (f"v2 observations by trace, p50 / p95 ({at})", both(by_trace), "<= 30 ms"),
+        (f"one observation by id, p50 / p95 ({at})", both(by_id), "(the judge's lookup)"),
     ]
 
 
