@@ -1,137 +1,149 @@
-"""The retention figure: a pass over 10,000,000 stored observations that deletes the oldest 10 %,
-how long it takes, and the p95 of reads while it runs against their p95 when idle.
+"""The retention figure (issue 12): a pass over 10,000,000 stored observations that deletes the
+oldest 10 %, how long it takes, and the p95 of reads through the public API while it runs against
+their p95 when idle.
 
-The dataset (scripts/bench_dataset.py, 30 days of SDK-shaped traces) is filled once into a
-ClickHouse directory of its own under BENCH_RETENTION_DIR (default .dev/bench/), merged as a
-table at rest is, and kept; each run works on a copy of it, so the dev stack's data is never
-touched and a second run needs no refill. The cutoff is the oldest observation's time plus a
-tenth of the span, wherever the clock stands now. The reads are what a user does beside the
-pass: a trace with its observations and scores, and the first page of the observation list, one
-at a time, on the same embedded engine (and its sessions) the pass uses, as in the query service.
+It runs on a stack of its own started on a copy of the kept 10 M dataset (scripts/
+bench_lifecycle.py: 30 days of SDK-shaped traces of one project). The project gets, with an
+organization key, the retention in whole days that cuts the oldest tenth of its span (reads leave
+those rows out from then on); then its cutoff is announced on `gateway.projects.retention.v1`,
+as the gateway's daily round does, and the clock runs until every owner (query, ingestion,
+evals) has committed the announcement, which each does after its pass. The reads are what a
+user's page loads make, one at a time: the latest 50 traces and one trace with its observations
+and scores, in turn; the idle ones just before the announcement, the others until the pass ends.
 
-    python -m scripts.bench_retention [observations]
+    python -m scripts.bench_retention
 """
 
 import asyncio
-import os
+import math
 import random
-import shutil
-import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from libs.common.migrate import load_migrations, migrate
-from scripts.bench_dataset import MIGRATIONS, fill
+import httpx
+import orjson
+
+from libs.common.kafka import KafkaCluster, Topic, make_producer
+from libs.common.retention import announce
+from libs.common.scope import retention_cutoff
+from scripts.bench_lifecycle import (
+    consumed,
+    observations_per_project,
+    project_with_keys,
+    stack_on,
+    ten_million,
+)
 from scripts.bench_support import p95_ms
-from services.query.clickhouse import ClickHouse, ClickHouseTarget, open_clickhouse
-from services.query.filters import Where
-from services.query.retention import TIME_COLUMNS, RetentionPass
-from services.query.store import TraceStore
-from tests.support.devenv import ROOT
+from services.query.clickhouse import open_clickhouse
+from tests.e2e.conftest import Stack
 
 Row = tuple[str, str, str]
-PROJECT = "bench-retention"
-IDLE_READS = 200
-BENCH_DIR = Path(os.environ.get("BENCH_RETENTION_DIR", ROOT / ".dev" / "bench"))
+IDLE_READS = 100
+RETENTION_OWNERS = ("query", "ingestion", "evals")
 
 
-async def retention_rows(observations: int | None = None) -> list[Row]:
-    count = observations or int(os.environ.get("BENCH_RETENTION_OBSERVATIONS", "10000000"))
-    source = BENCH_DIR / f"retention-{count}"
-    if not (source / "filled").exists():
-        shutil.rmtree(source, ignore_errors=True)
-        await fill(f"chdb://{source}", PROJECT, count)
-        await _settle(f"chdb://{source}")
-        (source / "filled").touch()
-    work = BENCH_DIR / "retention-work"
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(source, work, symlinks=True)  # the engine links tables to store/
-    clickhouse = open_clickhouse(f"chdb://{work}")
-    try:
-        # A kept dataset may predate the latest migrations (tables the pass deletes from).
-        await migrate(ClickHouseTarget(clickhouse), load_migrations(MIGRATIONS))
-        seconds, deleted, idle, during, reads = await measure(clickhouse)
-    finally:
-        clickhouse.close()
-        shutil.rmtree(work, ignore_errors=True)
+async def retention_rows() -> list[Row]:
+    source = await asyncio.to_thread(ten_million)
+    counts = await observations_per_project(source)
+    project, stored = next(iter(counts.items()))
+    days = await _days_cutting_a_tenth(source, project)
+    # INFO: the query service's `retention_applied` line says what its pass deleted.
+    async with stack_on(source, LOG_LEVEL="INFO") as stack:
+        seconds, idle, during = await measure(stack, project, days)
+        deleted = _deleted_observations(stack.logs / "query.log")
     return [
-        (f"retention pass over {count / 1e6:g} M observations ({deleted / 1e6:.2f} M deleted)",
-         f"{seconds:.1f} s", "-"),
-        (f"read p95 during the retention pass ({reads} reads) / idle",
-         f"{during:.0f} / {idle:.0f} ms", "<= 2x idle"),
+        (f"retention pass over {stored / 1e6:.1f} M observations ({deleted / 1e6:.2f} M deleted):"
+         " announcement -> every owner done", f"{seconds:.1f} s", "-"),
+        (f"read p95 during the retention pass ({len(during)} reads) / idle ({len(idle)})",
+         f"{p95_ms(during):.0f} / {p95_ms(idle):.0f} ms", "<= 2x idle"),
     ]  # fmt: skip
 
 
-async def _settle(url: str) -> None:
-    """Merges what the fill wrote, as a table at rest is: a delete on freshly written parts first
-    waits for the merges running on them (16-21 s instead of 0.7 s at 3 M observations)."""
-    clickhouse = open_clickhouse(url)
+async def _days_cutting_a_tenth(directory: Path, project: str) -> int:
+    """Whole days of retention whose cutoff, from now, falls at least a tenth into the span of
+    the project's observations (the dataset was filled up to its own fill time)."""
+    clickhouse = open_clickhouse(f"chdb://{directory}")
     try:
-        for table in TIME_COLUMNS:
-            await clickhouse.execute(f"OPTIMIZE TABLE {table} FINAL")
+        [span] = await clickhouse.select(
+            "SELECT min(start_time) AS first, max(start_time) AS last FROM observations"
+            " WHERE project_id = {p:String}",
+            {"p": project},
+        )
     finally:
         clickhouse.close()
-
-
-async def measure(clickhouse: ClickHouse) -> tuple[float, int, float, float, int]:
-    """Seconds the pass took, observation rows it deleted, read p95 idle and during (ms), and
-    how many reads ran during the pass."""
-    store = TraceStore(clickhouse)
-    params = {"project_id": PROJECT}
-    [span] = await clickhouse.select(
-        "SELECT min(start_time) AS first, max(start_time) AS last FROM observations"
-        " WHERE project_id = {project_id:String}",
-        params,
-    )
     first, last = (datetime.fromisoformat(span[k] + "+00:00") for k in ("first", "last"))
-    cutoff = first + (last - first) / 10
-    # Traces the pass keeps, to read while it runs.
-    kept = [
-        row["id"]
-        for row in await clickhouse.select(
-            "SELECT id FROM traces WHERE project_id = {project_id:String}"
-            " ORDER BY cityHash64(id) LIMIT 500",
-            params,
-        )
-    ]
-    reads = _Reads(store, kept)
-    idle = [await reads.one() for _ in range(IDLE_READS)]
-    started = time.perf_counter()
-    running = asyncio.create_task(RetentionPass(clickhouse).run(PROJECT, cutoff))
-    during: list[float] = []
-    while not running.done():
-        during.append(await reads.one())
-    counts = await running
-    seconds = time.perf_counter() - started
-    return seconds, counts["observations"], p95_ms(idle), p95_ms(during or idle), len(during)
+    tenth = first + (last - first) / 10
+    return math.floor((datetime.now(UTC) - tenth) / timedelta(days=1))
+
+
+async def measure(stack: Stack, project: str, days: int) -> tuple[float, list[float], list[float]]:
+    """Seconds from the announcement until every owner applied it; read times idle and during."""
+    project_key, org_key = project_with_keys(stack, project)
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=project_key, timeout=60) as client,
+        httpx.AsyncClient(base_url=stack.gateway_url, auth=org_key, timeout=60) as org,
+    ):
+        body = {"name": project, "retention": days}
+        (await org.put(f"/api/public/projects/{project}", json=body)).raise_for_status()
+        reads = _Reads(client)
+        await reads.start()
+        idle = [await reads.one() for _ in range(IDLE_READS)]
+
+        cluster = KafkaCluster(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["KAFKA_NAMESPACE"])
+        producer = make_producer(cluster, client_id="bench-retention")
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            cutoff = retention_cutoff(days)
+            assert cutoff is not None
+            await announce(producer, cluster, project, days, cutoff)
+            groups = [f"{owner}.retention" for owner in RETENTION_OWNERS]
+            applied = asyncio.create_task(consumed(stack, Topic.PROJECT_RETENTION, groups))
+            during = []
+            while not applied.done():
+                during.append(await reads.one())
+            await applied
+            seconds = time.perf_counter() - started
+        finally:
+            await producer.stop()
+    return seconds, idle, during
 
 
 class _Reads:
-    def __init__(self, store: TraceStore, trace_ids: list[str]) -> None:
-        self._store = store
-        self._trace_ids = trace_ids
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+        self._trace_ids: list[str] = []
         self._turn = 0
 
+    async def start(self) -> None:
+        """The newest traces to open, and a warm-up."""
+        page = await self._client.get("/api/public/traces", params={"limit": 50})
+        self._trace_ids = [trace["id"] for trace in page.raise_for_status().json()["data"]]
+        for _ in range(10):
+            await self.one()
+
     async def one(self) -> float:
-        """Seconds of one read, a trace view and an observation page in turn."""
+        """Seconds of one read, the latest traces and one trace in turn."""
         self._turn += 1
         started = time.perf_counter()
         if self._turn % 2:
             trace_id = random.choice(self._trace_ids)
-            await asyncio.gather(
-                self._store.trace(PROJECT, trace_id),
-                self._store.observations_of(PROJECT, trace_id),
-                self._store.scores_of(PROJECT, trace_id),
-            )
+            response = await self._client.get(f"/api/public/traces/{trace_id}")
         else:
-            await self._store.page_of(
-                "observation", PROJECT, Where(), "start_time DESC, id DESC", 50, 0
-            )
+            response = await self._client.get("/api/public/traces", params={"limit": 50})
+        response.raise_for_status()
         return time.perf_counter() - started
 
 
+def _deleted_observations(log: Path) -> int:
+    """Observation rows the query service's pass deleted, from its `retention_applied` line."""
+    for line in log.read_bytes().splitlines():
+        if b"retention_applied" in line:
+            return int(orjson.loads(line)["observations"])
+    raise RuntimeError("the query service logged no retention_applied")
+
+
 if __name__ == "__main__":
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else None
-    for name, value, target in asyncio.run(retention_rows(size)):
+    for name, value, target in asyncio.run(retention_rows()):
         print(f"{name}: {value} ({target})")
