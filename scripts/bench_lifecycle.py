@@ -24,13 +24,17 @@ the deletion (each commits only once its stores are clean); every store is scann
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -59,15 +63,30 @@ def ten_million() -> Path:
     source = BENCH_DIR / "lifecycle-10m"
     if not (source / "filled").exists():
         shutil.rmtree(source, ignore_errors=True)
-        asyncio.run(fill(f"chdb://{source}", DATASET_PROJECT, 10_000_000))
-        asyncio.run(settle(source))
+        in_child("--fill", str(source), DATASET_PROJECT, "10000000")
         (source / "filled").touch()
     return source
 
 
-async def settle(directory: Path) -> None:
-    """Merges what a fill wrote, as a table at rest is: a delete on freshly written parts first
-    waits for the merges running on them (16-21 s instead of 0.7 s at 3 M observations)."""
+def in_child(*args: str) -> Any:
+    """`python -m scripts.bench_lifecycle ARGS` and its JSON answer. chDB is one process per
+    directory and its engine outlives its sessions: a dataset this process had opened would be
+    copied, or opened by the stack, while an engine here still works on it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "scripts.bench_lifecycle", *args],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
+async def fill_settled(directory: str, project_id: str, observations: int) -> None:
+    """Fills, then merges what the fill wrote, as a table at rest is: a delete on freshly
+    written parts first waits for the merges running on them (16-21 s instead of 0.7 s at 3 M
+    observations)."""
+    await fill(f"chdb://{directory}", project_id, observations)
     clickhouse = open_clickhouse(f"chdb://{directory}")
     try:
         for table in ("traces", "observations", "scores"):
@@ -76,16 +95,23 @@ async def settle(directory: Path) -> None:
         clickhouse.close()
 
 
-async def observations_per_project(directory: Path) -> dict[str, int]:
-    """How many observation rows each project of a dataset has, the busiest first."""
+async def describe(directory: str) -> dict[str, list[Any]]:
+    """Per project of a dataset, the busiest first: its observation rows and the first and last
+    start time among them."""
     clickhouse = open_clickhouse(f"chdb://{directory}")
     try:
         rows = await clickhouse.select(
-            "SELECT project_id, count() AS n FROM observations GROUP BY project_id ORDER BY n DESC"
+            "SELECT project_id, count() AS n, min(start_time) AS first, max(start_time) AS last"
+            " FROM observations GROUP BY project_id ORDER BY n DESC"
         )
-        return {row["project_id"]: int(row["n"]) for row in rows}
+        return {row["project_id"]: [int(row["n"]), row["first"], row["last"]] for row in rows}
     finally:
         clickhouse.close()
+
+
+def observations_per_project(directory: Path) -> dict[str, int]:
+    """How many observation rows each project of a dataset has, the busiest first."""
+    return {project: n for project, (n, _, _) in in_child("--describe", str(directory)).items()}
 
 
 @asynccontextmanager
@@ -137,8 +163,7 @@ def deleted_project() -> Path:
     if not (source / "filled").exists():
         shutil.rmtree(source, ignore_errors=True)
         shutil.copytree(ten_million(), source, symlinks=True)
-        asyncio.run(fill(f"chdb://{source}", DELETED_PROJECT, DELETED_OBSERVATIONS))
-        asyncio.run(settle(source))
+        in_child("--fill", str(source), DELETED_PROJECT, str(DELETED_OBSERVATIONS))
         (source / "filled").touch()
     return source
 
@@ -146,7 +171,7 @@ def deleted_project() -> Path:
 async def measure_project_deletion(source: Path) -> tuple[float, int, int, dict[str, int]]:
     """Seconds from the 202 until every owner has deleted its part; the deleted project's
     observations and the other project's before; what any store holds of it afterwards."""
-    counts = await observations_per_project(source)
+    counts = observations_per_project(source)
     observations = counts.pop(DELETED_PROJECT)
     async with stack_on(source) as stack:
         project_key, org_key = project_with_keys(stack, DELETED_PROJECT)
@@ -176,5 +201,11 @@ def project_deletion_rows() -> list[Row]:
 
 
 if __name__ == "__main__":
-    for figure in project_deletion_rows():
-        print(" | ".join(figure))
+    if sys.argv[1:2] == ["--fill"]:
+        asyncio.run(fill_settled(sys.argv[2], sys.argv[3], int(sys.argv[4])))
+        print("{}")
+    elif sys.argv[1:2] == ["--describe"]:
+        print(orjson.dumps(asyncio.run(describe(sys.argv[2]))).decode())
+    else:
+        for figure in project_deletion_rows():
+            print(" | ".join(figure))

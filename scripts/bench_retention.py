@@ -27,15 +27,8 @@ import orjson
 from libs.common.kafka import KafkaCluster, Topic, make_producer
 from libs.common.retention import announce
 from libs.common.scope import retention_cutoff
-from scripts.bench_lifecycle import (
-    consumed,
-    observations_per_project,
-    project_with_keys,
-    stack_on,
-    ten_million,
-)
+from scripts.bench_lifecycle import consumed, in_child, project_with_keys, stack_on, ten_million
 from scripts.bench_support import p95_ms
-from services.query.clickhouse import open_clickhouse
 from tests.e2e.conftest import Stack
 
 Row = tuple[str, str, str]
@@ -45,9 +38,9 @@ RETENTION_OWNERS = ("query", "ingestion", "evals")
 
 async def retention_rows() -> list[Row]:
     source = await asyncio.to_thread(ten_million)
-    counts = await observations_per_project(source)
-    project, stored = next(iter(counts.items()))
-    days = await _days_cutting_a_tenth(source, project)
+    described = await asyncio.to_thread(in_child, "--describe", str(source))
+    project, (stored, first, last) = next(iter(described.items()))
+    days = _days_cutting_a_tenth(*(datetime.fromisoformat(t + "+00:00") for t in (first, last)))
     # INFO: the query service's `retention_applied` line says what its pass deleted.
     async with stack_on(source, LOG_LEVEL="INFO") as stack:
         seconds, idle, during = await measure(stack, project, days)
@@ -60,19 +53,9 @@ async def retention_rows() -> list[Row]:
     ]  # fmt: skip
 
 
-async def _days_cutting_a_tenth(directory: Path, project: str) -> int:
+def _days_cutting_a_tenth(first: datetime, last: datetime) -> int:
     """Whole days of retention whose cutoff, from now, falls at least a tenth into the span of
     the project's observations (the dataset was filled up to its own fill time)."""
-    clickhouse = open_clickhouse(f"chdb://{directory}")
-    try:
-        [span] = await clickhouse.select(
-            "SELECT min(start_time) AS first, max(start_time) AS last FROM observations"
-            " WHERE project_id = {p:String}",
-            {"p": project},
-        )
-    finally:
-        clickhouse.close()
-    first, last = (datetime.fromisoformat(span[k] + "+00:00") for k in ("first", "last"))
     tenth = first + (last - first) / 10
     return math.floor((datetime.now(UTC) - tenth) / timedelta(days=1))
 
