@@ -37,5 +37,9 @@ ORDER BY (project_id, toDate(timestamp), id)
 SETTINGS index_granularity_bytes = 1048576;
 
 INSERT INTO traces_small_granules SELECT * FROM traces;
+-- The copy lands in overlapping parts; merged first, so whole-table FINAL reads (a list's total)
+-- don't merge them on every call until the background merges catch up (270 ms -> 13 ms for a
+-- count at 870,000 traces). About 10 s there.
+OPTIMIZE TABLE traces_small_granules FINAL;
 EXCHANGE TABLES traces AND traces_small_granules;
 DROP TABLE traces_small_granules;
