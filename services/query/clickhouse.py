@@ -12,6 +12,7 @@ into a server. JSONEachRow text, which ClickHouse parsed back row by row, cost ~
 
 import asyncio
 import itertools
+import os
 import queue
 import threading
 from collections.abc import AsyncIterator
@@ -54,6 +55,10 @@ class EmbeddedClickHouse:
     UNCOMPRESSED_CACHE_BYTES = 256 * 1024 * 1024
 
     def __init__(self, path: str) -> None:
+        # chDB's allocator (jemalloc) keeps freed pages for seconds: a scan of large strings (the
+        # blob export) churned through enough in that time to hold 100-250 MiB more. Return them
+        # at once; set before the engine's first allocation, and only if the operator has not.
+        os.environ.setdefault("JE_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
         from chdb import session
 
         engine = f"{path}?uncompressed_cache_size={self.UNCOMPRESSED_CACHE_BYTES}"

@@ -307,7 +307,7 @@ _TEXT_ENCODERS: dict[str, Callable[[pa.Schema], Encoder]] = {
 # ---- Parquet: batches are gathered into row groups of about ROW_GROUP_BYTES (Arrow memory), so
 # a file has few, large row groups while memory stays bounded.
 
-ROW_GROUP_BYTES = 16 * 2**20
+ROW_GROUP_BYTES = 8 * 2**20
 
 
 class _Sink:

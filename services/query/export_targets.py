@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 # S3 parts are at least 5 MiB (the last excepted); an object smaller than one part is one PUT.
-PART_BYTES = 8 * 2**20
+PART_BYTES = 5 * 2**20
 PROBE_KEY = "langfuse-blob-storage-check.txt"
 
 
