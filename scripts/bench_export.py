@@ -51,8 +51,13 @@ def export_rows(observations: int | None = None) -> list[Row]:
     count = observations or int(os.environ.get("BENCH_EXPORT_OBSERVATIONS", "1000000"))
     source = BENCH_DIR / f"export-{count}"
     if not (source / "filled").exists():
-        asyncio.run(fill(f"chdb://{source}", PROJECT, count))
-        asyncio.run(settle(f"chdb://{source}"))
+        # In a process of its own: chDB's engine outlives its sessions, and two engines on one
+        # directory (this one and the child's) measured GBs in the child.
+        subprocess.run(
+            [sys.executable, "-m", "scripts.bench_export", "--fill", str(source), str(count)],
+            cwd=ROOT,
+            check=True,
+        )
         (source / "filled").touch()
     child = subprocess.run(
         [sys.executable, "-m", "scripts.bench_export", "--child", str(source)],
@@ -65,10 +70,16 @@ def export_rows(observations: int | None = None) -> list[Row]:
     observations_per_second = result["observations"] / result["seconds"]
     return [
         (f"blob export of {result['observations'] / 1e6:.2f} M observations to Parquet"
-         f" (+ {result['rows'] - result['observations']:,} traces and scores)",
+         f" (+ {result['rows'] - result['observations']:,.0f} traces and scores)",
          f"{observations_per_second:,.0f} obs/s ({result['seconds']:.0f} s)", "-"),
-        ("peak RSS of the exporting process", f"{result['max_rss_mib']:.0f} MiB", "<= 512 MiB"),
+        ("peak RSS of the exporting process (of it, files mapped at the end: chDB's code)",
+         f"{result['max_rss_mib']:.0f} MiB ({result['file_rss_mib']:.0f})", "<= 512 MiB"),
     ]  # fmt: skip
+
+
+async def fill_settled(directory: str, count: int) -> None:
+    await fill(f"chdb://{directory}", PROJECT, count)
+    await settle(f"chdb://{directory}")
 
 
 async def settle(url: str) -> None:
@@ -111,6 +122,7 @@ async def run_child(directory: str) -> dict[str, float]:
             run = await exporter.export_project(PROJECT)
             seconds = time.perf_counter() - started
             max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            file_rss_mib = _file_rss_mib()
             if run is None or run.status != "succeeded":
                 raise RuntimeError(f"the export did not succeed: {run}")
             [row] = await clickhouse.select(
@@ -127,7 +139,17 @@ async def run_child(directory: str) -> dict[str, float]:
         "observations": float(row["n"]),
         "seconds": seconds,
         "max_rss_mib": max_rss_mib,
+        "file_rss_mib": file_rss_mib,
     }
+
+
+def _file_rss_mib() -> float:
+    """The part of this process's RSS that is mapped files, chDB's library code most of it
+    (shared, and dropped under memory pressure, unlike the anonymous rest)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _integration(bucket: str) -> bytes:
@@ -167,7 +189,9 @@ async def _delete_bucket(s3: Any, bucket: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
+    if sys.argv[1:2] == ["--fill"]:
+        asyncio.run(fill_settled(sys.argv[2], int(sys.argv[3])))
+    elif sys.argv[1:2] == ["--child"]:
         print(json.dumps(asyncio.run(run_child(sys.argv[2]))))
     else:
         for figure in export_rows(int(sys.argv[1]) if len(sys.argv) > 1 else None):
