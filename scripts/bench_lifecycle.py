@@ -134,27 +134,30 @@ def project_with_keys(stack: Stack, project_id: str) -> tuple[tuple[str, str], t
     return (project["publicKey"], project["secretKey"]), (org["publicKey"], org["secretKey"])
 
 
-async def consumed(stack: Stack, topic: Topic, groups: list[str]) -> None:
+async def consumed(stack: Stack, topic: Topic, groups: list[str]) -> dict[str, float]:
     """Waits until every group has committed up to the end of `topic` (one partition): each
-    owner commits a deletion or a retention announcement only after its pass over its stores."""
+    owner commits a deletion or a retention announcement only after its pass over its stores.
+    Returns the seconds after which each group was seen done."""
+    started = time.perf_counter()
     cluster = KafkaCluster(stack.env["KAFKA_BOOTSTRAP_SERVERS"], stack.env["KAFKA_NAMESPACE"])
     partition = TopicPartition(cluster.topic(topic), 0)
     kafka = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
     reader = AIOKafkaConsumer(bootstrap_servers=cluster.bootstrap_servers)
     await kafka.start()
     await reader.start()
+    done: dict[str, float] = {}
     try:
         end = (await reader.end_offsets([partition]))[partition]
-        waiting = [cluster.group(group) for group in groups]
-        while waiting:
-            committed = await kafka.list_consumer_group_offsets(waiting[0])
-            if partition in committed and committed[partition].offset >= end:
-                waiting.pop(0)
-            else:
-                await asyncio.sleep(0.05)
+        while len(done) < len(groups):
+            for group in [g for g in groups if g not in done]:
+                committed = await kafka.list_consumer_group_offsets(cluster.group(group))
+                if partition in committed and committed[partition].offset >= end:
+                    done[group] = time.perf_counter() - started
+            await asyncio.sleep(0.05)
     finally:
         await reader.stop()
         await kafka.close()
+    return done
 
 
 def deleted_project() -> Path:
