@@ -438,6 +438,30 @@ async def write(writer: EventWriter, project_id: str, events: list[Event], first
     await writer.write([decode_events(record(project_id, numbered))])
 
 
+@pytest.mark.timeout(120)
+async def test_the_lookup_of_a_large_batch_finds_the_stored_among_many_new(
+    chdb: EmbeddedClickHouse,
+) -> None:
+    """A batch of 44,000 entities the writer does not remember, 4,000 of the project's 200,000
+    stored observations (with 2 KB inputs, so granules of a few hundred rows) among them: their
+    lookup once took minutes (an array parameter's IN), stalling the writer."""
+    project_id = f"p-{uuid.uuid4().hex[:12]}"
+    await chdb.execute(
+        "INSERT INTO observations (project_id, id, trace_id, type, name, start_time, input,"
+        " created_at, updated_at, event_ts) SELECT {p:String}, hex(sipHash64(number)),"
+        " hex(sipHash64(intDiv(number, 5), 't')), 'SPAN', 'step', now64(3),"
+        " repeat('x', 2000), now64(3), now64(3), now64(3) FROM numbers(200000)",
+        {"p": project_id},
+    )
+    stored = [
+        (project_id, row["id"])
+        for row in await chdb.select("SELECT hex(sipHash64(number * 50)) AS id FROM numbers(4000)")
+    ]
+    new = [(project_id, uuid.uuid4().hex[:16]) for _ in range(40_000)]
+    rows = await TraceStore(chdb).latest_of("observation", sorted(stored + new))
+    assert sorted((r["project_id"], r["id"]) for r in rows) == sorted(stored)
+
+
 @pytest.fixture
 async def producer(kafka: KafkaCluster) -> AsyncIterator[Producer]:
     topics = (Topic.INGESTION_DELETIONS, Topic.PROJECT_DELETIONS, Topic.PROJECT_RETENTION)
