@@ -28,18 +28,15 @@ from services.query.entities import (
     HIGH,
     NUMERIC,
     OBSERVATION,
+    RELATIONS,
     SCORE,
     TRACE,
     V2,
     Entity,
     Measure,
-)
-from services.query.filters import (
-    Where,
-    add_conditions,
     bare_column,
-    storable,
 )
+from services.query.filters import Where, add_conditions, storable
 from services.query.rows import iso, parse_time
 from services.query.store import TraceStore, current
 
@@ -92,12 +89,6 @@ VIEWS = {
 }
 V2_VIEWS = ("observations", "scores-numeric", "scores-boolean", "scores-categorical")
 
-# Joins a view's measures or dimensions may need: the current rows of another table, their
-# columns under names of their own (so that no name of the view's table becomes ambiguous).
-_RELATED = {
-    "trace.": ("t", "traces", "trace_id"),
-    "observation.": ("ob", "observations", "observation_id"),
-}
 _JOINS = {
     "trace_rollup": (
         "SELECT trace_id AS r_trace_id, count() AS r_observations, min(start_time) AS r_first,"
@@ -370,21 +361,23 @@ def _bucket(granularity: str, column: str) -> str:
 
 def _dimension_sql(column: str) -> tuple[str, set[str]]:
     """A dimension's expression in the outer query, and the join it needs."""
-    for prefix, (alias, _, _) in _RELATED.items():
+    for prefix, relation in RELATIONS.items():
         if column.startswith(prefix):
-            return f"{alias}_{column.removeprefix(prefix)}", {prefix}
+            return f"{relation.alias}_{column.removeprefix(prefix)}", {prefix}
     return column, set()
 
 
 def _join(name: str, condition: str = "1") -> str:
     """The LEFT JOIN of a related table's current rows (those meeting `condition`) or of a
     per-key aggregate."""
-    if name in _RELATED:
-        alias, table, key = _RELATED[name]
-        columns = _RELATED_COLUMNS[table]
+    if name in RELATIONS:
+        # The related table's current rows, their columns under names of their own (so that no
+        # name of the view's table becomes ambiguous).
+        relation = RELATIONS[name]
+        alias, columns = relation.alias, _RELATED_COLUMNS[name]
         selected = ", ".join(f"{c} AS {alias}_{c}" for c in ("id", *columns))
-        source = f"SELECT {selected} FROM {current(table, condition)}"
-        return f" LEFT JOIN ({source}) AS {alias} ON {alias}.{alias}_id = base.{key}"
+        source = f"SELECT {selected} FROM {current(relation.entity.table, condition)}"
+        return f" LEFT JOIN ({source}) AS {alias} ON {alias}.{alias}_id = base.{relation.key}"
     source, condition = _JOINS[name]
     return f" LEFT JOIN ({source}) AS {_JOIN_ALIASES[name]} ON {condition}"
 
@@ -402,8 +395,7 @@ def _related_columns(entity: Entity, prefix: str) -> tuple[str, ...]:
 
 
 _RELATED_COLUMNS = {
-    "traces": _related_columns(TRACE, "trace."),
-    "observations": _related_columns(OBSERVATION, "observation."),
+    prefix: _related_columns(relation.entity, prefix) for prefix, relation in RELATIONS.items()
 }
 
 
@@ -722,7 +714,7 @@ def rollup_sql(rollup: Rollup, builds: dict[date, str]) -> tuple[str, dict[str, 
     if table.traces == ROLLED:  # the trace's fields are in the rows
         join = ""
     elif rollup.trace_filters.conditions:  # only the traces that pass, in place of all of them
-        selected = ", ".join(f"{c} AS t_{c}" for c in ("id", *_RELATED_COLUMNS["traces"]))
+        selected = ", ".join(f"{c} AS t_{c}" for c in ("id", *_RELATED_COLUMNS["trace."]))
         source = f"SELECT {selected} FROM {current('traces', rollup.trace_filters.sql())}"
         join = f" INNER JOIN ({source}) AS t ON t.t_id = base.trace_id"
     else:

@@ -27,6 +27,7 @@ from libs.common.gen.obs.events.v1 import events_pb2
 from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
 from libs.common.timestamps import from_timestamp
 from libs.common.transient import is_transient
+from services.query.entities import DATETIME, ENTITIES
 from services.query.models import ModelCatalogs
 from services.query.pricing import Catalog, Priced, price
 from services.query.recent_state import Key, RecentState
@@ -64,9 +65,8 @@ _IDS = {
     "score": ("id", "traceId", "observationId", "sessionId", "datasetRunId"),
 }
 _TIMES = {
-    "trace": ("timestamp",),
-    "observation": ("startTime", "endTime", "completionStartTime"),
-    "score": ("timestamp",),
+    kind: tuple(f.name for f in entity.fields if f.stored and f.kind == DATETIME)
+    for kind, entity in ENTITIES.items()
 }
 
 _PARTITION_COLUMNS = {"trace": "timestamp", "observation": "start_time", "score": "timestamp"}

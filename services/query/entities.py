@@ -282,3 +282,26 @@ SCORE = Entity(
     },
 )  # fmt: skip
 ENTITIES = {"trace": TRACE, "observation": OBSERVATION, "score": SCORE}
+
+
+@dataclass(frozen=True)
+class Relation:
+    """The trace or observation a row belongs to: a column `<prefix><column>` is its column."""
+
+    key: str  # the row's column naming it
+    entity: Entity
+    alias: str  # its rows' name in the metrics views' joins
+
+
+RELATIONS = {
+    "trace.": Relation("trace_id", TRACE, "t"),
+    "observation.": Relation("observation_id", OBSERVATION, "ob"),
+}
+
+
+def bare_column(column: str) -> str:
+    """The column without its relation prefix (`trace.name` -> `name`)."""
+    for prefix in RELATIONS:
+        if column.startswith(prefix):
+            return column.removeprefix(prefix)
+    return column

@@ -17,6 +17,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from services.query.entities import OBSERVATION
+
 _TEXT = pa.string()
 _TIME = pa.timestamp("ms", tz="UTC")
 _COST = pa.decimal128(18, 12)
@@ -108,33 +110,12 @@ OBSERVATIONS = ExportTable(
             _column("event_ts", _TIME),
         ]
     ),
-    # Columns not named here are `core`. Langfuse's `metrics`, `tools` and `trace_context` have
-    # no stored counterpart in this data model and are omitted, as Langfuse omits them too.
-    {
-        "name": "basic",
-        "level": "basic",
-        "status_message": "basic",
-        "version": "basic",
-        "environment": "basic",
-        "completion_start_time": "time",
-        "created_at": "time",
-        "updated_at": "time",
-        "input": "io",
-        "output": "io",
-        "metadata": "metadata",
-        "provided_model_name": "model",
-        "internal_model_id": "model",
-        "model_parameters": "model",
-        "provided_usage_details": "usage",
-        "usage_details": "usage",
-        "provided_cost_details": "usage",
-        "cost_details": "usage",
-        "total_cost": "usage",
-        "usage_pricing_tier_name": "usage",
-        "prompt_id": "prompt",
-        "prompt_name": "prompt",
-        "prompt_version": "prompt",
-    },  # fmt: skip
+    # Langfuse's export field groups are the list documents' field groups (a column's group is
+    # its field's, entities.py), and columns the API does not show are usage. Columns in none are
+    # `core`. Langfuse's `metrics`, `tools` and `trace_context` have no stored counterpart in this
+    # data model and are omitted, as Langfuse omits them too.
+    {field.column: field.group for field in OBSERVATION.fields if field.group}
+    | {"provided_usage_details": "usage", "provided_cost_details": "usage"},
 )
 
 SCORES = ExportTable(

@@ -10,7 +10,7 @@ import orjson
 from libs.common.errors import InvalidArgument
 from libs.common.scope import read_cutoff
 from services.query import retention
-from services.query.entities import OBSERVATION, SCORE, TRACE
+from services.query.entities import OBSERVATION, RELATIONS, SCORE, TRACE, bare_column
 from services.query.rows import parse_time
 
 # Public field -> (SQL column, its kind), one map per entity (services/query/entities.py) for
@@ -116,25 +116,15 @@ def add_conditions(where: Where, columns: dict[str, tuple[str, str]], conditions
         where.add(_through_relation(column, sql), **params)
 
 
-# Column prefix -> (the referring column, the table it refers to).
-RELATIONS = {"trace.": ("trace_id", "traces"), "observation.": ("observation_id", "observations")}
-
-
-def bare_column(column: str) -> str:
-    """The column without its relation prefix (`trace.name` -> `name`)."""
-    for prefix in RELATIONS:
-        if column.startswith(prefix):
-            return column.removeprefix(prefix)
-    return column
-
-
 def _through_relation(column: str, condition: str) -> str:
     """`condition`, written on the bare column; on a `trace.` or `observation.` column, the rows
     whose trace or observation meets it."""
-    for prefix, (key, table) in RELATIONS.items():
+    for prefix, relation in RELATIONS.items():
         if column.startswith(prefix):
+            table = relation.entity.table
             return (
-                f"{key} IN (SELECT id FROM {table} FINAL WHERE project_id = {{project_id:String}}"
+                f"{relation.key} IN (SELECT id FROM {table} FINAL"
+                f" WHERE project_id = {{project_id:String}}"
                 f"{retention.within(table, read_cutoff())} AND {condition})"
             )
     return condition
