@@ -328,13 +328,16 @@ def sdk_batch_load() -> Load:
     return Load(f"batch JSON [{SDK_SHAPE}]", "/api/public/ingestion", headers, make)
 
 
-async def send_for(load: Load, seconds: float, rate: float = 0) -> int:
+async def send_for(
+    load: Load, seconds: float, rate: float = 0, authorization: str = BASIC_AUTH
+) -> int:
     """Observations sent by SENDERS concurrent senders within `seconds`, as fast as the stack
-    answers, or paced to `rate` observations/s. aiohttp, not httpx: it costs the shared cores
-    about half as much per request, which is the stack's to use."""
+    answers, or paced to `rate` observations/s, to the project of `authorization` (the default
+    project's). aiohttp, not httpx: it costs the shared cores about half as much per request,
+    which is the stack's to use."""
     sent = 0
     deadline = time.perf_counter() + seconds
-    headers = {"Authorization": BASIC_AUTH}
+    headers = {"Authorization": authorization}
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(GATEWAY, headers=headers, timeout=timeout) as session:
 
@@ -405,8 +408,9 @@ def stage_cpu() -> dict[str, float]:
 
 async def caught_up(client: httpx.AsyncClient, observations: int, stall: float = 60) -> None:
     """Until the project holds `observations`; fails if none is added for `stall` seconds. Asked
-    once a second: the total is a count over FINAL of every row of the project (1.7 s at ~1 M
-    under load), and asked every 0.2 s it took most of a core from the writer it measured."""
+    once a second: the total is a count over FINAL of every row of the project, and asked every
+    0.2 s of a project of ~1 M rows (1.7 s each under load) it took most of a core from the
+    writer it measured."""
     last, last_at = -1, time.perf_counter()
     while (count := await observation_count(client)) < observations:
         if count != last:
@@ -428,12 +432,18 @@ class Sustained:
 
 async def sustained(load: Load, seconds: float = INGEST_SECONDS) -> Sustained:
     """`seconds` of load as fast as the stack answers, then until every observation sent is
-    readable; each stage's CPU over that whole time, per observation sent."""
-    async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
+    readable; each stage's CPU over that whole time, per observation sent. Into a new project
+    each run, so that the total polled to see every observation readable counts this run's rows
+    only (a count over FINAL: ~1.7 s at a million rows under load)."""
+    from scripts.bench_support import tenant  # it imports this module
+
+    project = await tenant(f"bench-ingest-{uuid.uuid4().hex[:8]}")
+    headers = {"Authorization": project.authorization}
+    async with httpx.AsyncClient(base_url=GATEWAY, headers=headers, timeout=60) as client:
         before = await observation_count(client)
         cpu_before = stage_cpu()
         started = time.perf_counter()
-        sent = await send_for(load, seconds)
+        sent = await send_for(load, seconds, authorization=project.authorization)
         accepted_seconds = time.perf_counter() - started
         await caught_up(client, before + sent)
         end_to_end = sent / (time.perf_counter() - started)

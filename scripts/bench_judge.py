@@ -5,7 +5,7 @@ server (tests/support/llm_standin.py) at 50 ms per call:
   acknowledged (rule delay 0), p95;
 - judge jobs per second at EVALS_JUDGE_CONCURRENCY (32 by default) once a backlog is queued, and
   each process's CPU per judge job;
-- SDK-like ingestion (into the default project, which has no rules) with and without a judging
+- SDK-like ingestion (into a new project each run, which has no rules) with and without a judging
   backlog in the judge's project: accepted and end-to-end (the query writer's drain) rates;
 - matching one ingested event against 10,000 active rules of its project (the trigger's
   in-process cost), p95.
