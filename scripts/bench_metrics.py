@@ -1,8 +1,8 @@
 """Bench rows of the metrics API v2 (issue 11) at 10,000,000 observations (`BENCH_ONLY=metrics`):
 three queries as the SDKs' `api.metrics` sends them, each timed sequentially through the
-gateway, p95. The dev project is filled to that size first as the reads10m section does
-(scripts/bench_reads.py: scripts/bench_dataset.py's 30 days of SDK-shaped traces, written
-straight into chDB with the query service stopped).
+gateway, p95, over the reads10m section's project (scripts/bench_reads.py), filled to that size
+first if it is not: scripts/bench_dataset.py's 30 days of SDK-shaped traces, written straight
+into chDB with the query service stopped.
 """
 
 import asyncio
@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import orjson
 
-from scripts.bench import AUTH, GATEWAY, Row
-from scripts.bench_reads import OBSERVATIONS, fill_to
-from scripts.bench_support import check, p95_ms
+from scripts.bench import GATEWAY, Row
+from scripts.bench_reads import OBSERVATIONS, PROJECT_ID, fill_to
+from scripts.bench_support import check, p95_ms, tenant
 
 SAMPLES = int(os.environ.get("BENCH_METRICS_SAMPLES", "40"))
 WARMUP = 3
@@ -77,5 +77,7 @@ async def metrics_rows(gateway: str, auth: tuple[str, str], stored: int) -> list
 
 
 async def metrics_10m_rows() -> list[Row]:
-    """The dev project filled to OBSERVATIONS first (as the reads10m section does)."""
-    return await metrics_rows(GATEWAY, AUTH, await fill_to(OBSERVATIONS))
+    """The reads10m section's project, filled to OBSERVATIONS first."""
+    bench = await tenant(PROJECT_ID)
+    stored = await fill_to(PROJECT_ID, OBSERVATIONS)
+    return await metrics_rows(GATEWAY, (bench.public_key, bench.secret_key), stored)
