@@ -19,8 +19,10 @@ from libs.common.json_bodies import parse_body
 from services.evals.connections import ConnectionApi
 from services.evals.fields import invalid, iso, optional_text, stored_json, text
 from services.evals.judge_fields import (
+    cursor_page,
     list_window,
     next_cursor,
+    numbered_page,
     template_variables,
     variable_mapping,
 )
@@ -100,17 +102,16 @@ class EvaluatorApi:
             return await _read(conn, project_id, evaluator_id)
 
     async def list_page(self, project_id: str, limit: int, cursor: str) -> tuple[list[bytes], str]:
-        limit, offset = list_window(limit, cursor)
-        rows = await self._pool.fetch(_SELECT + _LIST_ORDER, project_id, limit + 1, offset)
-        return [_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
+        sql = _SELECT + _LIST_ORDER
+        rows, after = await cursor_page(self._pool, sql, project_id, limit, cursor)
+        return [_document(r) for r in rows], after
 
     async def numbered_page(
         self, project_id: str, page: int, limit: int
     ) -> tuple[list[bytes], int]:
         """A page of the page-numbered list (the `/unstable/` shape's) and the evaluator count."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SELECT + _LIST_ORDER, project_id, limit, (page - 1) * limit)
-            total = await conn.fetchval(_COUNT, project_id)
+        sql = _SELECT + _LIST_ORDER
+        rows, total = await numbered_page(self._pool, sql, _COUNT, project_id, page, limit)
         return [_document(r) for r in rows], total
 
     async def documents(self, project_id: str, evaluator_ids: list[str]) -> list[bytes]:

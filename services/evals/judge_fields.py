@@ -6,6 +6,7 @@ import base64
 import re
 from typing import Any
 
+import asyncpg
 import orjson
 
 from services.evals.fields import invalid, optional_text, text
@@ -116,3 +117,24 @@ def next_cursor(limit: int, offset: int, fetched: int) -> str:
     if fetched <= limit:
         return ""
     return base64.urlsafe_b64encode(orjson.dumps({"offset": offset + limit})).decode().rstrip("=")
+
+
+async def cursor_page(
+    pool: asyncpg.Pool, sql: str, project_id: str, limit: int, cursor: str
+) -> tuple[list[asyncpg.Record], str]:
+    """A page of a cursor list and the next cursor; `sql` takes the project ($1), LIMIT ($2) and
+    OFFSET ($3)."""
+    limit, offset = list_window(limit, cursor)
+    rows = await pool.fetch(sql, project_id, limit + 1, offset)
+    return rows[:limit], next_cursor(limit, offset, len(rows))
+
+
+async def numbered_page(
+    pool: asyncpg.Pool, sql: str, count_sql: str, project_id: str, page: int, limit: int
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of a page-numbered list (the `/unstable/` shape's) and how many rows the project
+    has; `sql` as cursor_page's, `count_sql` takes the project."""
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(sql, project_id, limit, (page - 1) * limit)
+        total = await conn.fetchval(count_sql, project_id)
+    return rows, total

@@ -18,7 +18,7 @@ import orjson
 from libs.common.errors import NotFound
 from libs.common.json_bodies import parse_body
 from services.evals.fields import invalid, iso, stored_json, text
-from services.evals.judge_fields import list_window, next_cursor, variable_mapping
+from services.evals.judge_fields import cursor_page, numbered_page, variable_mapping
 from services.evals.rule_filters import checked_filters
 
 TARGETS = ("observation", "trace")
@@ -107,17 +107,16 @@ class RuleApi:
             return await _read(conn, project_id, rule_id)
 
     async def list_page(self, project_id: str, limit: int, cursor: str) -> tuple[list[bytes], str]:
-        limit, offset = list_window(limit, cursor)
-        rows = await self._pool.fetch(_SELECT + _LIST_ORDER, project_id, limit + 1, offset)
-        return [_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
+        sql = _SELECT + _LIST_ORDER
+        rows, after = await cursor_page(self._pool, sql, project_id, limit, cursor)
+        return [_document(r) for r in rows], after
 
     async def numbered_page(
         self, project_id: str, page: int, limit: int
     ) -> tuple[list[bytes], int]:
         """A page of the page-numbered list (the `/unstable/` shape's) and the rule count."""
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(_SELECT + _LIST_ORDER, project_id, limit, (page - 1) * limit)
-            total = await conn.fetchval(_COUNT, project_id)
+        sql = _SELECT + _LIST_ORDER
+        rows, total = await numbered_page(self._pool, sql, _COUNT, project_id, page, limit)
         return [_document(r) for r in rows], total
 
     async def name_taken(self, project_id: str, name: str, except_id: str = "") -> bool:
