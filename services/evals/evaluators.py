@@ -63,9 +63,7 @@ class EvaluatorApi:
         self._connections = connections
 
     async def create(self, project_id: str, raw: bytes) -> bytes:
-        body = parse_body(raw)
-        require_llm_as_judge(body)
-        name = text(body.get("name"), "name")
+        body, name = checked_head(raw)
         description = optional_text(body.get("description"), "description", max_length=None)
         definition = await self._definition(project_id, body)
         evaluator_id, now = str(uuid.uuid4()), datetime.now(UTC)
@@ -171,12 +169,15 @@ class EvaluatorApi:
                           _output(body.get("outputDefinition")))  # fmt: skip
 
 
-def require_llm_as_judge(body: dict[str, Any]) -> None:
+def checked_head(raw: bytes) -> tuple[dict[str, Any], str]:
+    """A new evaluator's body and name, once its type is checked (both create routes)."""
+    body = parse_body(raw)
     kind = body.get("type", "llm_as_judge")
     if kind == "code":
         raise invalid(CODE_REFUSED)
     if kind != "llm_as_judge":
         raise invalid("type must be llm_as_judge")
+    return body, text(body.get("name"), "name")
 
 
 def _prompt(value: Any) -> list[dict[str, str]]:

@@ -29,7 +29,7 @@ import orjson
 
 from libs.common.errors import Conflict, InvalidArgument
 from libs.common.json_bodies import parse_body
-from services.evals.evaluators import CODE_REFUSED, EvaluatorApi, require_llm_as_judge
+from services.evals.evaluators import CODE_REFUSED, EvaluatorApi, checked_head
 from services.evals.fields import invalid, text
 from services.evals.rule_filters import OBSERVATION_COLUMNS
 from services.evals.rules import RuleApi
@@ -69,9 +69,7 @@ class UnstableApi:
         self._rules = rules
 
     async def create_evaluator(self, project_id: str, raw: bytes) -> bytes:
-        body = parse_body(raw)
-        require_llm_as_judge(body)
-        name = text(body.get("name"), "name")
+        body, name = checked_head(raw)
         if not isinstance(body.get("prompt"), str):
             raise invalid("prompt must be a string")
         definition = {

@@ -293,15 +293,21 @@ class TraceStore:
         self._generations[("scores", project_id)] += 1
 
     async def delete_project(self, project_id: str) -> None:
-        """Removes a deleted project's rows from every table for good: a mutation that rewrites
-        the parts holding them, waited for (mutations_sync), so nothing is left once it returns.
-        Rows are sorted by project first, so only the parts of its key range are rewritten."""
+        """Removes a deleted project's rows from every table: a lightweight `DELETE FROM` marks
+        them (a row mask written for the parts holding them) and merges drop them from disk
+        later. A mutation (`ALTER TABLE … DELETE`) would rewrite every column of every part
+        holding one of its rows, and merged parts hold every project's rows: 214 s for 1 M
+        observations beside 10 M (README, Figures). Tables without its rows are skipped."""
+        params = {"project_id": project_id}
         for table in (*TABLES.values(), *LOOKUP_TABLES, *ROLLUP_TABLES):
-            await self._ch.execute(
-                f"ALTER TABLE {table} DELETE WHERE project_id = {{project_id:String}}"
-                " SETTINGS mutations_sync = 2",
-                {"project_id": project_id},
+            [row] = await self._ch.select(
+                f"SELECT count() AS n FROM {table} WHERE project_id = {{project_id:String}}",
+                params,
             )
+            if int(row["n"]):
+                await self._ch.execute(
+                    f"DELETE FROM {table} WHERE project_id = {{project_id:String}}", params
+                )
             self._generations[(table, project_id)] += 1
 
 
