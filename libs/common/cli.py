@@ -5,6 +5,7 @@ for the one that runs blob-storage exports (services/query/blob_export.py)."""
 
 import argparse
 import asyncio
+import gc
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,11 @@ from libs.common.kafka import KafkaClientSettings, Topic
 C = TypeVar("C")
 
 Command = Callable[[C], Coroutine[Any, Any, None]]
+# CPython collects its youngest generation every 700 net allocations by default; a service
+# making tens of thousands of short-lived objects per batch, beside a large long-lived heap (the
+# query writer's recent states), spent ~30 % of its Python CPU in the collector (query writer:
+# ~320 -> ~230 µs of Python CPU per observation at SDK-like load). Cycles are still collected.
+_GC_THRESHOLDS = (50_000, 20, 20)
 # Given the project (None: all), returns the exit status.
 ExportCommand = Callable[[C, str | None], Coroutine[Any, Any, int]]
 
@@ -80,6 +86,9 @@ def main(
         sys.exit(asyncio.run(export(cfg, args.project)))
     command = {"run": run, "migrate": migrate, "retention": retention}[args.command]
     assert command is not None
+    if args.command == "run":
+        gc.freeze()  # what the imports made lives as long as the process: never scan it again
+        gc.set_threshold(*_GC_THRESHOLDS)
     asyncio.run(command(cfg))
 
 

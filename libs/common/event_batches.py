@@ -49,6 +49,15 @@ def event_batch_bytes(value: bytes) -> bytes:
     return gzip.decompress(value) if value.startswith(_GZIP_MAGIC) else value
 
 
+def event_batch_size(value: bytes) -> int:
+    """The serialized size of the batch in `value`, read from its first frame's header without
+    decompressing (a consumer bounds its batches by what they hold, not by compressed bytes);
+    the value's own length for the older forms."""
+    if value.startswith(_SIZES_MAGIC) and len(value) >= _SIZES.size:
+        return int(_SIZES.unpack_from(value)[3])
+    return len(value)
+
+
 def _decompress_frames(value: bytes) -> bytes:
     """Every (sizes, data frame) pair of `value`, decompressed and joined."""
     view = memoryview(value)

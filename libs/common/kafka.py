@@ -239,8 +239,10 @@ class ConsumerSettings:
     # "earliest" for work queues; "latest" for broadcast listeners that only need what comes next.
     auto_offset_reset: str = "earliest"
     max_records: int = 5000
-    # A batch stops growing once its records' values hold this many bytes (0: no bound).
+    # A batch stops growing once its records hold this many bytes (0: no bound), as
+    # `record_bytes` counts them (the value's length unless told otherwise).
     max_bytes: int = 0
+    record_bytes: Callable[[bytes], int] = len
     max_wait_ms: int = 50
     # After the first record of a batch, keep collecting this long (up to max_records): fewer,
     # larger batches for sinks that pay per write, at the cost of this much latency.
@@ -351,7 +353,8 @@ class BatchConsumer(Generic[T]):
             timeout_ms=settings.max_wait_ms, max_records=settings.max_records
         )
         count = sum(len(records) for records in batches.values())
-        size = sum(len(r.value or b"") for records in batches.values() for r in records)
+        measure = settings.record_bytes
+        size = sum(measure(r.value or b"") for records in batches.values() for r in records)
         deadline = time.monotonic() + settings.linger_ms / 1000
         while (
             0 < count < settings.max_records
@@ -364,7 +367,7 @@ class BatchConsumer(Generic[T]):
             for tp, records in more.items():
                 batches.setdefault(tp, []).extend(records)
                 count += len(records)
-                size += sum(len(r.value or b"") for r in records)
+                size += sum(measure(r.value or b"") for r in records)
         return self._within_bytes(batches) if settings.max_bytes else batches
 
     def _within_bytes(
@@ -380,7 +383,7 @@ class BatchConsumer(Generic[T]):
                     self._consumer.seek(tp, record.offset)
                     break
                 kept.setdefault(tp, []).append(record)
-                size += len(record.value or b"")
+                size += self._settings.record_bytes(record.value or b"")
         return kept
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:

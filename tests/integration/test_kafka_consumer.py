@@ -318,6 +318,34 @@ async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
     assert [value for batch in batches for value in batch] == [v.decode() for v in values]
 
 
+async def test_the_byte_bound_counts_what_record_bytes_says_a_record_holds(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    # The writer counts the events a compressed value holds, not its compressed length.
+    await produce(kafka, topic, [b"%d" % n for n in range(6)])
+    batches: list[list[str]] = []
+
+    async def handle(batch: Sequence[str]) -> None:
+        batches.append(list(batch))
+
+    stop = asyncio.Event()
+    producer = make_producer(kafka, "dlq")
+    await producer.start()
+    bounded = dataclasses.replace(
+        settings(kafka, topic, unique("it.group")),
+        max_bytes=250, linger_ms=500, record_bytes=lambda value: 100,
+    )  # fmt: skip
+    consumer = BatchConsumer(bounded, decode, handle, producer)
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= 6)
+    finally:
+        stop.set()
+        await task
+        await producer.stop()
+    assert [len(batch) for batch in batches] == [3, 3]
+
+
 async def test_the_rebalance_hook_runs_when_partitions_are_assigned(
     kafka: KafkaCluster, topic: str
 ) -> None:

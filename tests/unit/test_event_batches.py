@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from libs.common.event_batches import decode_event_batch, encode_event_batch
+from libs.common.event_batches import decode_event_batch, encode_event_batch, event_batch_size
 from libs.common.gen.obs.events.v1 import events_pb2
 
 
@@ -27,6 +27,12 @@ def test_values_one_after_the_other_read_as_one_batch_of_all_their_events() -> N
     # An event-log object is its request's per-partition values joined.
     joined = encode_event_batch(batch("e1")) + encode_event_batch(batch("e2"))
     assert [event.event_id for event in decode_event_batch(joined).events] == ["e1", "e2"]
+
+
+def test_a_batch_tells_its_serialized_size_without_being_decompressed() -> None:
+    serialized = batch().SerializeToString()
+    assert event_batch_size(encode_event_batch(batch())) == len(serialized)
+    assert event_batch_size(serialized) == len(serialized)  # an older, plain value: its length
 
 
 def test_gzip_and_uncompressed_batches_written_before_still_read() -> None:
