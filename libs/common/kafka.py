@@ -55,6 +55,10 @@ class Topic(StrEnum):
     PROJECT_RETENTION = "gateway.projects.retention.v1"
 
 
+# The query service's writer group, whose lag the judge watches (services/evals/writer_load.py).
+WRITER_GROUP = "query.clickhouse-writer"
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaCluster:
     """The brokers, and a namespace put before every topic and consumer group name: empty in
@@ -520,3 +524,45 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     def _rebalanced(self) -> None:
         if self._consumer._on_rebalance is not None:
             self._consumer._on_rebalance()
+
+
+class GroupLag:
+    """How many records a consumer group has yet to commit on its topics: what the query service
+    waits out before deleting a project, and what the judge watches to yield to ingestion."""
+
+    def __init__(self, bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
+        self._group_id = group_id
+        self._topics = list(topics)
+        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+        self._partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self._reader.start()
+        await self._admin.start()
+
+    async def close(self) -> None:
+        await self._admin.close()
+        await self._reader.stop()
+
+    async def ends(self) -> dict[TopicPartition, int]:
+        """The end offset of each partition of the topics, now."""
+        if not self._partitions:
+            described = await self._admin.describe_topics(self._topics)
+            self._partitions = [
+                TopicPartition(topic["topic"], partition["partition"])
+                for topic in described
+                for partition in topic["partitions"]
+            ]
+        ends: dict[TopicPartition, int] = await self._reader.end_offsets(self._partitions)
+        return ends
+
+    async def behind(self, ends: Mapping[TopicPartition, int] | None = None) -> int:
+        """Records between the group's commits and `ends` (default: the ends of now)."""
+        ends = ends if ends is not None else await self.ends()
+        committed = await self._admin.list_consumer_group_offsets(self._group_id)
+        return sum(
+            end - (committed[tp].offset if tp in committed else 0)
+            for tp, end in ends.items()
+            if end > 0
+        )

@@ -28,13 +28,19 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     judge_concurrency: int = 32
     judge_max_attempts: int = 5
     judge_timeout_seconds: float = 60.0
+    # The judge yields to ingestion (services/evals/writer_load.py): while the query writer is
+    # more than this many records (requests' per-partition event groups) behind, at most
+    # judge_busy_jobs jobs are in flight.
+    judge_yield_lag_records: int = 200
+    judge_busy_jobs: int = 2
 
     def __post_init__(self) -> None:
         super(EvalsConfig, self).__post_init__()
         check_key_setting("EVALS_ENCRYPTION_KEY", self.encryption_key)
         check_key_setting("EVALS_ENCRYPTION_KEY_PREVIOUS", self.encryption_key_previous)
-        if self.judge_concurrency < 1 or self.judge_max_attempts < 1:
-            raise ConfigError("EVALS_JUDGE_CONCURRENCY and EVALS_JUDGE_MAX_ATTEMPTS must be ≥ 1")
+        if min(self.judge_concurrency, self.judge_max_attempts, self.judge_busy_jobs) < 1:
+            raise ConfigError("EVALS_JUDGE_CONCURRENCY, EVALS_JUDGE_MAX_ATTEMPTS and"
+                              " EVALS_JUDGE_BUSY_JOBS must be ≥ 1")  # fmt: skip
 
 
 def load_evals_config() -> EvalsConfig:

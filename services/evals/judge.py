@@ -44,6 +44,7 @@ from services.evals.llm import Completion, LlmError, chat, session
 from services.evals.rule_filters import TRACE_LEVEL, matches, observation_row, trace_row
 from services.evals.rules import RuleApi
 from services.evals.targets import TargetReader
+from services.evals.writer_load import WriterLoad
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -95,7 +96,8 @@ class JudgeWorker:
     def __init__(self, *, jobs: JobStore, evaluators: EvaluatorApi, rules: RuleApi,
                  connections: ConnectionApi, query: QueryServiceStub,
                  ingestion: IngestionServiceStub, concurrency: int, max_attempts: int,
-                 timeout: float) -> None:  # fmt: skip
+                 timeout: float, writer: WriterLoad | None = None,
+                 busy_jobs: int = 2) -> None:  # fmt: skip
         self._jobs = jobs
         self._evaluators = evaluators
         self._rules = rules
@@ -116,7 +118,9 @@ class JudgeWorker:
         # Jobs claimed and not yet finished, over all connections: more than the calls in flight,
         # since a job also waits for its target's lookup and for ingestion.
         self._max_claimed = concurrency * CLAIMS_PER_CALL
-        self._claim_at = max(1, self._max_claimed // CLAIM_SHARE)
+        # While the query writer is behind, only this many (services/evals/writer_load.py).
+        self._writer = writer
+        self._busy_jobs = min(busy_jobs, self._max_claimed)
         # A job whose worker died is claimed again once this has passed since its claim: a
         # claimed job may wait for the calls of the jobs claimed before it on its connection.
         self._lease = CLAIMS_PER_CALL * timeout + 5
@@ -133,9 +137,10 @@ class JudgeWorker:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
-            free = self._max_claimed - len(self._tasks)
-            room = free >= self._claim_at or not self._tasks
-            jobs = await self._claim(free) if room else []
+            limit = self._limit()
+            free = limit - len(self._tasks)
+            room = free >= max(1, limit // CLAIM_SHARE) or not self._tasks
+            jobs = await self._claim(free) if room and free > 0 else []
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job))
                 self._tasks.add(task)
@@ -150,9 +155,15 @@ class JudgeWorker:
         for client in self._clients.values():
             await client.close()
 
+    def _limit(self) -> int:
+        """Jobs in flight allowed now."""
+        busy = self._writer is not None and self._writer.busy()
+        return self._busy_jobs if busy else self._max_claimed
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if self._max_claimed - len(self._tasks) >= self._claim_at:
+        limit = self._limit()
+        if limit - len(self._tasks) >= max(1, limit // CLAIM_SHARE):
             self._wake.set()
 
     async def _claim(self, free: int) -> list[Job]:

@@ -12,7 +12,7 @@ from libs.common.gen.obs.ingestion.v1.ingestion_pb2_grpc import IngestionService
 from libs.common.gen.obs.prompts.v1.prompts_pb2_grpc import PromptsServiceStub
 from libs.common.gen.obs.query.v1.query_pb2_grpc import QueryServiceStub
 from libs.common.health import HealthWatch
-from libs.common.kafka import BatchConsumer, make_producer
+from libs.common.kafka import WRITER_GROUP, BatchConsumer, GroupLag, Topic, make_producer
 from libs.common.lifecycle import stop_on_signals
 from libs.common.metrics import serve_metrics
 from libs.common.migrate import migrate_postgres
@@ -41,6 +41,7 @@ from services.evals.results import ExperimentReads
 from services.evals.retention import RetentionPass
 from services.evals.rules import RuleApi
 from services.evals.score_configs import ScoreConfigApi
+from services.evals.writer_load import WriterLoad
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 SERVICE_NAME = evals_pb2.DESCRIPTOR.services_by_name["EvalsService"].full_name
@@ -61,11 +62,14 @@ async def run(cfg: EvalsConfig) -> None:
         connections = ConnectionApi(pool, secret_box(cfg))
         evaluators, rules, jobs = EvaluatorApi(pool, connections), RuleApi(pool), JobStore(pool)
         rule_cache = trigger.RuleCache(rules)
+        writer_lag = GroupLag(cfg.kafka.bootstrap_servers, cfg.kafka.group(WRITER_GROUP),
+                              [cfg.kafka.topic(Topic.INGESTION_EVENTS)])  # fmt: skip
+        writer_load = WriterLoad(writer_lag, cfg.judge_yield_lag_records)
         worker = JudgeWorker(
             jobs=jobs, evaluators=evaluators, rules=rules, connections=connections, query=query,
             ingestion=IngestionServiceStub(ingestion_channel),
             concurrency=cfg.judge_concurrency, max_attempts=cfg.judge_max_attempts,
-            timeout=cfg.judge_timeout_seconds,
+            timeout=cfg.judge_timeout_seconds, writer=writer_load, busy_jobs=cfg.judge_busy_jobs,
         )  # fmt: skip
         servicer = EvalsServicer(
             pool,
@@ -117,6 +121,7 @@ async def run(cfg: EvalsConfig) -> None:
             tasks.create_task(retention.run(stop))
             tasks.create_task(rule_cache.run(stop))
             tasks.create_task(worker.run(stop))
+            tasks.create_task(writer_load.run(stop))
             tasks.create_task(health.run(stop, server.set_serving))
     finally:
         await producer.stop()

@@ -18,6 +18,9 @@ class QueryConfig(GrpcServiceSettings, KafkaClientSettings):
     # their next events merge without a read of ClickHouse: ~20,000 SDK-sized ones take
     # ~150 MiB (1-4 KiB inputs and outputs).
     writer_state_entities: int = 20_000
+    # The events (serialized bytes) one writer batch holds at most (services/query/consumer.py):
+    # more is cheaper per event, less shows events sooner under load (README, Figures).
+    writer_batch_bytes: int = 8 * 1024 * 1024
     # AES-256-GCM key of blob-storage export credentials (libs/common/secret_box.py); without it
     # integrations cannot be saved.
     encryption_key: str = ""

@@ -24,7 +24,14 @@ import structlog
 from libs.common import limits
 from libs.common.event_batches import decode_event_batch, event_batch_size
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import ConsumerSettings, InvalidMessage, KafkaCluster, Record, Topic
+from libs.common.kafka import (
+    WRITER_GROUP,
+    ConsumerSettings,
+    InvalidMessage,
+    KafkaCluster,
+    Record,
+    Topic,
+)
 from libs.common.timestamps import from_timestamp
 from libs.common.transient import is_transient
 from services.query.entities import DATETIME, ENTITIES
@@ -45,7 +52,6 @@ from services.query.tokens import count_usage
 
 log = structlog.get_logger()
 
-GROUP = "query.clickhouse-writer"
 _KINDS = {
     events_pb2.EVENT_TYPE_TRACE_CREATE: "trace",
     events_pb2.EVENT_TYPE_OBSERVATION_CREATE: "observation",
@@ -91,19 +97,18 @@ def is_transient_for_writer(exc: BaseException) -> bool:
     return match is not None and int(match.group(1)) in _TRANSIENT_CLICKHOUSE_CODES
 
 
-def writer_settings(kafka: KafkaCluster) -> ConsumerSettings:
+def writer_settings(kafka: KafkaCluster, batch_bytes: int = 8 * 1024 * 1024) -> ConsumerSettings:
+    """A message holds one request's events of one partition, from a few to thousands, so
+    batches are bounded by the bytes of events they hold (`batch_bytes`, read from each value's
+    header: compression ratios run from 3 for SDK-like payloads to 30 for repetitive ones), not
+    by compressed bytes. Larger batches cost less per event, smaller ones show events sooner
+    under load: each insert costs chDB ~30 ms of CPU however small, and each part it makes is
+    merged again later. 150 ms of lingering keeps an idle stack's visibility well under 1 s."""
     return ConsumerSettings(
         bootstrap_servers=kafka.bootstrap_servers,
-        group_id=kafka.group(GROUP),
+        group_id=kafka.group(WRITER_GROUP),
         topics=(kafka.topic(Topic.INGESTION_EVENTS),),
-        # A message holds one request's events of one partition, from a few to thousands, so
-        # batches are bounded by the bytes of events they hold (read from each value's header:
-        # compression ratios run from 3 for SDK-like payloads to 30 for repetitive ones). Each
-        # insert costs chDB ~30 ms of CPU however small, and every part it makes is merged
-        # again later: 32 MiB (~7,000 SDK-like observations) took the writer from ~1,000 to
-        # ~550 µs of CPU per observation against 1 MiB compressed (~900). 150 ms of lingering
-        # keeps an idle stack's visibility well under 1 s.
-        max_bytes=32 * 1024 * 1024,
+        max_bytes=batch_bytes,
         record_bytes=event_batch_size,
         linger_ms=150,
     )

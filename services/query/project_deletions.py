@@ -12,12 +12,10 @@ import time
 from collections.abc import Sequence
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from libs.common.errors import Unavailable
 from libs.common.gen.obs.events.v1 import events_pb2
-from libs.common.kafka import ConsumerSettings
+from libs.common.kafka import ConsumerSettings, GroupLag
 from services.query.export_store import ExportStore
 from services.query.models import ModelCatalogs, ModelStore
 from services.query.store import TraceStore
@@ -40,35 +38,18 @@ class WriterBacklog:
     async def drained(self) -> None:
         """Returns once the writer caught up with the end offsets of now; Unavailable if it has
         not within _WRITER_WAIT_SECONDS (a stopped writer, a long backlog)."""
-        servers = self._writer.bootstrap_servers
-        reader = AIOKafkaConsumer(bootstrap_servers=servers)
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
-        await reader.start()
-        await admin.start()
+        writer = self._writer
+        lag = GroupLag(writer.bootstrap_servers, writer.group_id, writer.topics)
+        await lag.start()
         try:
-            described = await admin.describe_topics(list(self._writer.topics))
-            partitions = [
-                TopicPartition(topic["topic"], partition["partition"])
-                for topic in described
-                for partition in topic["partitions"]
-            ]
-            ends = await reader.end_offsets(partitions)
+            ends = await lag.ends()
             deadline = time.monotonic() + _WRITER_WAIT_SECONDS
-            while True:
-                committed = await admin.list_consumer_group_offsets(self._writer.group_id)
-                behind = sum(
-                    end - (committed[tp].offset if tp in committed else 0)
-                    for tp, end in ends.items()
-                    if end > 0
-                )
-                if behind <= 0:
-                    return
+            while (behind := await lag.behind(ends)) > 0:
                 if time.monotonic() > deadline:
                     raise Unavailable(f"the writer is {behind} records behind")
                 await asyncio.sleep(0.2)
         finally:
-            await admin.close()
-            await reader.stop()
+            await lag.close()
 
 
 class ProjectPurger:

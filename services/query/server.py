@@ -77,8 +77,9 @@ async def run(cfg: QueryConfig) -> None:
     binding = (query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)
     server = make_server([binding], cfg.grpc_host, cfg.grpc_port, token=cfg.internal_auth_token)
     event_writer = EventWriter(store, catalogs, recent)
+    writing = writer_settings(cfg.kafka, cfg.writer_batch_bytes)
     writer = BatchConsumer(
-        writer_settings(cfg.kafka),
+        writing,
         decode_events,
         event_writer.write,
         producer,
@@ -88,9 +89,7 @@ async def run(cfg: QueryConfig) -> None:
     purger = BatchConsumer(
         deletion_settings(cfg.kafka, "query"),
         decode_deletion,
-        ProjectPurger(
-            store, models, catalogs, exports, WriterBacklog(writer_settings(cfg.kafka))
-        ).handle,
+        ProjectPurger(store, models, catalogs, exports, WriterBacklog(writing)).handle,
         producer,
     )
     retention = BatchConsumer(
