@@ -31,7 +31,7 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     # The judge yields to ingestion (services/evals/writer_load.py): while the query writer is
     # more than this many records (requests' per-partition event groups) behind, at most
     # judge_busy_jobs jobs are in flight.
-    judge_yield_lag_records: int = 200
+    judge_yield_lag_records: int = 50
     judge_busy_jobs: int = 2
 
     def __post_init__(self) -> None:
