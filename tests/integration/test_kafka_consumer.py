@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -290,11 +290,11 @@ async def test_health_follows_a_store_that_stops_and_starts_answering() -> None:
         await watching
 
 
-async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
-    kafka: KafkaCluster, topic: str
-) -> None:
-    values = [f"{n:03d}".encode() * 33 for n in range(10)]  # 99 bytes each
-    await produce(kafka, topic, values)
+async def bounded_batches(
+    kafka: KafkaCluster, topic: str, records: int, **bounds: Any
+) -> list[list[str]]:
+    """The batches a consumer with these `ConsumerSettings` bounds hands over until `records`
+    records are handled."""
     batches: list[list[str]] = []
 
     async def handle(batch: Sequence[str]) -> None:
@@ -303,17 +303,23 @@ async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
     stop = asyncio.Event()
     producer = make_producer(kafka, "dlq")
     await producer.start()
-    bounded = dataclasses.replace(
-        settings(kafka, topic, unique("it.group")), max_bytes=250, linger_ms=500
-    )
-    consumer = BatchConsumer(bounded, decode, handle, producer)
-    task = asyncio.create_task(consumer.run(stop))
+    bounded = dataclasses.replace(settings(kafka, topic, unique("it.group")), **bounds)
+    task = asyncio.create_task(BatchConsumer(bounded, decode, handle, producer).run(stop))
     try:
-        await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= 10)
+        await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= records)
     finally:
         stop.set()
         await task
         await producer.stop()
+    return batches
+
+
+async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    values = [f"{n:03d}".encode() * 33 for n in range(10)]  # 99 bytes each
+    await produce(kafka, topic, values)
+    batches = await bounded_batches(kafka, topic, 10, max_bytes=250, linger_ms=500)
     assert [len(batch) for batch in batches] == [3, 3, 3, 1]
     assert [value for batch in batches for value in batch] == [v.decode() for v in values]
 
@@ -323,26 +329,9 @@ async def test_the_byte_bound_counts_what_record_bytes_says_a_record_holds(
 ) -> None:
     # The writer counts the events a compressed value holds, not its compressed length.
     await produce(kafka, topic, [b"%d" % n for n in range(6)])
-    batches: list[list[str]] = []
-
-    async def handle(batch: Sequence[str]) -> None:
-        batches.append(list(batch))
-
-    stop = asyncio.Event()
-    producer = make_producer(kafka, "dlq")
-    await producer.start()
-    bounded = dataclasses.replace(
-        settings(kafka, topic, unique("it.group")),
-        max_bytes=250, linger_ms=500, record_bytes=lambda value: 100,
-    )  # fmt: skip
-    consumer = BatchConsumer(bounded, decode, handle, producer)
-    task = asyncio.create_task(consumer.run(stop))
-    try:
-        await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= 6)
-    finally:
-        stop.set()
-        await task
-        await producer.stop()
+    batches = await bounded_batches(
+        kafka, topic, 6, max_bytes=250, linger_ms=500, record_bytes=lambda value: 100
+    )
     assert [len(batch) for batch in batches] == [3, 3]
 
 
