@@ -306,6 +306,11 @@ def from_stored(kind: str, row: dict[str, Any]) -> Merged:
         metadata.leaves[path] = (clock, leaf)
         if leaf != {}:
             metadata.erased_below[path] = clock
+    for path, clock in leaf_clocks.items():
+        # An empty object written where older writes left keys is no leaf of the merged tree,
+        # yet it is newer than what they wrote there: an older non-object value at its path,
+        # arriving later, must still lose to it.
+        metadata.leaves.setdefault(path, (clock, {}))
     for path, i in document.get("e", []):
         _raise(metadata.erased_below, tuple(path), clocks[i])
     for path, i in document.get("w", []):

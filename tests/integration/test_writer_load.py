@@ -14,7 +14,10 @@ from tests.support.eventually import eventually
 
 
 async def commit(kafka: KafkaCluster, topic: str, group: str, offset: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=group)
+    # Without auto-commit: stopping would commit the consumer's position over this offset.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     partition = TopicPartition(topic, 0)
     consumer.assign([partition])

@@ -375,6 +375,23 @@ async def test_an_older_value_in_a_later_batch_never_overwrites_a_newer_one(
 
 
 @FORGET
+async def test_an_empty_object_over_keys_still_beats_an_older_value_arriving_later(
+    chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
+) -> None:
+    """Found by the property test: {b: {}} written after {b: {x: 0}} leaves b = {x: 0}, and the
+    stored row showed no leaf at b; read back, an older {b: 0} arriving later replaced it."""
+
+    def event(kind: int, at: timedelta, metadata: dict[str, Any]) -> Event:
+        return Event(kind, "o", at, {"id": "o", "traceId": "t", "metadata": metadata}, "SPAN")
+
+    create = event(CREATE, OFFSETS[0], {"b": {"x": 0}})
+    older = event(UPDATE, OFFSETS[0], {"a": 0, "b": 0})
+    newest = event(UPDATE, OFFSETS[1], {"b": {}})
+    stored = await write_in_turn(chdb, catalogs, [[newest, create], [older]], forget)
+    assert stored[("observation", "o")].values["metadata"] == {"a": 0, "b": {}}
+
+
+@FORGET
 async def test_an_earlier_trace_upsert_arriving_later_moves_the_trace_to_its_day(
     chdb: EmbeddedClickHouse, catalogs: ModelCatalogs, forget: bool
 ) -> None:
