@@ -531,15 +531,21 @@ class GroupLag:
     waits out before deleting a project, and what the judge watches to yield to ingestion."""
 
     def __init__(self, bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
+        self._servers = bootstrap_servers
         self._group_id = group_id
         self._topics = list(topics)
-        self._reader = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
         self._partitions: list[TopicPartition] = []
 
     async def start(self) -> None:
-        await self._reader.start()
-        await self._admin.start()
+        """Connects; a failed start leaves nothing open and may be tried again."""
+        self._reader = AIOKafkaConsumer(bootstrap_servers=self._servers)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self._servers)
+        try:
+            await self._reader.start()
+            await self._admin.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         await self._admin.close()

@@ -96,8 +96,7 @@ class JudgeWorker:
     def __init__(self, *, jobs: JobStore, evaluators: EvaluatorApi, rules: RuleApi,
                  connections: ConnectionApi, query: QueryServiceStub,
                  ingestion: IngestionServiceStub, concurrency: int, max_attempts: int,
-                 timeout: float, writer: WriterLoad | None = None,
-                 busy_jobs: int = 2) -> None:  # fmt: skip
+                 timeout: float, writer: WriterLoad, busy_jobs: int) -> None:  # fmt: skip
         self._jobs = jobs
         self._evaluators = evaluators
         self._rules = rules
@@ -137,15 +136,13 @@ class JudgeWorker:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self._wake.clear()
-            limit = self._limit()
-            free = limit - len(self._tasks)
-            room = free >= max(1, limit // CLAIM_SHARE) or not self._tasks
-            jobs = await self._claim(free) if room and free > 0 else []
+            free = self._claimable()
+            jobs = await self._claim(free) if free else []
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
-            if len(jobs) < free or not room:  # nothing more is due, or too little room: wait
+            if len(jobs) < free or not free:  # nothing more is due, or too little room: wait
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
         # Jobs in flight finish within the drain; those that do not are claimed again after
@@ -155,15 +152,17 @@ class JudgeWorker:
         for client in self._clients.values():
             await client.close()
 
-    def _limit(self) -> int:
-        """Jobs in flight allowed now."""
-        busy = self._writer is not None and self._writer.busy()
-        return self._busy_jobs if busy else self._max_claimed
+    def _claimable(self) -> int:
+        """How many jobs to claim now: none until a CLAIM_SHARE-th of the jobs allowed in flight
+        is free (unless none runs), so that one statement claims many. Fewer are allowed while
+        the query writer is behind."""
+        limit = self._busy_jobs if self._writer.busy() else self._max_claimed
+        free = limit - len(self._tasks)
+        return free if free >= max(1, limit // CLAIM_SHARE) or not self._tasks else 0
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        limit = self._limit()
-        if limit - len(self._tasks) >= max(1, limit // CLAIM_SHARE):
+        if self._claimable():
             self._wake.set()
 
     async def _claim(self, free: int) -> list[Job]:

@@ -6,7 +6,8 @@ writer's group is more than `threshold` records behind, the judge keeps only a f
 flight (services/evals/judge.py); its jobs wait in PostgreSQL and lose nothing.
 
 The lag is read once a second (the group's commits against the topic's end offsets). When it
-cannot be read (Kafka away), the judge is not held back: ingestion cannot be either."""
+cannot be read (Kafka away, at start too), the judge is not held back: ingestion cannot be
+either, and the evals service keeps running."""
 
 import asyncio
 import contextlib
@@ -26,29 +27,35 @@ class WriterLoad:
     def __init__(self, lag: GroupLag, threshold: int) -> None:
         self._lag = lag
         self._threshold = threshold
+        self._started = False
         self._busy = False
 
     def busy(self) -> bool:
         return self._busy
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self._lag.start()
         try:
             while not stop.is_set():
-                await self._check()
+                behind = await self._records_behind()
+                busy = behind > self._threshold
+                if busy != self._busy:
+                    event = "judge_yielding" if busy else "judge_resuming"
+                    log.info(event, writer_lag_records=behind)
+                    YIELDING.set(int(busy))
+                self._busy = busy
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), INTERVAL_SECONDS)
         finally:
-            await self._lag.close()
+            if self._started:
+                await self._lag.close()
 
-    async def _check(self) -> None:
+    async def _records_behind(self) -> int:
+        """The writer's lag, or 0 while Kafka cannot tell (the judge then judges as usual)."""
         try:
-            behind = await self._lag.behind()
-        except Exception as exc:  # noqa: BLE001 - any Kafka failure: judge as usual
+            if not self._started:
+                await self._lag.start()
+                self._started = True
+            return await self._lag.behind()
+        except Exception as exc:  # noqa: BLE001 - any Kafka failure, at start too
             log.warning("writer_lag_unreadable", error=str(exc))
-            behind = 0
-        busy = behind > self._threshold
-        if busy != self._busy:
-            log.info("judge_yielding" if busy else "judge_resuming", writer_lag_records=behind)
-            YIELDING.set(int(busy))
-        self._busy = busy
+            return 0

@@ -97,7 +97,7 @@ def is_transient_for_writer(exc: BaseException) -> bool:
     return match is not None and int(match.group(1)) in _TRANSIENT_CLICKHOUSE_CODES
 
 
-def writer_settings(kafka: KafkaCluster, batch_bytes: int = 8 * 1024 * 1024) -> ConsumerSettings:
+def writer_settings(kafka: KafkaCluster, batch_bytes: int) -> ConsumerSettings:
     """A message holds one request's events of one partition, from a few to thousands, so
     batches are bounded by the bytes of events they hold (`batch_bytes`, read from each value's
     header: compression ratios run from 3 for SDK-like payloads to 30 for repetitive ones), not

@@ -119,7 +119,9 @@ async def test_the_query_purger_waits_for_the_writer_to_commit_what_was_publishe
     deletion is retried, never done early)."""
     await ensure_topics(kafka, {Topic.INGESTION_EVENTS: 1})
     topic = kafka.topic(Topic.INGESTION_EVENTS)
-    writer = dataclasses.replace(writer_settings(kafka), group_id=unique("it-writer"))
+    # Only the writer's group and topics matter to the wait, not its batch bound.
+    settings = writer_settings(kafka, batch_bytes=1)
+    writer = dataclasses.replace(settings, group_id=unique("it-writer"))
     producer = make_producer(kafka, "it")
     await producer.start()
     try:

@@ -9,7 +9,7 @@ from aiokafka.structs import OffsetAndMetadata
 from libs.common.kafka import GroupLag, KafkaCluster, Topic, ensure_topics
 from services.evals.writer_load import WriterLoad
 from tests.integration.conftest import unique
-from tests.integration.test_kafka_consumer import produce
+from tests.integration.test_kafka_consumer import now, produce
 from tests.support.eventually import eventually
 
 
@@ -35,10 +35,7 @@ async def test_busy_while_the_writer_is_more_records_behind_than_the_threshold(
     load = WriterLoad(GroupLag(kafka.bootstrap_servers, group, [topic]), threshold=3)
     stop = asyncio.Event()
     watching = asyncio.create_task(load.run(stop))
-
-    async def busy() -> bool:
-        return load.busy()
-
+    busy = now(load.busy)
     try:
         await produce(kafka, topic, [b"event"] * 3)
         await asyncio.sleep(1.5)  # a check ran: 3 behind is not more than 3
@@ -50,6 +47,17 @@ async def test_busy_while_the_writer_is_more_records_behind_than_the_threshold(
     finally:
         stop.set()
         await watching
+
+
+async def test_without_a_broker_the_judge_is_not_held_back_and_the_watch_keeps_running() -> None:
+    # Nothing listens on port 1: Kafka away, at start too, never stops the evals service.
+    load = WriterLoad(GroupLag("127.0.0.1:1", "writer", ["ingestion.events.v1"]), threshold=0)
+    stop = asyncio.Event()
+    watching = asyncio.create_task(load.run(stop))
+    await asyncio.sleep(2.5)  # a few checks, each failing
+    assert not watching.done() and not load.busy()
+    stop.set()
+    await watching
 
 
 async def test_the_lag_counts_records_from_the_commits_to_the_end_offsets(
