@@ -20,8 +20,6 @@ from services.evals.connections import ConnectionApi
 from services.evals.fields import invalid, iso, optional_text, stored_json, text
 from services.evals.judge_fields import (
     cursor_page,
-    list_window,
-    next_cursor,
     numbered_page,
     template_variables,
     variable_mapping,
@@ -101,7 +99,7 @@ class EvaluatorApi:
 
     async def list_page(self, project_id: str, limit: int, cursor: str) -> tuple[list[bytes], str]:
         sql = _SELECT + _LIST_ORDER
-        rows, after = await cursor_page(self._pool, sql, project_id, limit, cursor)
+        rows, after = await cursor_page(self._pool, sql, limit, cursor, project_id)
         return [_document(r) for r in rows], after
 
     async def numbered_page(
@@ -126,12 +124,13 @@ class EvaluatorApi:
     async def versions(
         self, project_id: str, evaluator_id: str, limit: int, cursor: str
     ) -> tuple[list[bytes], str]:
-        limit, offset = list_window(limit, cursor)
         async with self._pool.acquire() as conn:
             if not await conn.fetchval(_EXISTS, project_id, evaluator_id):
                 raise NotFound(f"Evaluator {evaluator_id} not found")
-            rows = await conn.fetch(_VERSIONS, project_id, evaluator_id, limit + 1, offset)
-        return [_version_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
+            rows, after = await cursor_page(
+                conn, _VERSIONS, limit, cursor, project_id, evaluator_id
+            )
+        return [_version_document(r) for r in rows], after
 
     async def delete(self, project_id: str, evaluator_id: str) -> bytes:
         if await self._pool.fetchval(_DELETE, project_id, evaluator_id) is None:

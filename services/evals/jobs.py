@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from services.evals.fields import iso
-from services.evals.judge_fields import list_window, next_cursor
+from services.evals.judge_fields import cursor_page
 
 STATUSES = ("pending", "running", "completed", "error", "skipped")
 
@@ -100,12 +100,12 @@ class JobStore:
     async def list_page(
         self, project_id: str, limit: int, cursor: str, filters: dict[str, str]
     ) -> tuple[list[bytes], str]:
-        limit, offset = list_window(limit, cursor)
-        rows = await self._pool.fetch(
-            _LIST, project_id, filters.get("evaluator_id") or None, filters.get("rule_id") or None,
-            filters.get("trace_id") or None, filters.get("status") or None, limit + 1, offset,
+        rows, after = await cursor_page(
+            self._pool, _LIST, limit, cursor, project_id, filters.get("evaluator_id") or None,
+            filters.get("rule_id") or None, filters.get("trace_id") or None,
+            filters.get("status") or None,
         )  # fmt: skip
-        return [_document(r) for r in rows[:limit]], next_cursor(limit, offset, len(rows))
+        return [_document(r) for r in rows], after
 
 
 def _document(row: asyncpg.Record) -> bytes:

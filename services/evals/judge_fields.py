@@ -120,12 +120,12 @@ def next_cursor(limit: int, offset: int, fetched: int) -> str:
 
 
 async def cursor_page(
-    pool: asyncpg.Pool, sql: str, project_id: str, limit: int, cursor: str
+    db: asyncpg.Pool | asyncpg.Connection, sql: str, limit: int, cursor: str, *params: Any
 ) -> tuple[list[asyncpg.Record], str]:
-    """A page of a cursor list and the next cursor; `sql` takes the project ($1), LIMIT ($2) and
-    OFFSET ($3)."""
+    """A page of a cursor list and the next cursor; `sql` takes `params`, then LIMIT and OFFSET
+    (one row more than the page is read, to tell whether another page follows)."""
     limit, offset = list_window(limit, cursor)
-    rows = await pool.fetch(sql, project_id, limit + 1, offset)
+    rows = await db.fetch(sql, *params, limit + 1, offset)
     return rows[:limit], next_cursor(limit, offset, len(rows))
 
 
@@ -133,7 +133,7 @@ async def numbered_page(
     pool: asyncpg.Pool, sql: str, count_sql: str, project_id: str, page: int, limit: int
 ) -> tuple[list[asyncpg.Record], int]:
     """A page of a page-numbered list (the `/unstable/` shape's) and how many rows the project
-    has; `sql` as cursor_page's, `count_sql` takes the project."""
+    has; `sql` takes the project, LIMIT and OFFSET, `count_sql` the project."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(sql, project_id, limit, (page - 1) * limit)
         total = await conn.fetchval(count_sql, project_id)

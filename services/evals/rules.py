@@ -108,7 +108,7 @@ class RuleApi:
 
     async def list_page(self, project_id: str, limit: int, cursor: str) -> tuple[list[bytes], str]:
         sql = _SELECT + _LIST_ORDER
-        rows, after = await cursor_page(self._pool, sql, project_id, limit, cursor)
+        rows, after = await cursor_page(self._pool, sql, limit, cursor, project_id)
         return [_document(r) for r in rows], after
 
     async def numbered_page(
