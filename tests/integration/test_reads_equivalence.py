@@ -203,4 +203,7 @@ async def test_an_observation_by_id_is_that_of_a_scan_by_id(store: TraceStore) -
         )
         assert await store.observation(P, observation_id) == (expected or [None])[0]
         found += bool(expected)
-    assert 100 < found < len(ids) - 6  # deleted traces' observations are among the missing
+    # Both kinds are among the traces' ids (the dataset is random, so bounds, not counts): the live
+    # ones found, the deleted traces' ones missing beside the other project's and the unknown id.
+    assert found > 75
+    assert len(ids) - found > 6
