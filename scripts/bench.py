@@ -406,6 +406,20 @@ def stage_cpu() -> dict[str, float]:
     return used | {GENERATOR: cpu_seconds(os.getpid())}
 
 
+async def quiet(cores: float = 0.2, window: float = 2.0, longest: float = 180.0) -> None:
+    """Until the stack's stages together use under `cores` of CPU over `window` seconds, at most
+    `longest` seconds: the background merges of what ran before are over, so that of two runs
+    compared neither pays for the other's tail."""
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = stage_cpu()
+        await asyncio.sleep(window)
+        after = stage_cpu()
+        if sum(after[name] - before[name] for name in STAGES) < cores * window:
+            return
+    print(f"bench: the stack was still busy after {longest:g} s")
+
+
 async def caught_up(client: httpx.AsyncClient, observations: int, stall: float = 60) -> None:
     """Until the project holds `observations`; fails if none is added for `stall` seconds. Asked
     once a second: the total is a count over FINAL of every row of the project, and asked every

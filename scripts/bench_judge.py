@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from scripts.bench import ENV, GATEWAY, Row, cpu_seconds, sdk_batch_load, sustained
+from scripts.bench import ENV, GATEWAY, Row, cpu_seconds, quiet, sdk_batch_load, sustained
 from scripts.bench_support import Tenant, check, p95_ms, tenant
 from services.evals.rules import ActiveRule
 from services.evals.trigger import ProjectRules, TargetEvent, matching
@@ -36,8 +36,8 @@ from tests.support.llm_standin import LlmStandIn
 PROBES = int(os.environ.get("BENCH_JUDGE_PROBES", "40"))
 BACKLOG = int(os.environ.get("BENCH_JUDGE_JOBS", "2000"))
 # The ingestion runs beside judging: their length, and the backlog queued for the busy one.
-BESIDE_SECONDS = float(os.environ.get("BENCH_JUDGE_INGEST_SECONDS", "30"))
-BESIDE_BACKLOG = int(os.environ.get("BENCH_JUDGE_BESIDE_JOBS", "4000"))
+BESIDE_SECONDS = float(os.environ.get("BENCH_JUDGE_INGEST_SECONDS", "60"))
+BESIDE_BACKLOG = int(os.environ.get("BENCH_JUDGE_BESIDE_JOBS", "6000"))
 PROJECT_ID = "bench-judge"
 MODEL = "judge-model"
 # The processes whose CPU a judge job costs (pid files of scripts/stack.sh and engines.sh).
@@ -190,15 +190,18 @@ async def jobs_per_second(judge: Tenant) -> tuple[float, dict[str, float]]:
 async def ingestion_beside_judging(judge: Tenant) -> list[Row]:
     """SDK-like ingestion for BESIDE_SECONDS into the default project (no rules), first alone,
     then while the judge works through a backlog in its own project: the backlog's rule has a
-    delay, so its BESIDE_BACKLOG jobs are queued before the run and all due when it starts."""
+    delay, so its BESIDE_BACKLOG jobs are queued before the run and all due when it starts. Each
+    run begins once the stack is at rest (the merges of what ran before are over)."""
     load = sdk_batch_load()
+    await quiet()
     alone = await sustained(load, BESIDE_SECONDS)
     name = _unique("bench-beside")
-    delay = 20.0
+    delay = 120.0
     with LlmStandIn(latency=0.05) as llm:
         async with _client(judge) as client, _judging(client, llm.base_url, name, int(delay * 1e3)):
             queued_at = time.monotonic()
             await _queue(client, name, BESIDE_BACKLOG)
+            await quiet(longest=delay - 10)  # both runs begin on a stack at rest
             await asyncio.sleep(max(0.0, queued_at + delay - time.monotonic()))
             started = time.monotonic()
             busy = await sustained(load, BESIDE_SECONDS)

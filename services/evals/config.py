@@ -29,10 +29,10 @@ class EvalsConfig(GrpcServiceSettings, KafkaClientSettings):
     judge_max_attempts: int = 5
     judge_timeout_seconds: float = 60.0
     # The judge yields to ingestion (services/evals/writer_load.py): while the query writer is
-    # more than this many records (requests' per-partition event groups) behind, at most
-    # judge_busy_jobs jobs are in flight.
+    # more than this many records (requests' per-partition event groups) behind, jobs are
+    # claimed in rounds of at most judge_busy_jobs, one round a second.
     judge_yield_lag_records: int = 50
-    judge_busy_jobs: int = 2
+    judge_busy_jobs: int = 50
 
     def __post_init__(self) -> None:
         super(EvalsConfig, self).__post_init__()

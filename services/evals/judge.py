@@ -66,6 +66,8 @@ CLAIM_SHARE = 4
 RESULTS_PER_CALL = 100
 COMPLETIONS_PER_STATEMENT = 500
 LINGER_SECONDS = 0.02
+# While the query writer is behind, jobs are claimed at most this often (see _claimable).
+BUSY_ROUND_SECONDS = 1.0
 _NAMESPACE = uuid.UUID("8f0c6d55-0f51-4f7e-9f0a-3c1b2f2a7e11")
 _RPC_TIMEOUT = 10.0
 
@@ -117,9 +119,11 @@ class JudgeWorker:
         # Jobs claimed and not yet finished, over all connections: more than the calls in flight,
         # since a job also waits for its target's lookup and for ingestion.
         self._max_claimed = concurrency * CLAIMS_PER_CALL
-        # While the query writer is behind, only this many (services/evals/writer_load.py).
+        # While the query writer is behind (services/evals/writer_load.py), jobs are claimed in
+        # rounds of at most this many, a round at most every BUSY_ROUND_SECONDS.
         self._writer = writer
         self._busy_jobs = min(busy_jobs, self._max_claimed)
+        self._next_round = 0.0
         # A job whose worker died is claimed again once this has passed since its claim: a
         # claimed job may wait for the calls of the jobs claimed before it on its connection.
         self._lease = CLAIMS_PER_CALL * timeout + 5
@@ -137,14 +141,19 @@ class JudgeWorker:
         while not stop.is_set():
             self._wake.clear()
             free = self._claimable()
+            if free and self._writer.busy():
+                self._next_round = time.monotonic() + BUSY_ROUND_SECONDS
             jobs = await self._claim(free) if free else []
             for job in jobs:
                 task = asyncio.create_task(self._run_one(job))
                 self._tasks.add(task)
                 task.add_done_callback(self._finished)
             if len(jobs) < free or not free:  # nothing more is due, or too little room: wait
+                until_round = self._next_round - time.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                    await asyncio.wait_for(
+                        self._wake.wait(), until_round if 0 < until_round < 0.5 else 0.5
+                    )
         # Jobs in flight finish within the drain; those that do not are claimed again after
         # their lease, and their scores keep their ids.
         if self._tasks:
@@ -154,11 +163,15 @@ class JudgeWorker:
 
     def _claimable(self) -> int:
         """How many jobs to claim now: none until a CLAIM_SHARE-th of the jobs allowed in flight
-        is free (unless none runs), so that one statement claims many. Fewer are allowed while
-        the query writer is behind."""
-        limit = self._busy_jobs if self._writer.busy() else self._max_claimed
-        free = limit - len(self._tasks)
-        return free if free >= max(1, limit // CLAIM_SHARE) or not self._tasks else 0
+        is free (unless none runs), so that one statement claims many. While the query writer is
+        behind, a round's worth once its time has come: the jobs of a round read their targets,
+        ingest their results and complete as one call each, so judging costs the query service
+        a few queries a second rather than a few per job."""
+        if self._writer.busy():
+            free = self._busy_jobs - len(self._tasks)
+            return free if free > 0 and time.monotonic() >= self._next_round else 0
+        free = self._max_claimed - len(self._tasks)
+        return free if free >= max(1, self._max_claimed // CLAIM_SHARE) or not self._tasks else 0
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -370,18 +383,23 @@ class ShortCache:
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
-        self._entries: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self._entries: dict[tuple[str, ...], tuple[float, asyncio.Future[Any]]] = {}
 
     async def get(self, key: tuple[str, ...], load: Callable[[], Awaitable[T]]) -> T:
+        """The value of `key`: loaded once for all who ask at the same time (a round of jobs
+        asks together), and again once `ttl` has passed or after a failed load."""
         now = time.monotonic()
         entry = self._entries.get(key)
-        if entry is not None and now - entry[0] < self._ttl:
-            return cast(T, entry[1])
-        value = await load()
-        if len(self._entries) > 10_000:
-            self._entries.clear()
-        self._entries[key] = (now, value)
-        return value
+        if entry is None or now - entry[0] >= self._ttl:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            entry = self._entries[key] = (now, asyncio.ensure_future(load()))
+        try:
+            return cast(T, await asyncio.shield(entry[1]))
+        except Exception:
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+            raise
 
 
 def render(

@@ -134,9 +134,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
                 cursor_meta=common_pb2.CursorMeta(next_cursor=cursor),
             )
         page, limit = _page(request.page)
-        rows, total = await self._store.page_of(
-            "observation", project_id, where, "start_time DESC, id DESC", limit, (page - 1) * limit
-        )
+        known = _known_observations(request) if page == 1 else None
+        rows = await self._store.observations_among(project_id, *known) if known else []
+        if known and len(rows) <= limit:  # else (an id in many traces) as any other page
+            total = len(rows)
+        else:
+            rows, total = await self._store.page_of(
+                "observation", project_id, where, "start_time DESC, id DESC", limit,
+                (page - 1) * limit,
+            )  # fmt: skip
         return query_pb2.ListObservationsResponse(
             observations_json=[orjson.dumps(observation_view(r, project_id)) for r in rows],
             page_meta=_page_meta(page, limit, total),
@@ -363,6 +369,21 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     async def _entries(self, project_id: str) -> list[dict[str, Any]]:
         """The project's models first, then the built-in ones."""
         return [*await self._models.entries(project_id), *self._catalogs.default_entries]
+
+
+def _known_observations(
+    request: query_pb2.ListObservationsRequest,
+) -> tuple[list[str], list[str]] | None:
+    """The trace ids and ids of a list request that only looks up known observations, or None."""
+    given = {f.key: list(f.values) for f in request.filters}
+    if (
+        request.filter_json
+        or request.HasField("time_range")
+        or set(given) != {"traceId", "id"}
+        or not all(given.values())
+    ):
+        return None
+    return given["traceId"], given["id"]
 
 
 def _where(

@@ -207,3 +207,23 @@ async def test_an_observation_by_id_is_that_of_a_scan_by_id(store: TraceStore) -
     # ones found, the deleted traces' ones missing beside the other project's and the unknown id.
     assert found > 75
     assert len(ids) - found > 6
+
+
+async def test_a_lookup_of_known_observations_is_the_page_of_those_ids_and_traces(
+    store: TraceStore,
+) -> None:
+    """The judge's batched reads: observations by trace and id, of live, updated and deleted
+    traces, with ids of no trace asked and an unknown one, newest first as a list page."""
+    traces = await trace_ids(store)
+    of_traces = await store._ch.select(
+        "SELECT id FROM observations WHERE trace_id IN {t:Array(String)} ORDER BY id LIMIT 80",
+        {"t": traces},
+    )
+    others = await store._ch.select(
+        "SELECT id FROM observations WHERE project_id = {p:String} ORDER BY id LIMIT 5", {"p": P}
+    )
+    ids = [row["id"] for row in of_traces + others] + ["no-such-observation"]
+    where = filtered(OBSERVATION_FILTER_COLUMNS, traceId=traces, id=ids)
+    expected, _ = await plain_page(store, "observations", where, OBSERVATION_ORDER, 100, 0)
+    assert await store.observations_among(P, traces, ids) == expected
+    assert len(expected) > 40
