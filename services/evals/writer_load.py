@@ -2,8 +2,8 @@
 yields to ingestion. On a shared machine every judge job costs the writer a score, a trace and a
 generation to write and the query service its target's reads (~5 ms of CPU per job in all, most
 of it there): judging a backlog at full speed took a third of ingestion's rate. While the
-writer's group is more than `threshold` records behind, the judge keeps only a few jobs in
-flight (services/evals/judge.py); its jobs wait in PostgreSQL and lose nothing.
+writer's group is more than `threshold` records behind, the judge claims jobs in small rounds,
+one a second (services/evals/judge.py); the others wait in PostgreSQL and lose nothing.
 
 The lag is read once a second (the group's commits against the topic's end offsets). When it
 cannot be read (Kafka away, at start too), the judge is not held back: ingestion cannot be

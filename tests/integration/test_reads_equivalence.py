@@ -226,4 +226,4 @@ async def test_a_lookup_of_known_observations_is_the_page_of_those_ids_and_trace
     where = filtered(OBSERVATION_FILTER_COLUMNS, traceId=traces, id=ids)
     expected, _ = await plain_page(store, "observations", where, OBSERVATION_ORDER, 100, 0)
     assert await store.observations_among(P, traces, ids) == expected
-    assert len(expected) > 40
+    assert 0 < len(expected) < len(ids)  # found ones, and missing ones (the unknown id at least)
