@@ -525,15 +525,20 @@ async def sdk_rows(load: Load) -> tuple[Sustained, list[Row]]:
 
 async def ingest_rows() -> list[Row]:
     """The SDK-like workload (the headline figures, with the stage table), then the one-trace
-    shape; visibility idle and under SDK-like OTLP load at 80 % of its measured rate."""
+    shape; visibility idle and under SDK-like OTLP load at 80 % of its measured rate. Each run
+    and the idle visibility begin on a stack at rest (the merges of the run before are over)."""
+    await quiet()
     otlp_run, rows = await sdk_rows(sdk_otlp_load(INGEST_SECONDS * 12_000))
     MEASURED["ingest_rate"] = otlp_run.end_to_end
+    await quiet()
     rows += (await sdk_rows(sdk_batch_load()))[1]
     rows.append(("query service (writer) RSS after the SDK-like sustained runs",
                  f"{query_rss_mib():.0f} MiB", ""))  # fmt: skip
     for load in (otlp_load(prepared=int(INGEST_SECONDS * 150)), batch_load()):
+        await quiet()
         rows += throughput_rows(load, await sustained(load))
     rate = 0.8 * otlp_run.end_to_end
+    await quiet()
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         idle = await visibility_p95(client)
         background = asyncio.create_task(
