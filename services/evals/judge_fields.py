@@ -97,7 +97,7 @@ def at_path(value: Any, path: str | None) -> Any:
     return value
 
 
-def _list_window(limit: int, cursor: str) -> tuple[int, int]:
+def list_window(limit: int, cursor: str) -> tuple[int, int]:
     """(limit, offset) of a cursor list; the cursor is the next offset, opaque to clients."""
     if not 1 <= limit <= MAX_LIMIT:
         raise invalid(f"limit must be between 1 and {MAX_LIMIT}")
@@ -112,7 +112,7 @@ def _list_window(limit: int, cursor: str) -> tuple[int, int]:
     return limit, offset
 
 
-def _next_cursor(limit: int, offset: int, fetched: int) -> str:
+def next_cursor(limit: int, offset: int, fetched: int) -> str:
     """The cursor after a page fetched with limit + 1 rows; '' on the last page."""
     if fetched <= limit:
         return ""
@@ -124,9 +124,9 @@ async def cursor_page(
 ) -> tuple[list[asyncpg.Record], str]:
     """A page of a cursor list and the next cursor; `sql` takes `params`, then LIMIT and OFFSET
     (one row more than the page is read, to tell whether another page follows)."""
-    limit, offset = _list_window(limit, cursor)
+    limit, offset = list_window(limit, cursor)
     rows = await db.fetch(sql, *params, limit + 1, offset)
-    return rows[:limit], _next_cursor(limit, offset, len(rows))
+    return rows[:limit], next_cursor(limit, offset, len(rows))
 
 
 async def numbered_page(
