@@ -291,10 +291,10 @@ async def test_health_follows_a_store_that_stops_and_starts_answering() -> None:
 
 
 async def bounded_batches(
-    kafka: KafkaCluster, topic: str, records: int, **bounds: Any
+    kafka: KafkaCluster, topic: str, records: int, fetched: list[int] | None = None, **bounds: Any
 ) -> list[list[str]]:
     """The batches a consumer with these `ConsumerSettings` bounds hands over until `records`
-    records are handled."""
+    records are handled; `fetched` gets the offset of every record it took from the broker."""
     batches: list[list[str]] = []
 
     async def handle(batch: Sequence[str]) -> None:
@@ -304,7 +304,17 @@ async def bounded_batches(
     producer = make_producer(kafka, "dlq")
     await producer.start()
     bounded = dataclasses.replace(settings(kafka, topic, unique("it.group")), **bounds)
-    task = asyncio.create_task(BatchConsumer(bounded, decode, handle, producer).run(stop))
+    consumer = BatchConsumer(bounded, decode, handle, producer)
+    if fetched is not None:
+        getmany = consumer._consumer.getmany
+
+        async def counted(*args: Any, **kwargs: Any) -> dict[TopicPartition, list[Record]]:
+            got = await getmany(*args, **kwargs)
+            fetched.extend(record.offset for records in got.values() for record in records)
+            return got
+
+        consumer._consumer.getmany = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(consumer.run(stop))
     try:
         await eventually(now(lambda: sum(map(len, batches))), lambda n: n >= records)
     finally:
@@ -322,6 +332,19 @@ async def test_a_batch_ends_at_its_byte_bound_and_the_rest_follows_in_order(
     batches = await bounded_batches(kafka, topic, 10, max_bytes=250, linger_ms=500)
     assert [len(batch) for batch in batches] == [3, 3, 3, 1]
     assert [value for batch in batches for value in batch] == [v.decode() for v in values]
+
+
+async def test_records_past_the_byte_bound_are_not_fetched_again(
+    kafka: KafkaCluster, topic: str
+) -> None:
+    # A writer behind on the topic fetches up to 8 MiB per partition and keeps a batch's worth:
+    # the rest waits in memory for the next batches instead of being fetched again.
+    values = [f"{n:03d}".encode() * 33 for n in range(10)]  # 99 bytes each
+    await produce(kafka, topic, values)
+    fetched: list[int] = []
+    batches = await bounded_batches(kafka, topic, 10, fetched, max_bytes=250, linger_ms=500)
+    assert [value for batch in batches for value in batch] == [v.decode() for v in values]
+    assert sorted(fetched) == list(range(10))
 
 
 async def test_the_byte_bound_counts_what_record_bytes_says_a_record_holds(
