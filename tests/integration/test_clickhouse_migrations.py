@@ -115,3 +115,26 @@ async def test_traces_move_to_the_small_granule_table_with_their_data(tmp_path: 
     assert table["sorting_key"] == "project_id, toDate(timestamp), id"
     assert "index_granularity_bytes = 1048576" in table["create_table_query"]
     assert leftovers == []
+
+
+async def test_inputs_and_outputs_change_codec_and_keep_their_data(tmp_path: Path) -> None:
+    clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
+    migrations = load_migrations(MIGRATIONS / "clickhouse")
+    try:
+        await migrate(ClickHouseTarget(clickhouse), [m for m in migrations if m.version < 13])
+        await clickhouse.execute(
+            "INSERT INTO observations (project_id, id, trace_id, type, name, start_time, input,"
+            " output, created_at, updated_at, event_ts) VALUES ('p', 'o1', 't1', 'SPAN', 'kept',"
+            " now64(3), '\"in\"', '\"out\"', now64(3), now64(3), now64(3))"
+        )
+        await migrate(ClickHouseTarget(clickhouse), migrations)
+        rows = await clickhouse.select("SELECT input, output FROM observations")
+        codecs = await clickhouse.select(
+            "SELECT table, name, compression_codec FROM system.columns WHERE database ="
+            " currentDatabase() AND table IN ('traces', 'observations')"
+            " AND name IN ('input', 'output') ORDER BY table, name"
+        )
+    finally:
+        clickhouse.close()
+    assert rows == [{"input": '"in"', "output": '"out"'}]
+    assert [c["compression_codec"] for c in codecs] == ["CODEC(ZSTD(1))"] * 4
