@@ -359,18 +359,16 @@ class BatchConsumer(Generic[T]):
         """The next batch: the records carried from the last poll, then fetched ones. The
         consumer's position is past the carried records, so what it fetches follows them."""
         settings = self._settings
-        # Copies: the carried records stay until the batch is formed (a fetch may raise).
-        batches = {tp: list(records) for tp, records in self._carried.items()}
+        # A fetch that raises ends `run`, and the carried records with it: nothing is committed
+        # past them, so the partition's next owner reads them again.
+        batches, self._carried = self._carried, {}
+        if not batches:
+            batches = await self._consumer.getmany(
+                timeout_ms=settings.max_wait_ms, max_records=settings.max_records
+            )
         measure = settings.record_bytes
         count = sum(len(records) for records in batches.values())
         size = sum(measure(r.value or b"") for records in batches.values() for r in records)
-        if count < settings.max_records and (size < settings.max_bytes or not settings.max_bytes):
-            self._add(batches, await self._consumer.getmany(
-                timeout_ms=0 if count else settings.max_wait_ms,
-                max_records=settings.max_records - count,
-            ))  # fmt: skip
-            count = sum(len(records) for records in batches.values())
-            size = sum(measure(r.value or b"") for records in batches.values() for r in records)
         deadline = time.monotonic() + settings.linger_ms / 1000
         while (
             0 < count < settings.max_records
@@ -380,18 +378,11 @@ class BatchConsumer(Generic[T]):
             more = await self._consumer.getmany(
                 timeout_ms=max(int(left * 1000), 1), max_records=settings.max_records - count
             )
-            self._add(batches, more)
-            count += sum(len(records) for records in more.values())
-            size += sum(measure(r.value or b"") for records in more.values() for r in records)
-        self._carried = {}
+            for tp, records in more.items():
+                batches.setdefault(tp, []).extend(records)
+                count += len(records)
+                size += sum(measure(r.value or b"") for r in records)
         return self._within_bytes(batches) if settings.max_bytes else batches
-
-    @staticmethod
-    def _add(
-        batches: dict[TopicPartition, list[Record]], more: dict[TopicPartition, list[Record]]
-    ) -> None:
-        for tp, records in more.items():
-            batches.setdefault(tp, []).extend(records)
 
     def _within_bytes(
         self, batches: dict[TopicPartition, list[Record]]
@@ -408,11 +399,6 @@ class BatchConsumer(Generic[T]):
                 kept.setdefault(tp, []).append(record)
                 size += self._settings.record_bytes(record.value or b"")
         return kept
-
-    def _drop_carried(self) -> None:
-        """On a rebalance: positions restart from the committed offsets, which the carried
-        records are past, so they are fetched again by whoever owns their partitions."""
-        self._carried = {}
 
     async def _process(self, batches: dict[TopicPartition, list[Record]]) -> None:
         decoded: list[tuple[Record, T]] = []
@@ -540,7 +526,9 @@ class _DrainOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self._consumer._batch_lock:
-            self._consumer._drop_carried()
+            # Positions restart from the committed offsets, which carried records are past:
+            # whoever owns their partitions next fetches them again.
+            self._consumer._carried = {}
             self._rebalanced()
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
