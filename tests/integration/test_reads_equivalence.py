@@ -227,3 +227,31 @@ async def test_a_lookup_of_known_observations_is_the_page_of_those_ids_and_trace
     expected, _ = await plain_page(store, "observations", where, OBSERVATION_ORDER, 100, 0)
     assert await store.observations_among(P, traces, ids) == expected
     assert 0 < len(expected) < len(ids)  # found ones, and missing ones (the unknown id at least)
+
+
+async def test_a_newest_page_is_the_plain_querys_when_the_newest_stored_rows_are_deleted(
+    store: TraceStore,
+) -> None:
+    """Newest-first pages start from the day of a newest stored row counted without FINAL, so
+    tombstones (and older versions) there must only widen the window: here every trace but the
+    five oldest is deleted, so the newest stored rows are all tombstones."""
+    project = "mostly-deleted-project"
+    for table in ("traces", "observations"):
+        await store._ch.execute(
+            f"INSERT INTO {table} SELECT * REPLACE ('{project}' AS project_id) FROM"
+            f" (SELECT * FROM {table} FINAL WHERE project_id = 'other-project')"
+        )
+    traces = await store._ch.select(
+        "SELECT id FROM traces FINAL WHERE project_id = {p:String} ORDER BY timestamp, id",
+        {"p": project},
+    )
+    assert len(traces) > 30
+    await store.delete_traces(project, [row["id"] for row in traces[5:]])
+    for table, order in (("traces", TRACE_ORDER), ("observations", OBSERVATION_ORDER)):
+        for limit, offset in ((5, 0), (20, 0), (10, 15)):
+            expected = await store._ch.select(
+                f"SELECT * FROM {current(table, '1')} ORDER BY {order}"
+                f" LIMIT {limit} OFFSET {offset}",
+                {"project_id": project},
+            )
+            assert await store._page(table, project, Where(), order, limit, offset) == expected
