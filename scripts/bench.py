@@ -329,14 +329,19 @@ def sdk_batch_load() -> Load:
 
 
 async def send_for(
-    load: Load, seconds: float, rate: float = 0, authorization: str = BASIC_AUTH
+    load: Load,
+    seconds: float,
+    rate: float = 0,
+    authorization: str = BASIC_AUTH,
+    until: asyncio.Event | None = None,
 ) -> int:
-    """Observations sent by SENDERS concurrent senders within `seconds`, as fast as the stack
-    answers, or paced to `rate` observations/s, to the project of `authorization` (the default
-    project's). aiohttp, not httpx: it costs the shared cores about half as much per request,
-    which is the stack's to use."""
+    """Observations sent by SENDERS concurrent senders within `seconds` (or until `until` is
+    set), as fast as the stack answers, or paced to `rate` observations/s, to the project of
+    `authorization` (the default project's). aiohttp, not httpx: it costs the shared cores about
+    half as much per request, which is the stack's to use."""
     sent = 0
     deadline = time.perf_counter() + seconds
+    until = until or asyncio.Event()
     headers = {"Authorization": authorization}
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(GATEWAY, headers=headers, timeout=timeout) as session:
@@ -344,7 +349,7 @@ async def send_for(
         async def sender() -> None:
             nonlocal sent
             next_at = time.perf_counter()
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and not until.is_set():
                 body = load.fresh()
                 async with session.post(load.path, data=body.data,
                                         headers=load.headers) as response:  # fmt: skip
@@ -472,6 +477,14 @@ async def throughput(load: Load) -> tuple[float, float]:
     return run.accepted, run.end_to_end
 
 
+# Visibility under load: probes one after another (a p95 of 40 rather than of 20, which was
+# their maximum and moved by ±1.5 s between runs), the load begun LOAD_WARMUP seconds before
+# the first and lasting until the last (LOADED_SECONDS at most).
+LOADED_PROBES = 40
+LOAD_WARMUP = 5.0
+LOADED_SECONDS = 300.0
+
+
 async def visibility_p95(client: httpx.AsyncClient, probes: int = 40, poll: float = 0.01) -> float:
     """From the 2xx of a 5-span export to its trace readable through GET /traces/{id} and its
     observations through GET /v2/observations, p95 in ms, polling every `poll` seconds."""
@@ -541,11 +554,20 @@ async def ingest_rows() -> list[Row]:
     await quiet()
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         idle = await visibility_p95(client)
+        # The load runs from LOAD_WARMUP before the first probe until the last one is done:
+        # probes on a stack quieting after its load would flatter the figure.
+        probes_done = asyncio.Event()
         background = asyncio.create_task(
-            send_for(sdk_otlp_load(rate * INGEST_SECONDS / 2), INGEST_SECONDS / 2, rate=rate)
-        )
+            send_for(sdk_otlp_load(rate * INGEST_SECONDS * 2), LOADED_SECONDS, rate=rate,
+                     until=probes_done)
+        )  # fmt: skip
+        await asyncio.sleep(LOAD_WARMUP)
         # Polled every 50 ms: tight polling would itself load the stack it measures.
-        loaded = await visibility_p95(client, probes=20, poll=0.05)
+        loaded = await visibility_p95(client, probes=LOADED_PROBES, poll=0.05)
+        if background.done():
+            await background  # its error, if it failed
+            raise RuntimeError(f"the load ended before the last of {LOADED_PROBES} probes")
+        probes_done.set()
         await background
     return [
         ("visibility, 2xx -> trace and v2 observations readable, idle, p95", f"{idle:.0f} ms",
