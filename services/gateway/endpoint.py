@@ -3,7 +3,7 @@ makes one backend call and shapes the answer; `endpoint` does the authentication
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote_to_bytes
 
 import orjson
@@ -62,7 +62,12 @@ async def read_json(request: Request) -> Any:
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
+@overload
+def query_int(request: Request, name: str, default: int) -> int: ...
+@overload
+def query_int(request: Request, name: str, default: None = None) -> int | None: ...
 def query_int(request: Request, name: str, default: int | None = None) -> int | None:
+    """An integer query parameter, `default` when absent or empty; 400 when not an int32."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
@@ -77,8 +82,8 @@ def query_int(request: Request, name: str, default: int | None = None) -> int | 
 
 def page_params(request: Request, default_limit: int) -> tuple[int, int]:
     """Langfuse's page/limit: page ≥ 1, limit 1..100 (over 100 is a 400, not a silent cap)."""
-    page = query_int(request, "page", 1) or 1
-    limit = query_int(request, "limit", default_limit) or default_limit
+    page = query_int(request, "page", 1)
+    limit = query_int(request, "limit", default_limit)
     if page < 1 or not 1 <= limit <= 100:
         raise ApiError(400, "Invalid request data: page must be ≥ 1 and limit between 1 and 100")
     return page, limit

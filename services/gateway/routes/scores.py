@@ -79,7 +79,7 @@ async def list_scores_v2(request: Request, scope: ProjectScope) -> Response:
 
 
 async def list_scores_v3(request: Request, scope: ProjectScope) -> Response:
-    limit = query_int(request, "limit", 50) or 50
+    limit = query_int(request, "limit", 50)
     if not 1 <= limit <= 100:
         raise ApiError(400, "Invalid request data: limit must be between 1 and 100")
     filters = [query_pb2.Filter(key=n, values=query_csv(request, n)) for n in _V3_LIST_FILTERS

@@ -99,7 +99,7 @@ async def list_observations(request: Request, scope: ProjectScope) -> Response:
 async def list_observations_v2(request: Request, scope: ProjectScope) -> Response:
     if request.query_params.get("parseIoAsJson", "").lower() == "true":
         raise ApiError(400, "Invalid request data: parseIoAsJson is not supported")
-    limit = query_int(request, "limit", 50) or 50
+    limit = query_int(request, "limit", 50)
     if not 1 <= limit <= _V2_MAX_LIMIT:
         raise ApiError(400, f"Invalid request data: limit must be between 1 and {_V2_MAX_LIMIT}")
     message = query_pb2.ListObservationsRequest(

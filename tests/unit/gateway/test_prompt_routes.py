@@ -83,5 +83,9 @@ async def test_malformed_create_bodies_are_400_never_500(client: httpx.AsyncClie
         assert response.json()["error"] == "InvalidRequestError"
 
 
-async def test_list_limit_over_100_is_400(client: httpx.AsyncClient) -> None:
-    assert (await client.get(f"{BASE}?limit=101", headers=AUTH)).status_code == 400
+async def test_list_page_and_limit_out_of_range_are_400(client: httpx.AsyncClient) -> None:
+    """As Langfuse's page ≥ 1; a limit of 0 is refused too, not read as the default."""
+    for query in ("limit=101", "limit=0", "page=0", "page=-1"):
+        response = await client.get(f"{BASE}?{query}", headers=AUTH)
+        assert response.status_code == 400, query
+        assert response.json()["error"] == "InvalidRequestError"
