@@ -1,6 +1,7 @@
 """Public-API filters and ordering turned into SQL conditions with bound parameters. Only
 allow-listed columns reach SQL; values are always parameters. Pure."""
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,30 +41,45 @@ TRACE_ORDER = TRACE.sort_columns()
 
 @dataclass
 class Where:
-    """Conditions joined with AND, and their parameters."""
+    """Conditions joined with AND, and their parameters; and whether every condition is `keyed`:
+    on columns of the table's sort key, which every version of a row shares, so that they may
+    select rows before FINAL merges them (see store.current_by_key)."""
 
     conditions: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    keyed: bool = True
 
-    def add(self, condition: str, **params: Any) -> None:
+    def add(self, condition: str, *, keyed: bool = False, **params: Any) -> None:
         self.conditions.append(condition)
         self.params.update(params)
+        self.keyed = self.keyed and keyed
 
     def sql(self) -> str:
         return " AND ".join(self.conditions) if self.conditions else "1"
 
+    @property
+    def by_key(self) -> bool:
+        """Whether it has conditions and all of them are keyed."""
+        return bool(self.conditions) and self.keyed
+
 
 def equality_filters(
-    where: Where, columns: dict[str, tuple[str, str]], given: dict[str, list[str]]
+    where: Where,
+    columns: dict[str, tuple[str, str]],
+    given: dict[str, list[str]],
+    keys: Collection[str] = (),
 ) -> None:
-    """The query-parameter filters: a value of a text column, or all values of an array column."""
+    """The query-parameter filters: a value of a text column, or all values of an array column.
+    Those on a column in `keys` (the table's sort key) are keyed."""
     for index, (name, values) in enumerate(sorted(given.items())):
         column, kind = columns.get(name, ("", ""))
         if kind not in ("string", "array"):
             raise InvalidArgument(f"Unknown filter: {name}")
         bare, value = bare_column(column), f"{{f{index}:Array(String)}}"
         condition = f"hasAll({bare}, {value})" if kind == "array" else f"{bare} IN {value}"
-        where.add(_through_relation(column, condition), **{f"f{index}": values})
+        where.add(
+            _through_relation(column, condition), keyed=column in keys, **{f"f{index}": values}
+        )
 
 
 def storable(moment: datetime) -> datetime:

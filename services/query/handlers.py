@@ -30,7 +30,7 @@ from services.query.filters import (
 )
 from services.query.metrics import trace_metrics
 from services.query.models import ModelCatalogs, ModelStore, model_document, new_entry
-from services.query.store import DAYS_OF_TRACES, TraceStore
+from services.query.store import DAYS_OF_TRACES, KEY_COLUMNS, SORT_KEYS, TraceStore
 from services.query.views import (
     TRACE_GROUPS,
     V2_TRACE_GROUPS,
@@ -82,7 +82,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
     ) -> query_pb2.ListTracesResponse:
         project_id = scope_from(context).project_id
         page, limit = _page(request.page)
-        where = _where(request, TRACE_FILTER_COLUMNS, "timestamp")
+        where = _where(request, TRACE_FILTER_COLUMNS, "traces")
         order = order_by(request.order_by, TRACE_ORDER, "timestamp DESC, id DESC")
         groups = set(request.fields) or TRACE_GROUPS
         if unknown := groups - TRACE_GROUPS:
@@ -108,10 +108,10 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListObservationsRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListObservationsResponse:
         project_id = scope_from(context).project_id
-        where = _where(request, OBSERVATION_FILTER_COLUMNS, "start_time")
+        where = _where(request, OBSERVATION_FILTER_COLUMNS, "observations")
         trace_ids = {f.key: list(f.values) for f in request.filters}.get("traceId")
         if trace_ids and not request.filter_json:  # as _where reads them
-            where.add(DAYS_OF_TRACES, traces=trace_ids)
+            where.add(DAYS_OF_TRACES, keyed=True, traces=trace_ids)
         if request.HasField("cursor"):
             limit, offset = _cursor(request.cursor)
             rows, more = await self._store.window(
@@ -207,7 +207,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):  # type: ignore[misc]
         self, request: query_pb2.ListScoresRequest, context: grpc.aio.ServicerContext
     ) -> query_pb2.ListScoresResponse:
         project_id = scope_from(context).project_id
-        where = _where(request, SCORE_FILTER_COLUMNS, "timestamp")
+        where = _where(request, SCORE_FILTER_COLUMNS, "scores")
         order = "timestamp DESC, id DESC"
         if request.HasField("cursor"):
             limit, offset = _cursor(request.cursor)
@@ -391,7 +391,7 @@ def _where(
     | query_pb2.ListObservationsRequest
     | query_pb2.ListScoresRequest,
     columns: dict[str, tuple[str, str]],
-    time_column: str,
+    table: str,
 ) -> Where:
     """A list request's filters: its `filter` parameter when given (which, as in Langfuse,
     replaces the others), else its query-parameter filters and time range."""
@@ -399,8 +399,9 @@ def _where(
     if request.filter_json:
         json_filters(where, columns, request.filter_json)
     else:
-        equality_filters(where, columns, {f.key: list(f.values) for f in request.filters})
-        _time_range(where, time_column, request.time_range)
+        given = {f.key: list(f.values) for f in request.filters}
+        equality_filters(where, columns, given, KEY_COLUMNS[table])
+        _time_range(where, SORT_KEYS[table][0], request.time_range)
     return where
 
 

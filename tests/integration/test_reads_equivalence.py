@@ -18,7 +18,7 @@ from services.query.filters import (
     Where,
     equality_filters,
 )
-from services.query.store import DAYS_OF_TRACES, TraceStore, current
+from services.query.store import DAYS_OF_TRACES, KEY_COLUMNS, TraceStore, current
 
 P = "reads-project"
 
@@ -69,9 +69,11 @@ async def plain_page(
     return rows, int(count["total"])
 
 
-def filtered(columns: dict[str, tuple[str, str]], **given: list[str]) -> Where:
+def filtered(
+    columns: dict[str, tuple[str, str]], keys: list[str] | None = None, **given: list[str]
+) -> Where:
     where = Where()
-    equality_filters(where, columns, given)
+    equality_filters(where, columns, given, keys or ())
     return where
 
 
@@ -139,10 +141,16 @@ async def test_observations_and_scores_by_trace_are_those_of_a_scan_by_trace_id(
             {"project_id": P, "t": trace_id},
         )
         assert await store.scores_of(P, trace_id) == expected, trace_id
-        where = filtered(OBSERVATION_FILTER_COLUMNS, traceId=[trace_id])
+        # As the handler asks for a trace's observations: keyed conditions, read in one pass.
+        where = filtered(
+            OBSERVATION_FILTER_COLUMNS, KEY_COLUMNS["observations"], traceId=[trace_id]
+        )
         plain = await plain_page(store, "observations", where, OBSERVATION_ORDER, 50, 0)
-        where.add(DAYS_OF_TRACES, traces=[trace_id])  # as the handler narrows it
+        where.add(DAYS_OF_TRACES, keyed=True, traces=[trace_id])
+        assert where.by_key
         assert await store.page_of("observation", P, where, OBSERVATION_ORDER, 50, 0) == plain
+        window, more = await store.window("observation", P, where, OBSERVATION_ORDER, 3, 1)
+        assert (window, more) == (plain[0][1:4], len(plain[0]) > 4)
 
 
 async def test_trace_rollups_are_those_of_a_scan_by_trace_id(store: TraceStore) -> None:
