@@ -24,7 +24,9 @@ SORT_KEYS = {
 KEY_COLUMNS = {table: key.split(", ")[1:] for table, (_, key) in SORT_KEYS.items()}
 # Unfiltered newest-first pages start from the newest (offset + limit) × NEWEST_MARGIN stored
 # rows (see TraceStore._newest); stored rows overcount current ones (older versions, tombstones).
+# Deeper pages, whose keys would be many thousands of parameters, take the general path.
 NEWEST_MARGIN = 2
+NEWEST_DEEPEST = 1_000
 # Observations of the traces in {traces:Array(String)}, with the days those traces have
 # observations on looked up first (observation_days, by primary key): ClickHouse then reads only
 # the (project, day, trace) ranges of observations instead of every granule's bloom filter.
@@ -181,7 +183,8 @@ class TraceStore:
         conditions selecting rows before FINAL (~30 against ~50 ms at 10 M observations)."""
         time_column, key = SORT_KEYS[table]
         params = {**where.params, "project_id": project_id, "limit": limit, "offset": offset}
-        if order == f"{time_column} DESC, id DESC" and not where.conditions:
+        newest_first = order == f"{time_column} DESC, id DESC" and not where.conditions
+        if newest_first and offset + limit <= NEWEST_DEEPEST:
             rows = await self._newest(table, project_id, limit, offset)
             if rows is not None:
                 return rows
@@ -233,10 +236,10 @@ class TraceStore:
             return []
         params["days"] = sorted({row["day"] for row in newest})
         for column in id_columns:
-            params[column] = sorted({row[column] for row in newest})
+            params[f"newest_{column}"] = sorted({row[column] for row in newest})
         among = " AND ".join(
             [f"{day} IN {{days:Array(Date)}}"]
-            + [f"{column} IN {{{column}:Array(String)}}" for column in id_columns]
+            + [f"{column} IN {{newest_{column}:Array(String)}}" for column in id_columns]
         )
         # Fewer stored rows than asked for: they are all of the project's, and nothing is older.
         newer = ""
