@@ -507,6 +507,26 @@ async def visibility_p95(client: httpx.AsyncClient, probes: int = 40, poll: floa
     return p(delays, 95)
 
 
+async def loaded_visibility_p95(client: httpx.AsyncClient, rate: float) -> float:
+    """`visibility_p95` of LOADED_PROBES probes under SDK-like OTLP load at `rate` obs/s. The
+    load runs from LOAD_WARMUP before the first probe until the last one is done: probes on a
+    stack quieting after its load would flatter the figure."""
+    probes_done = asyncio.Event()
+    background = asyncio.create_task(
+        send_for(sdk_otlp_load(rate * INGEST_SECONDS * 2), LOADED_SECONDS, rate=rate,
+                 until=probes_done)
+    )  # fmt: skip
+    await asyncio.sleep(LOAD_WARMUP)
+    # Polled every 50 ms: tight polling would itself load the stack it measures.
+    loaded = await visibility_p95(client, probes=LOADED_PROBES, poll=0.05)
+    if background.done():
+        await background  # its error, if it failed
+        raise RuntimeError(f"the load ended before the last of {LOADED_PROBES} probes")
+    probes_done.set()
+    await background
+    return loaded
+
+
 def throughput_rows(load: Load, run: Sustained) -> list[Row]:
     return [
         (f"{load.name} accepted ({INGEST_SECONDS:.0f} s, {SENDERS} senders)",
@@ -554,21 +574,7 @@ async def ingest_rows() -> list[Row]:
     await quiet()
     async with httpx.AsyncClient(base_url=GATEWAY, auth=AUTH, timeout=60) as client:
         idle = await visibility_p95(client)
-        # The load runs from LOAD_WARMUP before the first probe until the last one is done:
-        # probes on a stack quieting after its load would flatter the figure.
-        probes_done = asyncio.Event()
-        background = asyncio.create_task(
-            send_for(sdk_otlp_load(rate * INGEST_SECONDS * 2), LOADED_SECONDS, rate=rate,
-                     until=probes_done)
-        )  # fmt: skip
-        await asyncio.sleep(LOAD_WARMUP)
-        # Polled every 50 ms: tight polling would itself load the stack it measures.
-        loaded = await visibility_p95(client, probes=LOADED_PROBES, poll=0.05)
-        if background.done():
-            await background  # its error, if it failed
-            raise RuntimeError(f"the load ended before the last of {LOADED_PROBES} probes")
-        probes_done.set()
-        await background
+        loaded = await loaded_visibility_p95(client, rate)
     return [
         ("visibility, 2xx -> trace and v2 observations readable, idle, p95", f"{idle:.0f} ms",
          "<= 1000 ms"),
