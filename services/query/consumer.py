@@ -163,24 +163,33 @@ class EventWriter:
             for event in batch:
                 grouped[(event.kind, event.project_id, event.entity_id)].append(event.change)
         now = datetime.now(UTC)
-        # Each project's model catalog, fetched at once: a batch spans many projects, and a
-        # catalog past its cache time costs a PostgreSQL round trip.
+        by_kind = {
+            kind: changes
+            for kind in ("trace", "observation", "score")
+            if (changes := {key: c for key, c in grouped.items() if key[0] == kind})
+        }
+        # Everything the merges read, fetched at once before the first insert: each project's
+        # model catalog (a batch spans many projects, and a catalog past its cache time costs a
+        # PostgreSQL round trip) and each kind's stored states (one ClickHouse query per kind),
+        # so that a batch's observations are not also waiting on those reads once its traces
+        # are written and readable.
         projects = sorted({p for k, p, _ in grouped if k == "observation"})
-        found = await asyncio.gather(*(self._catalogs.for_project(p) for p in projects))
+        found, *befores = await asyncio.gather(
+            asyncio.gather(*(self._catalogs.for_project(p) for p in projects)),
+            *(self._states_before(kind, changes) for kind, changes in by_kind.items()),
+        )
         catalogs = dict(zip(projects, found, strict=True))
-        for kind in ("trace", "observation", "score"):
-            changes = {key: c for key, c in grouped.items() if key[0] == kind}
-            if changes:
-                await self._write_kind(kind, changes, catalogs, now)
+        for (kind, changes), before in zip(by_kind.items(), befores, strict=True):
+            await self._write_kind(kind, changes, before, catalogs, now)
 
     async def _write_kind(
         self,
         kind: str,
         changes: dict[Key, list[Change]],
+        before: dict[Key, Merged],
         catalogs: dict[str, Catalog],
         now: datetime,
     ) -> None:
-        before = await self._states_before(kind, changes)
         rows, states = [], {}
         for key, entity_changes in changes.items():
             _, project_id, entity_id = key
