@@ -116,6 +116,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 message.max.bytes=16777216
+# Local disks are small and shared (a day of bench runs left 20 GB of events and filled one):
+# at most ~1 GiB per partition, in 256 MiB segments. Events stay durable in the S3 event log.
+log.retention.bytes=1073741824
+log.segment.bytes=268435456
 PROPS
   cat > "$dir/log4j2.properties" <<PROPS
 rootLogger.level=WARN
