@@ -214,8 +214,8 @@ class TraceStore:
         a current row newer than that last one has its stored version among them, so the
         current rows of these keys newer than it hold the page if there are `wanted` or more.
         The key columns (day, trace, id) narrow the second read to those rows' granules."""
-        time_column, key = SORT_KEYS[table]
-        day, id_columns = key.split(", ")[0], KEY_COLUMNS[table]
+        time_column, _ = SORT_KEYS[table]
+        day, id_columns = f"toDate({time_column})", KEY_COLUMNS[table]
         stored = (offset + limit) * NEWEST_MARGIN
         params: dict[str, Any] = {
             "project_id": project_id, "stored": stored, "last": stored - 1,

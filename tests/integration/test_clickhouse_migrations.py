@@ -33,15 +33,19 @@ async def test_parameters_bind_server_side(tmp_path: Path) -> None:
 
 @asynccontextmanager
 async def migrated_through(
-    tmp_path: Path, version: int, insert: str
+    tmp_path: Path, version: int, table: str, **row: str
 ) -> AsyncIterator[EmbeddedClickHouse]:
-    """A store migrated to just before `version`, holding the rows `insert` writes, then through
-    `version` twice: a rerun of a migration (as after a crash) must leave the same result."""
+    """A store migrated to just before `version`, holding one row of `table` (its columns as SQL
+    literals, its times now), then through `version` twice: a rerun of a migration (as after a
+    crash) must leave the same result."""
     clickhouse = EmbeddedClickHouse(str(tmp_path / "chdb"))
     migrations = load_migrations(MIGRATIONS / "clickhouse")
+    row |= dict.fromkeys(("created_at", "updated_at", "event_ts"), "now64(3)")
     try:
         await migrate(ClickHouseTarget(clickhouse), [m for m in migrations if m.version < version])
-        await clickhouse.execute(insert)
+        await clickhouse.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join(row.values())})"
+        )
         [migration] = [m for m in migrations if m.version == version]
         await migrate(ClickHouseTarget(clickhouse), [migration])
         for statement in migration.statements():
@@ -53,10 +57,8 @@ async def migrated_through(
 
 async def test_observations_move_to_the_trace_sorted_table_with_their_data(tmp_path: Path) -> None:
     async with migrated_through(
-        tmp_path, 4,
-        "INSERT INTO observations (project_id, id, trace_id, type, name, start_time, created_at,"
-        " updated_at, event_ts) VALUES ('p', 'o1', 't1', 'SPAN', 'kept', now64(3), now64(3),"
-        " now64(3), now64(3))",
+        tmp_path, 4, "observations", project_id="'p'", id="'o1'", trace_id="'t1'",
+        type="'SPAN'", name="'kept'", start_time="now64(3)",
     ) as clickhouse:  # fmt: skip
         rows = await clickhouse.select("SELECT id, name FROM observations")
         [table] = await clickhouse.select(
@@ -72,10 +74,8 @@ async def test_scores_move_to_the_id_sorted_table_and_every_table_keeps_merge_cl
     tmp_path: Path,
 ) -> None:
     async with migrated_through(
-        tmp_path, 5,
-        "INSERT INTO scores (project_id, id, timestamp, name, value, data_type, source,"
-        " created_at, updated_at, event_ts) VALUES ('p', 's1', now64(3), 'kept', 1, 'NUMERIC',"
-        " 'API', now64(3), now64(3), now64(3))",
+        tmp_path, 5, "scores", project_id="'p'", id="'s1'", timestamp="now64(3)", name="'kept'",
+        value="1", data_type="'NUMERIC'", source="'API'",
     ) as clickhouse:  # fmt: skip
         rows = await clickhouse.select("SELECT id, name, merge_clocks FROM scores")
         [table] = await clickhouse.select(
@@ -91,10 +91,8 @@ async def test_scores_move_to_the_id_sorted_table_and_every_table_keeps_merge_cl
 
 async def test_traces_move_to_the_small_granule_table_with_their_data(tmp_path: Path) -> None:
     async with migrated_through(
-        tmp_path, 12,
-        "INSERT INTO traces (project_id, id, timestamp, name, tags, input, created_at, updated_at,"
-        " event_ts, merge_clocks) VALUES ('p', 't1', now64(3), 'kept', ['a'], '\"in\"',"
-        " now64(3), now64(3), now64(3), 'clocks')",
+        tmp_path, 12, "traces", project_id="'p'", id="'t1'", timestamp="now64(3)",
+        name="'kept'", tags="['a']", input="'\"in\"'", merge_clocks="'clocks'",
     ) as clickhouse:  # fmt: skip
         rows = await clickhouse.select("SELECT id, name, tags, input, merge_clocks FROM traces")
         [table] = await clickhouse.select(
@@ -111,10 +109,9 @@ async def test_traces_move_to_the_small_granule_table_with_their_data(tmp_path: 
 
 async def test_inputs_and_outputs_change_codec_and_keep_their_data(tmp_path: Path) -> None:
     async with migrated_through(
-        tmp_path, 13,
-        "INSERT INTO observations (project_id, id, trace_id, type, name, start_time, input,"
-        " output, created_at, updated_at, event_ts) VALUES ('p', 'o1', 't1', 'SPAN', 'kept',"
-        " now64(3), '\"in\"', '\"out\"', now64(3), now64(3), now64(3))",
+        tmp_path, 13, "observations", project_id="'p'", id="'o1'", trace_id="'t1'",
+        type="'SPAN'", name="'kept'", start_time="now64(3)", input="'\"in\"'",
+        output="'\"out\"'",
     ) as clickhouse:  # fmt: skip
         rows = await clickhouse.select("SELECT input, output FROM observations")
         codecs = await clickhouse.select(

@@ -25,7 +25,7 @@ from services.gateway.routes.public_api_errors import public_api_endpoint
 
 def cursor_params(request: Request) -> tuple[int, str]:
     """`limit` (default 50; 1-100 is checked by the backend) and the opaque `cursor`."""
-    return query_int(request, "limit", 50) or 0, request.query_params.get("cursor", "")
+    return query_int(request, "limit", 50), request.query_params.get("cursor", "")
 
 
 def cursor_list(items: list[bytes], next_cursor: str) -> Response:
